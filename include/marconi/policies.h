@@ -1,0 +1,59 @@
+// The built-in admission and eviction policies and their configurations.
+#ifndef MARCONI_POLICIES_H_
+#define MARCONI_POLICIES_H_
+
+#include <memory>
+#include <string>
+
+#include "marconi/admission_policy.h"
+#include "marconi/eviction_policy.h"
+#include "marconi/status.h"
+
+namespace marconi {
+
+// Marconi's judicious admission: the branch point found by speculative insertion of the input
+// (purely-input reuse: shared system prompts) and the last decoded token (input-and-output reuse:
+// the next turn). At most two checkpoints per request.
+struct JudiciousAdmissionConfig {};
+std::unique_ptr<AdmissionPolicy> MakeJudiciousAdmission(const JudiciousAdmissionConfig& = {});
+
+// Fine-grained checkpoints every block_size tokens (the vLLM+ baseline): a state at every full
+// block of input and output. Tokens after the last full block are not cached.
+struct BlockAdmissionConfig {
+  int64_t block_size = 32;  // must be >= 1
+};
+Result<std::unique_ptr<AdmissionPolicy>> MakeBlockAdmission(const BlockAdmissionConfig& config);
+
+// Only the last decoded token (conversation continuation, no purely-input reuse).
+struct LastTokenAdmissionConfig {};
+std::unique_ptr<AdmissionPolicy> MakeLastTokenAdmission(const LastTokenAdmissionConfig& = {});
+
+// LRU over leaves, the whole path touched on access (the SGLang+ baseline). Ties: older node id.
+struct LruEvictionConfig {};
+std::unique_ptr<EvictionPolicy> MakeLruEviction(const LruEvictionConfig& = {});
+
+// Marconi's FLOP-aware eviction over nodes with <= 1 child, only the node used touched:
+// S(n) = recency(n) + alpha * flop_efficiency(n), both min-max normalised over the current
+// candidates (a constant attribute normalises to 0); the lowest S is evicted, ties to the older
+// last access then the smaller node id. flop_efficiency = flops_saved / bytes_freed.
+// alpha = 0 is LRU over the same candidates.
+struct FlopAwareEvictionConfig {
+  double alpha = 0.0;  // must be finite and >= 0
+};
+Result<std::unique_ptr<EvictionPolicy>> MakeFlopAwareEviction(
+    const FlopAwareEvictionConfig& config);
+
+// Greedy-Dual-Size-Frequency over nodes with <= 1 child, for comparison with size-aware caching:
+// H(n) = clock + (1 + hits) * flops_saved / bytes_freed, recomputed whenever the node changes;
+// the lowest H is evicted and the clock advances to it.
+struct GdsfEvictionConfig {};
+std::unique_ptr<EvictionPolicy> MakeGdsfEviction(const GdsfEvictionConfig& = {});
+
+// By name: admission "judicious" | "block" (block_size 32) | "last"; eviction "lru" |
+// "flop_aware" (alpha 0) | "gdsf". kNotFound lists the names.
+Result<std::unique_ptr<AdmissionPolicy>> MakeAdmissionByName(const std::string& name);
+Result<std::unique_ptr<EvictionPolicy>> MakeEvictionByName(const std::string& name);
+
+}  // namespace marconi
+
+#endif  // MARCONI_POLICIES_H_

@@ -1,0 +1,148 @@
+// PrefixCache: a radix-tree prefix cache for hybrid models holding attention KV and recurrent
+// (SSM) state checkpoints together.
+//
+// An edge of the tree holds the KV of its tokens; a node may hold one checkpoint: the recurrent
+// state of every token from the root to it. A request can skip its first p tokens only if a node
+// at depth p on its path holds a checkpoint and every token before p is cached (exact match: no
+// resumption from a partially matched edge). Tokens after the last checkpoint of a path are never
+// stored, since they could not be resumed from.
+//
+// Typical use by an engine, per request:
+//   auto req = cache.BeginRequest(input, now);       // lookup, statistics, pin, plan
+//   prefill from req->lookup.reusable_tokens, capturing states at req->prefill_checkpoints;
+//   decode; then cache.CompleteRequest(std::move(*req), input, output, now);
+//
+// Thread safety: none. A PrefixCache must be used by one thread at a time; const methods may run
+// concurrently with each other. Clones are independent objects.
+#ifndef MARCONI_PREFIX_CACHE_H_
+#define MARCONI_PREFIX_CACHE_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "marconi/admission_policy.h"
+#include "marconi/cache_stats.h"
+#include "marconi/eviction_policy.h"
+#include "marconi/model_spec.h"
+#include "marconi/status.h"
+#include "marconi/types.h"
+
+namespace marconi {
+
+class PrefixCache;
+
+struct PrefixCacheConfig {
+  // Total bytes for KV and states together. Must hold at least one checkpoint and one token of
+  // KV. Use kUnlimited for no limit.
+  int64_t capacity_bytes = kUnlimited;
+  // Optional separate budgets (kUnlimited = none). Eviction continues until every budget holds.
+  int64_t kv_capacity_bytes = kUnlimited;
+  int64_t state_capacity_bytes = kUnlimited;
+
+  static constexpr int64_t kUnlimited = INT64_MAX;
+};
+
+// Keeps a node pinned while a request uses it: a pinned node is never evicted, so the request's
+// resume point stays valid. Move-only; releasing (destruction or Release()) unpins. Must not
+// outlive its cache.
+class Lease {
+ public:
+  Lease() = default;
+  Lease(Lease&& other) noexcept;
+  Lease& operator=(Lease&& other) noexcept;
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  ~Lease();
+
+  NodeId node() const { return node_; }
+  bool held() const { return cache_ != nullptr; }
+  // Unpins now. Idempotent.
+  void Release();
+
+ private:
+  friend class PrefixCache;
+  Lease(PrefixCache* cache, NodeId node) : cache_(cache), node_(node) {}
+  PrefixCache* cache_ = nullptr;
+  NodeId node_ = kNoNode;
+};
+
+// What BeginRequest found and decided for one request.
+struct RequestHandle {
+  LookupResult lookup;
+  // Input positions whose state the prefill must capture (from the admission policy).
+  std::vector<int64_t> prefill_checkpoints;
+  // Pins lookup.resume_node (not held when there is no hit).
+  Lease lease;
+};
+
+class PrefixCache {
+ public:
+  // Fails with kInvalidArgument when a capacity is <= 0 or smaller than one checkpoint plus one
+  // token of KV, or when a policy is null. Takes ownership of both policies.
+  static Result<std::unique_ptr<PrefixCache>> Create(const PrefixCacheConfig& config,
+                                                     ModelSpec model,
+                                                     std::unique_ptr<AdmissionPolicy> admission,
+                                                     std::unique_ptr<EvictionPolicy> eviction);
+  ~PrefixCache();
+  PrefixCache(const PrefixCache&) = delete;
+  PrefixCache& operator=(const PrefixCache&) = delete;
+
+  // Pure query: what `tokens` would find. Does not touch, pin or count. O(matched length +
+  // depth x log(children)).
+  LookupResult Lookup(std::span<const Token> tokens) const;
+
+  // Starts a request: Lookup, counts it in the statistics, marks the node used as accessed at
+  // `now`, pins it, and asks the admission policy for the prefill checkpoints.
+  // Errors (nothing changed): kInvalidArgument for an empty input, a non-finite `now` or a `now`
+  // earlier than a previous call's.
+  Result<RequestHandle> BeginRequest(std::span<const Token> input, Timestamp now);
+
+  // Finishes a request begun with BeginRequest: releases its lease, asks the admission policy for
+  // the decode checkpoints and inserts input + output with every planned checkpoint. `input` must
+  // be the one given to BeginRequest. Errors as for Insert.
+  Status CompleteRequest(RequestHandle request, std::span<const Token> input,
+                         std::span<const Token> output, Timestamp now);
+
+  // Caches `sequence` up to its last checkpoint position, storing a state at each position in
+  // `checkpoints` (strictly increasing, in [1, sequence.size()]), then evicts until every budget
+  // holds. Existing shared prefixes are reused; re-admitted checkpoints are refreshed to `now`.
+  // Errors: kInvalidArgument (nothing changed) for an empty sequence or checkpoint list, a bad
+  // position or timestamp. kResourceExhausted when the content is inserted but pinned nodes keep
+  // the cache over capacity: every unpinned candidate has been evicted, the invariants hold and
+  // over_capacity_inserts is incremented.
+  Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
+                Timestamp now);
+
+  // Changes the eviction policy's alpha (see EvictionPolicy::SetAlpha).
+  Status SetAlpha(double alpha);
+  double alpha() const;
+
+  // An independent deep copy of the content, statistics and policies. Pins are not copied: the
+  // copy has no request in flight. O(nodes + cached tokens).
+  std::unique_ptr<PrefixCache> Clone() const;
+
+  const CacheStats& stats() const;
+  const ModelSpec& model() const;
+  const PrefixCacheConfig& config() const;
+  const EvictionPolicy& eviction_policy() const;
+  const AdmissionPolicy& admission_policy() const;
+
+  // Recomputes every byte counter and structural property from the tree and compares them with
+  // the maintained ones, and the policy's candidate set with the one the tree implies. O(nodes +
+  // cached tokens); for tests and debugging. Returns the first violation found.
+  Status CheckInvariants() const;
+
+  struct Impl;
+
+ private:
+  friend class Lease;
+  explicit PrefixCache(std::unique_ptr<Impl> impl);
+  void Unpin(NodeId node);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace marconi
+
+#endif  // MARCONI_PREFIX_CACHE_H_

@@ -1,0 +1,409 @@
+#include "marconi/prefix_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cache/prefix_cache_impl.h"
+
+namespace marconi {
+
+using internal::Node;
+using internal::RadixTree;
+
+// ---------------------------------------------------------------------------------------------
+// Lease
+
+Lease::Lease(Lease&& other) noexcept : cache_(other.cache_), node_(other.node_) {
+  other.cache_ = nullptr;
+  other.node_ = kNoNode;
+}
+
+Lease& Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    Release();
+    cache_ = other.cache_;
+    node_ = other.node_;
+    other.cache_ = nullptr;
+    other.node_ = kNoNode;
+  }
+  return *this;
+}
+
+Lease::~Lease() { Release(); }
+
+void Lease::Release() {
+  if (cache_ != nullptr) cache_->Unpin(node_);
+  cache_ = nullptr;
+  node_ = kNoNode;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Impl
+
+LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q) const {
+  LookupResult r;
+  const int64_t n = static_cast<int64_t>(q.size());
+  NodeId at = RadixTree::kRoot;
+  int64_t pos = 0;
+  while (pos < n) {
+    const NodeId child = tree.FindChild(at, q[static_cast<size_t>(pos)]);
+    if (child == kNoNode) {
+      // The query leaves the tree at a node. Inserting it adds a child there: that is a new
+      // branch worth a checkpoint unless the node already has one (or is the root, or a leaf,
+      // whose continuation is the conversation case served by the last-token checkpoint).
+      const Node& a = tree.node(at);
+      if (at != RadixTree::kRoot && !a.has_checkpoint && !a.children.empty()) r.branch_point = pos;
+      break;
+    }
+    const Node& c = tree.node(child);
+    const auto rest = q.subspan(static_cast<size_t>(pos));
+    const int64_t k = internal::CommonPrefix(
+        c.edge.data(), rest.data(), static_cast<int64_t>(std::min(c.edge.size(), rest.size())));
+    if (k < static_cast<int64_t>(c.edge.size())) {
+      // Partial edge: never a resume point (the authors' prototype wrongly continued here).
+      if (pos + k < n) r.branch_point = pos + k;
+      pos += k;
+      break;
+    }
+    pos += k;
+    at = child;
+    if (c.has_checkpoint) {
+      r.reusable_tokens = pos;
+      r.resume_node = child;
+    }
+  }
+  r.matched_tokens = pos;
+  return r;
+}
+
+Status PrefixCache::Impl::CheckTime(Timestamp now) const {
+  if (!std::isfinite(now)) return Status::InvalidArgument("timestamp is not finite");
+  if (any_call && now < last_now) {
+    return Status::InvalidArgument("timestamp " + std::to_string(now) +
+                                   " is earlier than the previous call's " +
+                                   std::to_string(last_now));
+  }
+  return Status::Ok();
+}
+
+void PrefixCache::Impl::AdvanceTime(Timestamp now) {
+  last_now = now;
+  any_call = true;
+}
+
+bool PrefixCache::Impl::IsCandidate(NodeId id) const {
+  const Node& n = tree.node(id);
+  if (!n.alive || id == RadixTree::kRoot || !n.has_checkpoint || n.pins > 0) return false;
+  const size_t max_children =
+      eviction->candidate_scope() == EvictionPolicy::CandidateScope::kLeaves ? 0 : 1;
+  return n.children.size() <= max_children;
+}
+
+EvictionCandidate PrefixCache::Impl::CandidateOf(NodeId id) const {
+  const Node& n = tree.node(id);
+  const int64_t parent_depth = n.depth - static_cast<int64_t>(n.edge.size());
+  EvictionCandidate c;
+  c.node = id;
+  c.last_access = n.last_access;
+  c.hits = n.hits;
+  c.depth = n.depth;
+  c.flops_saved = model.PrefillFlops(0, n.depth) - model.PrefillFlops(0, parent_depth);
+  c.bytes_freed =
+      model.StateBytesPerCheckpoint() +
+      (n.children.empty() ? static_cast<int64_t>(n.edge.size()) * model.KvBytesPerToken() : 0);
+  return c;
+}
+
+void PrefixCache::Impl::EraseFromPolicy(NodeId id) {
+  Node& n = tree.node(id);
+  if (n.in_policy) {
+    eviction->Erase(id);
+    n.in_policy = false;
+  }
+}
+
+void PrefixCache::Impl::SyncPolicy() {
+  for (NodeId id : tree.TakeDirty()) {
+    Node& n = tree.node(id);
+    if (!n.alive) continue;
+    if (IsCandidate(id)) {
+      eviction->Upsert(CandidateOf(id));
+      n.in_policy = true;
+    } else {
+      EraseFromPolicy(id);
+    }
+  }
+}
+
+void PrefixCache::Impl::Touch(NodeId id, Timestamp now) {
+  if (!eviction->touches_path()) {
+    tree.node(id).last_access = now;
+    tree.MarkDirty(id);
+    return;
+  }
+  for (NodeId at = id; at != RadixTree::kRoot; at = tree.node(at).parent) {
+    tree.node(at).last_access = now;
+    tree.MarkDirty(at);
+  }
+}
+
+void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now) {
+  Node& n = tree.node(id);
+  if (!n.has_checkpoint) {
+    n.has_checkpoint = true;
+    ++stats.checkpoints;
+    ++stats.checkpoints_admitted;
+    stats.state_bytes += model.StateBytesPerCheckpoint();
+  }
+  n.last_access = now;
+  tree.MarkDirty(id);
+}
+
+bool PrefixCache::Impl::OverBudget() const {
+  const int64_t total = stats.kv_bytes + stats.state_bytes;
+  return total > config.capacity_bytes || stats.kv_bytes > config.kv_capacity_bytes ||
+         stats.state_bytes > config.state_capacity_bytes;
+}
+
+void PrefixCache::Impl::Evict(NodeId victim) {
+  eviction->OnEvicted(CandidateOf(victim));
+  EraseFromPolicy(victim);
+  Node& v = tree.node(victim);
+  v.has_checkpoint = false;
+  --stats.checkpoints;
+  stats.state_bytes -= model.StateBytesPerCheckpoint();
+  ++stats.evictions;
+  ++stats.evicted_checkpoints;
+  if (!v.children.empty()) {
+    // One child: the state goes, the KV stays, carried by the child.
+    tree.MergeIntoChild(victim);
+    return;
+  }
+  const NodeId parent = v.parent;
+  const int64_t tokens = static_cast<int64_t>(v.edge.size());
+  stats.cached_tokens -= tokens;
+  stats.kv_bytes -= tokens * model.KvBytesPerToken();
+  stats.evicted_tokens += tokens;
+  tree.RemoveLeaf(victim);
+  const Node& p = tree.node(parent);
+  if (parent != RadixTree::kRoot && !p.has_checkpoint && p.children.size() == 1) {
+    // A stateless node with one child is no branch any more: compress the path.
+    EraseFromPolicy(parent);
+    tree.MergeIntoChild(parent);
+  }
+}
+
+void PrefixCache::Impl::UpdatePeaks() {
+  stats.nodes = tree.size();
+  stats.peak_kv_bytes = std::max(stats.peak_kv_bytes, stats.kv_bytes);
+  stats.peak_state_bytes = std::max(stats.peak_state_bytes, stats.state_bytes);
+  stats.peak_bytes = std::max(stats.peak_bytes, stats.kv_bytes + stats.state_bytes);
+}
+
+Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
+                                     std::span<const int64_t> checkpoints, Timestamp now) {
+  // Plan: validate everything before the first mutation, so a rejected call changes nothing.
+  if (seq.empty()) return Status::InvalidArgument("Insert: empty sequence");
+  if (checkpoints.empty()) return Status::InvalidArgument("Insert: no checkpoint position");
+  const int64_t len = static_cast<int64_t>(seq.size());
+  for (size_t i = 0; i < checkpoints.size(); ++i) {
+    const int64_t p = checkpoints[i];
+    if (p < 1 || p > len || (i > 0 && p <= checkpoints[i - 1])) {
+      return Status::InvalidArgument("Insert: checkpoint position " + std::to_string(p) +
+                                     " at index " + std::to_string(i) + " must be in [1, " +
+                                     std::to_string(len) + "] and above the previous one");
+    }
+  }
+  if (Status s = CheckTime(now); !s.ok()) return s;
+  AdvanceTime(now);
+
+  // Mutate: walk and extend the path up to the last checkpoint.
+  const int64_t end = checkpoints.back();
+  NodeId at = RadixTree::kRoot;
+  int64_t pos = 0;
+  size_t next = 0;
+  while (true) {
+    if (next < checkpoints.size() && checkpoints[next] == pos) {
+      SetCheckpoint(at, now);
+      ++next;
+    }
+    if (pos == end) break;
+    const int64_t target = checkpoints[next];
+    const auto rest = seq.subspan(static_cast<size_t>(pos), static_cast<size_t>(target - pos));
+    const NodeId child = tree.FindChild(at, rest[0]);
+    if (child == kNoNode) {
+      at = tree.AddLeaf(at, rest);
+      tree.node(at).last_access = now;
+      stats.cached_tokens += target - pos;
+      stats.kv_bytes += (target - pos) * model.KvBytesPerToken();
+      pos = target;
+      continue;
+    }
+    const auto& edge = tree.node(child).edge;
+    const int64_t k = internal::CommonPrefix(
+        edge.data(), rest.data(), static_cast<int64_t>(std::min(edge.size(), rest.size())));
+    at = k < static_cast<int64_t>(edge.size()) ? tree.Split(child, k) : child;
+    pos += k;
+  }
+  if (eviction->touches_path()) Touch(at, now);
+  ++stats.inserts;
+
+  // Evict until every budget holds.
+  Status result;
+  while (OverBudget()) {
+    SyncPolicy();
+    const NodeId victim = eviction->Victim();
+    if (victim == kNoNode) {
+      ++stats.over_capacity_inserts;
+      result = Status::ResourceExhausted(
+          "cache holds " + std::to_string(stats.kv_bytes + stats.state_bytes) +
+          " bytes, over its capacity, and every remaining node is pinned by a request in flight");
+      break;
+    }
+    Evict(victim);
+  }
+  SyncPolicy();
+  UpdatePeaks();
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PrefixCache
+
+PrefixCache::PrefixCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PrefixCache::~PrefixCache() = default;
+
+Result<std::unique_ptr<PrefixCache>> PrefixCache::Create(const PrefixCacheConfig& config,
+                                                         ModelSpec model,
+                                                         std::unique_ptr<AdmissionPolicy> admission,
+                                                         std::unique_ptr<EvictionPolicy> eviction) {
+  if (!admission || !eviction) {
+    return Status::InvalidArgument("PrefixCache: admission and eviction policies are required");
+  }
+  const int64_t state = model.StateBytesPerCheckpoint();
+  const int64_t kv = model.KvBytesPerToken();
+  const std::pair<const char*, int64_t> budgets[] = {
+      {"capacity_bytes", config.capacity_bytes},
+      {"kv_capacity_bytes", config.kv_capacity_bytes},
+      {"state_capacity_bytes", config.state_capacity_bytes}};
+  for (const auto& [what, bytes] : budgets) {
+    if (bytes <= 0) {
+      return Status::InvalidArgument(std::string("PrefixCache: ") + what + " must be > 0, got " +
+                                     std::to_string(bytes));
+    }
+  }
+  if (config.capacity_bytes < state + kv) {
+    return Status::InvalidArgument(
+        "PrefixCache: capacity_bytes " + std::to_string(config.capacity_bytes) +
+        " cannot hold one checkpoint (" + std::to_string(state) + " bytes) and one token of KV (" +
+        std::to_string(kv) + " bytes) of model " + model.name());
+  }
+  if (config.kv_capacity_bytes < kv || config.state_capacity_bytes < state) {
+    return Status::InvalidArgument("PrefixCache: kv_capacity_bytes must hold one token (" +
+                                   std::to_string(kv) + " bytes) and state_capacity_bytes one " +
+                                   "checkpoint (" + std::to_string(state) + " bytes)");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->model = std::move(model);
+  impl->admission = std::move(admission);
+  impl->eviction = std::move(eviction);
+  return std::unique_ptr<PrefixCache>(new PrefixCache(std::move(impl)));
+}
+
+LookupResult PrefixCache::Lookup(std::span<const Token> tokens) const {
+  return impl_->Lookup(tokens);
+}
+
+Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Timestamp now) {
+  if (input.empty()) return Status::InvalidArgument("BeginRequest: empty input");
+  if (Status s = impl_->CheckTime(now); !s.ok()) return s;
+  impl_->AdvanceTime(now);
+  RequestHandle h;
+  h.lookup = impl_->Lookup(input);
+  const int64_t n = static_cast<int64_t>(input.size());
+  const int64_t hit = h.lookup.reusable_tokens;
+  CacheStats& st = impl_->stats;
+  ++st.requests;
+  st.input_tokens += n;
+  st.hit_tokens += hit;
+  st.flops_saved += impl_->model.FlopsSaved(hit, n);
+  st.flops_without_cache += impl_->model.PrefillFlops(0, n);
+  if (h.lookup.resume_node != kNoNode) {
+    ++st.hit_requests;
+    Node& node = impl_->tree.node(h.lookup.resume_node);
+    ++node.hits;
+    ++node.pins;
+    impl_->Touch(h.lookup.resume_node, now);
+    h.lease = Lease(this, h.lookup.resume_node);
+  }
+  impl_->admission->PlanPrefill(AdmissionContext{n, h.lookup}, &h.prefill_checkpoints);
+  impl_->SyncPolicy();
+  return h;
+}
+
+Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
+                                    std::span<const Token> output, Timestamp now) {
+  if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
+  std::vector<int64_t> positions = std::move(request.prefill_checkpoints);
+  const AdmissionContext ctx{static_cast<int64_t>(input.size()), request.lookup};
+  impl_->admission->PlanDecode(ctx, static_cast<int64_t>(output.size()), &positions);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  request.lease.Release();
+  if (positions.empty()) return Status::Ok();  // the policy admits nothing for this request
+  std::vector<Token> sequence;
+  sequence.reserve(input.size() + output.size());
+  sequence.insert(sequence.end(), input.begin(), input.end());
+  sequence.insert(sequence.end(), output.begin(), output.end());
+  return impl_->InsertImpl(sequence, positions, now);
+}
+
+Status PrefixCache::Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
+                           Timestamp now) {
+  return impl_->InsertImpl(sequence, checkpoints, now);
+}
+
+void PrefixCache::Unpin(NodeId node) {
+  Node& n = impl_->tree.node(node);
+  if (n.alive && n.pins > 0) {
+    --n.pins;
+    impl_->tree.MarkDirty(node);
+    impl_->SyncPolicy();
+  }
+}
+
+Status PrefixCache::SetAlpha(double alpha) { return impl_->eviction->SetAlpha(alpha); }
+double PrefixCache::alpha() const { return impl_->eviction->alpha(); }
+
+std::unique_ptr<PrefixCache> PrefixCache::Clone() const {
+  auto impl = std::make_unique<Impl>();
+  impl->config = impl_->config;
+  impl->model = impl_->model;
+  impl->admission = impl_->admission->Clone();
+  impl->eviction = impl_->eviction->Clone();
+  impl->tree = impl_->tree;
+  impl->stats = impl_->stats;
+  impl->last_now = impl_->last_now;
+  impl->any_call = impl_->any_call;
+  // No request is in flight in the copy: drop the pins and let the nodes become candidates.
+  for (size_t i = 0; i < impl->tree.slots(); ++i) {
+    const NodeId id = static_cast<NodeId>(i);
+    if (impl->tree.node(id).alive && impl->tree.node(id).pins > 0) {
+      impl->tree.node(id).pins = 0;
+      impl->tree.MarkDirty(id);
+    }
+  }
+  impl->SyncPolicy();
+  return std::unique_ptr<PrefixCache>(new PrefixCache(std::move(impl)));
+}
+
+const CacheStats& PrefixCache::stats() const { return impl_->stats; }
+const ModelSpec& PrefixCache::model() const { return impl_->model; }
+const PrefixCacheConfig& PrefixCache::config() const { return impl_->config; }
+const EvictionPolicy& PrefixCache::eviction_policy() const { return *impl_->eviction; }
+const AdmissionPolicy& PrefixCache::admission_policy() const { return *impl_->admission; }
+Status PrefixCache::CheckInvariants() const { return CheckCacheInvariants(*impl_); }
+
+}  // namespace marconi
