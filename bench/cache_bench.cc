@@ -142,5 +142,3 @@ BENCHMARK_CAPTURE(BM_CacheEvictingInsert100K, lru, std::string("lru"))
 
 }  // namespace
 }  // namespace marconi
-
-BENCHMARK_MAIN();

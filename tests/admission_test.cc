@@ -34,6 +34,9 @@ TEST(Admission, BlockPlansEveryFullBlock) {
   p->PlanPrefill(Ctx(100, 0, 50), &pos);
   EXPECT_EQ(pos, (std::vector<int64_t>{32, 64, 96}));
   pos.clear();
+  p->PlanPrefill(Ctx(100, 64, 0), &pos);  // resumed at 64: no state to capture before it
+  EXPECT_EQ(pos, std::vector<int64_t>{96});
+  pos.clear();
   p->PlanDecode(Ctx(100, 0, 0), 70, &pos);  // output tokens 101..170
   EXPECT_EQ(pos, (std::vector<int64_t>{128, 160}));
   pos.clear();

@@ -5,7 +5,8 @@
 // inside the input, which the engine must capture while prefilling) and after decode (positions
 // inside the output, and the last decoded token).
 //
-// Thread safety: Plan* are const and may be called concurrently.
+// Thread safety: Plan* are const and may be called concurrently; Observe mutates and is called by
+// the owning cache under its single-thread discipline.
 #ifndef MARCONI_ADMISSION_POLICY_H_
 #define MARCONI_ADMISSION_POLICY_H_
 
@@ -41,7 +42,11 @@ class AdmissionPolicy {
  public:
   virtual ~AdmissionPolicy() = default;
   virtual std::string_view name() const = 0;
-  // Appends strictly increasing positions in [1, input_tokens] to capture during prefill.
+  // Called by PrefixCache::BeginRequest with every request's lookup, before PlanPrefill, so that
+  // adaptive policies can learn the workload (sparse placement learns overlap depths).
+  virtual void Observe(const AdmissionContext& ctx) { (void)ctx; }
+  // Appends strictly increasing positions in (reusable_tokens, input_tokens] to capture during
+  // prefill (the engine computes no state before the point it resumes from).
   virtual void PlanPrefill(const AdmissionContext& ctx, std::vector<int64_t>* positions) const = 0;
   // Appends strictly increasing positions in [input_tokens + 1, input_tokens + output_tokens]
   // (or input_tokens itself when output_tokens == 0) to capture during decode.

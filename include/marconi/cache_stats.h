@@ -12,6 +12,9 @@ struct CacheStats {
   int64_t hit_requests = 0;  // requests with reusable_tokens > 0
   int64_t input_tokens = 0;  // sum over requests of the input length
   int64_t hit_tokens = 0;    // sum over requests of reusable_tokens
+  // sum over requests of matched_tokens (cached KV shared with the input); matched_tokens -
+  // hit_tokens were cached but recomputed, for want of a checkpoint deep enough
+  int64_t matched_tokens = 0;
   // sum over requests of ModelSpec::FlopsSaved(reusable_tokens, input length)
   double flops_saved = 0;
   // sum over requests of ModelSpec::PrefillFlops(0, input length): the cost with no cache

@@ -7,6 +7,7 @@
 
 #include "marconi/admission_policy.h"
 #include "marconi/eviction_policy.h"
+#include "marconi/sparse_placement.h"
 #include "marconi/status.h"
 
 namespace marconi {
@@ -27,6 +28,31 @@ Result<std::unique_ptr<AdmissionPolicy>> MakeBlockAdmission(const BlockAdmission
 // Only the last decoded token (conversation continuation, no purely-input reuse).
 struct LastTokenAdmissionConfig {};
 std::unique_ptr<AdmissionPolicy> MakeLastTokenAdmission(const LastTokenAdmissionConfig& = {});
+
+// Sparse placement: per cached entry, states at the positions of the optimal placement for the
+// overlap depths observed so far (SolvePlacement over a decayed OverlapHistogram of every
+// request's matched_tokens, misses included), on chunk boundaries, capped at the entry's length;
+// balanced placement until min_observations. Plus the last decoded token if last_token.
+struct SparseAdmissionConfig {
+  int64_t chunk_tokens = 64;      // positions are multiples of this; >= 1
+  int64_t max_tokens = 32768;     // deepest position considered; >= chunk_tokens
+  int64_t budget = 8;             // placed checkpoints per entry (M); >= 0
+  double decay = 0.99;            // histogram decay per observation; in (0, 1]
+  int64_t resolve_every = 10;     // observations between re-solves; >= 1
+  int64_t min_observations = 10;  // balanced placement before that many; >= 0
+  bool last_token = true;
+  RecomputeCost cost = {};  // per chunk (see RecomputeCostOf)
+};
+Result<std::unique_ptr<AdmissionPolicy>> MakeSparseAdmission(const SparseAdmissionConfig& config);
+
+// A fixed set of positions (tokens, ascending) for every entry, capped at its length; the
+// baselines of the sparse-placement experiment. Plus the last decoded token if last_token.
+struct FixedPlacementAdmissionConfig {
+  std::vector<int64_t> positions;
+  bool last_token = true;
+};
+Result<std::unique_ptr<AdmissionPolicy>> MakeFixedPlacementAdmission(
+    const FixedPlacementAdmissionConfig& config);
 
 // LRU over leaves, the whole path touched on access (the SGLang+ baseline). Ties: older node id.
 struct LruEvictionConfig {};
@@ -49,7 +75,7 @@ Result<std::unique_ptr<EvictionPolicy>> MakeFlopAwareEviction(
 struct GdsfEvictionConfig {};
 std::unique_ptr<EvictionPolicy> MakeGdsfEviction(const GdsfEvictionConfig& = {});
 
-// By name: admission "judicious" | "block" (block_size 32) | "last"; eviction "lru" |
+// By name: admission "judicious" | "block" (block_size 32) | "last" | "sparse"; eviction "lru" |
 // "flop_aware" (alpha 0) | "gdsf". kNotFound lists the names.
 Result<std::unique_ptr<AdmissionPolicy>> MakeAdmissionByName(const std::string& name);
 Result<std::unique_ptr<EvictionPolicy>> MakeEvictionByName(const std::string& name);

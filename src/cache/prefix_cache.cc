@@ -328,6 +328,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   ++st.requests;
   st.input_tokens += n;
   st.hit_tokens += hit;
+  st.matched_tokens += h.lookup.matched_tokens;
   st.flops_saved += impl_->model.FlopsSaved(hit, n);
   st.flops_without_cache += impl_->model.PrefillFlops(0, n);
   if (h.lookup.resume_node != kNoNode) {
@@ -338,7 +339,9 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
     impl_->Touch(h.lookup.resume_node, now);
     h.lease = Lease(this, h.lookup.resume_node);
   }
-  impl_->admission->PlanPrefill(AdmissionContext{n, h.lookup}, &h.prefill_checkpoints);
+  const AdmissionContext ctx{n, h.lookup};
+  impl_->admission->Observe(ctx);
+  impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints);
   impl_->SyncPolicy();
   return h;
 }

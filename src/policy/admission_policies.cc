@@ -33,7 +33,8 @@ class BlockAdmission final : public AdmissionPolicy {
   explicit BlockAdmission(int64_t block) : block_(block) {}
   std::string_view name() const override { return "block"; }
   void PlanPrefill(const AdmissionContext& ctx, std::vector<int64_t>* positions) const override {
-    for (int64_t p = block_; p <= ctx.input_tokens; p += block_) positions->push_back(p);
+    const int64_t first = (ctx.lookup.reusable_tokens / block_ + 1) * block_;
+    for (int64_t p = first; p <= ctx.input_tokens; p += block_) positions->push_back(p);
   }
   void PlanDecode(const AdmissionContext& ctx, int64_t output_tokens,
                   std::vector<int64_t>* positions) const override {
@@ -85,8 +86,9 @@ Result<std::unique_ptr<AdmissionPolicy>> MakeAdmissionByName(const std::string& 
   if (name == "judicious") return MakeJudiciousAdmission();
   if (name == "block") return MakeBlockAdmission({});
   if (name == "last") return MakeLastTokenAdmission();
+  if (name == "sparse") return MakeSparseAdmission({});
   return Status::NotFound("unknown admission policy '" + name +
-                          "' (admission policies: judicious, block, last)");
+                          "' (admission policies: judicious, block, last, sparse)");
 }
 
 Result<std::unique_ptr<EvictionPolicy>> MakeEvictionByName(const std::string& name) {
