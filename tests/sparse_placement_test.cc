@@ -151,16 +151,22 @@ TEST(SparseAdmission, LearnsTheSharedDocumentDepthAndCountsRecompute) {
   EXPECT_EQ(st.matched_tokens - st.hit_tokens, 4 * 1000);  // requests 1-4 recomputed the document
   EXPECT_TRUE(cache->CheckInvariants().ok());
   EXPECT_FALSE(MakeSparseAdmission(SparseAdmissionConfig{0, 10, 1, 0.9, 1, 1, true, {}}).ok());
-  EXPECT_FALSE(MakeFixedPlacementAdmission({{5, 3}, true}).ok());
+  HeuristicPlacementAdmissionConfig bad;
+  bad.chunk_tokens = 0;
+  EXPECT_FALSE(MakeHeuristicPlacementAdmission(bad).ok());
 }
 
-TEST(SparseAdmission, FixedPlacementResumesAtDeepestCheckpointBelowTheMatch) {
+TEST(SparseAdmission, HeuristicPlacementResumesAtDeepestCheckpointBelowTheMatch) {
+  HeuristicPlacementAdmissionConfig block;
+  block.kind = HeuristicPlacementAdmissionConfig::Kind::kBlock;
+  block.block_tokens = 100;
+  block.last_token = false;
   PrefixCacheConfig cc;
-  auto cache = PrefixCache::Create(cc, testing::TinyModel(),
-                                   MakeFixedPlacementAdmission({{100, 200, 300}, false}).value(),
-                                   MakeLruEviction())
-                   .value();
-  std::vector<Token> a(400, 1);
+  auto cache =
+      PrefixCache::Create(cc, testing::TinyModel(), MakeHeuristicPlacementAdmission(block).value(),
+                          MakeLruEviction())
+          .value();
+  std::vector<Token> a(350, 1);
   auto h = cache->BeginRequest(a, 0);
   EXPECT_EQ(h->prefill_checkpoints, (std::vector<int64_t>{100, 200, 300}));
   ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), a, {}, 0).ok());
@@ -170,6 +176,30 @@ TEST(SparseAdmission, FixedPlacementResumesAtDeepestCheckpointBelowTheMatch) {
   EXPECT_EQ(h->lookup.matched_tokens, 250);
   EXPECT_EQ(h->lookup.reusable_tokens, 200);
   EXPECT_EQ(cache->stats().matched_tokens - cache->stats().hit_tokens, 50);  // recomputed
+}
+
+}  // namespace
+}  // namespace marconi
+
+namespace marconi {
+namespace {
+
+TEST(SparseAdmission, HeuristicsPlaceOverTheEntrysOwnLength) {
+  using Kind = HeuristicPlacementAdmissionConfig::Kind;
+  AdmissionContext ctx;
+  ctx.input_tokens = 6400;  // 100 chunks of 64
+  auto plan = [&](Kind kind, int64_t budget) {
+    HeuristicPlacementAdmissionConfig c;
+    c.kind = kind;
+    c.budget = budget;
+    std::vector<int64_t> out;
+    MakeHeuristicPlacementAdmission(c).value()->PlanPrefill(ctx, &out);
+    return out;
+  };
+  EXPECT_EQ(plan(Kind::kBalanced, 1), std::vector<int64_t>{51 * 64});
+  EXPECT_EQ(plan(Kind::kDyadic, 2), (std::vector<int64_t>{32 * 64, 64 * 64}));
+  EXPECT_EQ(plan(Kind::kSqrt, 3).size(), 3u);
+  EXPECT_EQ(plan(Kind::kBlock, 0).size(), 6u);  // every 1024 tokens
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "demo.h"
 #include "marconi/model_spec.h"
+#include "place.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"marconi: prefix caching for hybrid (attention + SSM) LLMs"};
@@ -28,7 +29,35 @@ int main(int argc, char** argv) {
   bool list = false;
   model_cmd->add_flag("--list", list, "List the presets");
 
+  marconi::tools::PlaceOptions place;
+  auto* place_cmd = app.add_subcommand(
+      "place", "Sparse checkpoint placement: checkpoints per request against prefill saved");
+  place_cmd
+      ->add_option("--trace", place.trace,
+                   "Trace (Marconi JSONL, plain or .zst); default: synthetic doc-QA")
+      ->check(CLI::ExistingFile);
+  place_cmd->add_option("--model", place.model, "Model preset or config.json")
+      ->capture_default_str();
+  place_cmd->add_option("--chunk", place.chunk, "Checkpoint granularity in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  place_cmd->add_option("--budgets", place.budgets, "Checkpoint budgets per entry")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{4096}));
+  place_cmd->add_option("--format", place.format, "table, csv or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "csv", "json"}));
+  place_cmd->add_option("-o,--output", place.output, "Write csv/json here instead of stdout");
+  place_cmd->add_option("--svg", place.svg, "Write a Pareto plot (SVG) here");
+  place_cmd->add_flag("--attention-aware", place.attention_aware,
+                      "Weigh recompute by the model's FLOPs (quadratic attention) in the DP");
+  place_cmd->add_flag("--skip-bad-lines", place.skip_bad_lines,
+                      "Skip malformed trace lines (counted) instead of failing");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*place_cmd) return marconi::tools::RunPlace(place);
 
   if (*demo_cmd) {
     if (!capacity.empty()) {

@@ -42,17 +42,28 @@ struct SparseAdmissionConfig {
   int64_t min_observations = 10;  // balanced placement before that many; >= 0
   bool last_token = true;
   RecomputeCost cost = {};  // per chunk (see RecomputeCostOf)
+  // Relative mode (ours, not the paper's): depths are observed as a fraction of the request's
+  // input length, in relative_bins bins, and the placement is scaled to each entry's length, so
+  // one placement serves entries of different lengths (documents of varied sizes).
+  bool relative = false;
+  int64_t relative_bins = 512;  // >= 1
 };
 Result<std::unique_ptr<AdmissionPolicy>> MakeSparseAdmission(const SparseAdmissionConfig& config);
 
-// A fixed set of positions (tokens, ascending) for every entry, capped at its length; the
-// baselines of the sparse-placement experiment. Plus the last decoded token if last_token.
-struct FixedPlacementAdmissionConfig {
-  std::vector<int64_t> positions;
+// The heuristic baselines of the sparse-placement experiment, placed over each entry's own
+// input (n = input_tokens / chunk_tokens chunks): every block_tokens (kBlock), or `budget`
+// positions by BalancedPlacement, SqrtPlacement or DyadicPlacement over 1..n, times chunk_tokens.
+// Plus the last decoded token if last_token.
+struct HeuristicPlacementAdmissionConfig {
+  enum class Kind { kBlock, kBalanced, kSqrt, kDyadic };
+  Kind kind = Kind::kBalanced;
+  int64_t budget = 8;           // kBalanced, kSqrt, kDyadic; >= 0
+  int64_t block_tokens = 1024;  // kBlock; >= 1
+  int64_t chunk_tokens = 64;    // >= 1
   bool last_token = true;
 };
-Result<std::unique_ptr<AdmissionPolicy>> MakeFixedPlacementAdmission(
-    const FixedPlacementAdmissionConfig& config);
+Result<std::unique_ptr<AdmissionPolicy>> MakeHeuristicPlacementAdmission(
+    const HeuristicPlacementAdmissionConfig& config);
 
 // LRU over leaves, the whole path touched on access (the SGLang+ baseline). Ties: older node id.
 struct LruEvictionConfig {};

@@ -1,6 +1,6 @@
-// Admission by sparse placement: adaptive (SolvePlacement over observed overlap depths) or fixed
-// (the baselines). Both checkpoint every planned position the prefill passes, beyond the point it
-// resumed from.
+// Admission by sparse placement: adaptive (SolvePlacement over observed overlap depths) or
+// heuristic (the baselines). Both checkpoint every planned position the prefill passes, beyond the
+// point it resumed from.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -22,36 +22,63 @@ void AppendLast(bool last_token, const AdmissionContext& ctx, int64_t output_tok
   if (last_token) positions->push_back(ctx.input_tokens + output_tokens);
 }
 
-class FixedPlacementAdmission final : public AdmissionPolicy {
+class HeuristicPlacementAdmission final : public AdmissionPolicy {
  public:
-  explicit FixedPlacementAdmission(FixedPlacementAdmissionConfig config)
-      : config_(std::move(config)) {}
-  std::string_view name() const override { return "fixed_placement"; }
+  using Kind = HeuristicPlacementAdmissionConfig::Kind;
+  explicit HeuristicPlacementAdmission(const HeuristicPlacementAdmissionConfig& config)
+      : config_(config) {}
+  std::string_view name() const override { return "heuristic_placement"; }
   void PlanPrefill(const AdmissionContext& ctx, std::vector<int64_t>* positions) const override {
-    AppendPlanned(config_.positions, ctx, positions);
+    const int64_t chunk = config_.chunk_tokens;
+    const int64_t n = ctx.input_tokens / chunk;
+    std::vector<int64_t> bins;
+    switch (config_.kind) {
+      case Kind::kBlock:
+        bins = BlockPlacement(ctx.input_tokens, config_.block_tokens);
+        break;
+      case Kind::kBalanced:
+        bins = BalancedPlacement(n, config_.budget);
+        break;
+      case Kind::kSqrt:
+        bins = SqrtPlacement(n, config_.budget);
+        break;
+      case Kind::kDyadic:
+        bins = DyadicPlacement(n, config_.budget);
+        break;
+    }
+    const int64_t scale = config_.kind == Kind::kBlock ? 1 : chunk;
+    for (int64_t& b : bins) b *= scale;
+    AppendPlanned(bins, ctx, positions);
   }
   void PlanDecode(const AdmissionContext& ctx, int64_t output_tokens,
                   std::vector<int64_t>* positions) const override {
     AppendLast(config_.last_token, ctx, output_tokens, positions);
   }
   std::unique_ptr<AdmissionPolicy> Clone() const override {
-    return std::make_unique<FixedPlacementAdmission>(*this);
+    return std::make_unique<HeuristicPlacementAdmission>(*this);
   }
 
  private:
-  FixedPlacementAdmissionConfig config_;
+  HeuristicPlacementAdmissionConfig config_;
 };
 
 class SparseAdmission final : public AdmissionPolicy {
  public:
   explicit SparseAdmission(const SparseAdmissionConfig& config)
       : config_(config),
-        histogram_(config.max_tokens / config.chunk_tokens, config.chunk_tokens, config.decay) {
+        histogram_(config.relative ? config.relative_bins : config.max_tokens / config.chunk_tokens,
+                   config.relative ? 1 : config.chunk_tokens, config.decay) {
     SetPlacement(BalancedPlacement(histogram_.num_bins(), config_.budget));
   }
   std::string_view name() const override { return "sparse"; }
   void Observe(const AdmissionContext& ctx) override {
-    histogram_.Observe(ctx.lookup.matched_tokens);
+    if (config_.relative) {
+      // The bin of matched / input: at most relative_bins (the whole input matched).
+      histogram_.Observe(ctx.lookup.matched_tokens * config_.relative_bins /
+                         std::max<int64_t>(ctx.input_tokens, 1));
+    } else {
+      histogram_.Observe(ctx.lookup.matched_tokens);
+    }
     const int64_t seen = histogram_.observations();
     if (seen >= config_.min_observations && seen % config_.resolve_every == 0) {
       const auto weights = histogram_.Weights();
@@ -60,7 +87,18 @@ class SparseAdmission final : public AdmissionPolicy {
     }
   }
   void PlanPrefill(const AdmissionContext& ctx, std::vector<int64_t>* positions) const override {
-    AppendPlanned(planned_, ctx, positions);
+    if (!config_.relative) {
+      AppendPlanned(planned_, ctx, positions);
+      return;
+    }
+    // Scale bin b to b / bins of this input, down to a chunk boundary.
+    std::vector<int64_t> scaled;
+    const int64_t chunk = config_.chunk_tokens;
+    for (int64_t b : bins_) {
+      const int64_t p = b * ctx.input_tokens / config_.relative_bins / chunk * chunk;
+      if (p > 0 && (scaled.empty() || p > scaled.back())) scaled.push_back(p);
+    }
+    AppendPlanned(scaled, ctx, positions);
   }
   void PlanDecode(const AdmissionContext& ctx, int64_t output_tokens,
                   std::vector<int64_t>* positions) const override {
@@ -72,13 +110,15 @@ class SparseAdmission final : public AdmissionPolicy {
 
  private:
   void SetPlacement(const std::vector<int64_t>& bins) {
+    bins_ = bins;
     planned_.clear();
     for (int64_t b : bins) planned_.push_back(b * config_.chunk_tokens);
   }
 
   SparseAdmissionConfig config_;
   OverlapHistogram histogram_;
-  std::vector<int64_t> planned_;  // token positions of the current placement
+  std::vector<int64_t> bins_;     // the current placement, in histogram bins
+  std::vector<int64_t> planned_;  // the same in tokens (absolute mode)
 };
 
 }  // namespace
@@ -86,27 +126,25 @@ class SparseAdmission final : public AdmissionPolicy {
 Result<std::unique_ptr<AdmissionPolicy>> MakeSparseAdmission(const SparseAdmissionConfig& c) {
   const bool ok = c.chunk_tokens >= 1 && c.max_tokens >= c.chunk_tokens && c.budget >= 0 &&
                   c.decay > 0 && c.decay <= 1 && c.resolve_every >= 1 && c.min_observations >= 0 &&
-                  c.cost.linear >= 0 && c.cost.quadratic >= 0 &&
+                  c.relative_bins >= 1 && c.cost.linear >= 0 && c.cost.quadratic >= 0 &&
                   c.cost.linear + c.cost.quadratic > 0 &&
                   std::isfinite(c.cost.linear + c.cost.quadratic);
   if (!ok) {
     return Status::InvalidArgument(
         "sparse admission: need chunk_tokens >= 1, max_tokens >= chunk_tokens, budget >= 0, "
-        "decay in (0, 1], resolve_every >= 1, min_observations >= 0 and non-negative cost "
-        "coefficients, not both 0");
+        "decay in (0, 1], resolve_every >= 1, min_observations >= 0, relative_bins >= 1 and "
+        "non-negative cost coefficients, not both 0");
   }
   return std::unique_ptr<AdmissionPolicy>(std::make_unique<SparseAdmission>(c));
 }
 
-Result<std::unique_ptr<AdmissionPolicy>> MakeFixedPlacementAdmission(
-    const FixedPlacementAdmissionConfig& config) {
-  for (size_t i = 0; i < config.positions.size(); ++i) {
-    if (config.positions[i] < 1 || (i > 0 && config.positions[i] <= config.positions[i - 1])) {
-      return Status::InvalidArgument("fixed placement: positions must be >= 1 and increasing (at " +
-                                     std::to_string(i) + ")");
-    }
+Result<std::unique_ptr<AdmissionPolicy>> MakeHeuristicPlacementAdmission(
+    const HeuristicPlacementAdmissionConfig& config) {
+  if (config.budget < 0 || config.block_tokens < 1 || config.chunk_tokens < 1) {
+    return Status::InvalidArgument(
+        "heuristic placement: need budget >= 0, block_tokens >= 1 and chunk_tokens >= 1");
   }
-  return std::unique_ptr<AdmissionPolicy>(std::make_unique<FixedPlacementAdmission>(config));
+  return std::unique_ptr<AdmissionPolicy>(std::make_unique<HeuristicPlacementAdmission>(config));
 }
 
 }  // namespace marconi

@@ -1,0 +1,23 @@
+// Whole-file reading and writing, transparently zstd-compressed when the name ends in ".zst".
+#ifndef MARCONI_SIM_FILE_IO_H_
+#define MARCONI_SIM_FILE_IO_H_
+
+#include <string>
+#include <string_view>
+
+#include "marconi/status.h"
+
+namespace marconi::sim {
+
+// The file's bytes, decompressed if `path` ends in ".zst". kIoError names the path; a corrupt
+// zstd stream is a kParseError.
+Result<std::string> ReadFile(const std::string& path);
+
+// Writes `data` to `path` (zstd level 3 if it ends in ".zst"). kIoError names the path.
+Status WriteFile(const std::string& path, std::string_view data);
+
+bool EndsWith(std::string_view s, std::string_view suffix);
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_FILE_IO_H_

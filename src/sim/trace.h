@@ -1,0 +1,52 @@
+// Request traces in the Marconi JSONL format: one request a line,
+//   {"session_id", "turn_id", "ts", "num_input_tokens", "num_output_tokens",
+//    "input_tokens": [...], "output_tokens": [...]}
+// plain or zstd-compressed (".zst").
+#ifndef MARCONI_SIM_TRACE_H_
+#define MARCONI_SIM_TRACE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "marconi/status.h"
+#include "marconi/types.h"
+
+namespace marconi::sim {
+
+struct TraceRequest {
+  std::string session_id;
+  int64_t turn_id = 0;
+  double ts = 0;  // arrival, seconds
+  std::vector<Token> input;
+  std::vector<Token> output;
+  int64_t line = 0;  // 1-based line in the source file (0 when built in memory)
+};
+
+struct Trace {
+  std::string source;
+  std::vector<TraceRequest> requests;  // sorted by ts (stable)
+  int64_t skipped_lines = 0;           // malformed lines skipped (skip_bad_lines)
+  int64_t input_tokens() const;
+};
+
+struct TraceReadOptions {
+  bool skip_bad_lines = false;  // skip and count malformed lines instead of failing
+};
+
+// Parses JSONL `text`; `source` names it in errors ("FILE:LINE: what"). Blank lines are ignored.
+// Required per line: ts (finite number), input_tokens (non-empty array of int32). Optional:
+// session_id (string or integer; default: the line number), turn_id (integer), output_tokens,
+// num_input_tokens / num_output_tokens (checked against the arrays when present). Unknown fields
+// are ignored. An empty trace (no request) is a kParseError.
+Result<Trace> ParseTrace(const std::string& text, const std::string& source,
+                         const TraceReadOptions& options = {});
+Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options = {});
+
+// JSONL of `trace` in the same format (input with num_* fields); `WriteTrace` compresses for .zst.
+std::string FormatTrace(const Trace& trace);
+Status WriteTrace(const std::string& path, const Trace& trace);
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_TRACE_H_
