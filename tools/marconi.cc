@@ -2,25 +2,16 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "demo.h"
 #include "marconi/model_spec.h"
 #include "place.h"
+#include "sim.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"marconi: prefix caching for hybrid (attention + SSM) LLMs"};
   app.require_subcommand(1);
+  int exit_code = 0;
 
-  marconi::tools::DemoOptions demo;
-  std::string capacity;
-  auto* demo_cmd = app.add_subcommand(
-      "demo", "Serve a built-in synthetic workload with vLLM+, SGLang+ and Marconi; compare");
-  demo_cmd->add_option("--model", demo.model, "Model preset or path to a config.json")
-      ->capture_default_str();
-  demo_cmd->add_option("--capacity", capacity, "Cache size, e.g. 20GB, 1.5GiB, inf");
-  demo_cmd->add_option("--sessions", demo.sessions, "Number of sessions")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  demo_cmd->add_option("--seed", demo.seed, "Workload seed")->capture_default_str();
+  marconi::tools::AddSimCommand(app, &exit_code);
 
   std::string model_name = "paper-7b";
   auto* model_cmd = app.add_subcommand("model", "Describe a model's cache costs");
@@ -58,27 +49,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*place_cmd) return marconi::tools::RunPlace(place);
-
-  if (*demo_cmd) {
-    if (!capacity.empty()) {
-      demo.capacity_bytes = marconi::tools::ParseBytes(capacity);
-      if (demo.capacity_bytes <= 0) {
-        std::fprintf(stderr, "marconi demo: --capacity '%s' is not a size (try 20GB or inf)\n",
-                     capacity.c_str());
-        return 2;
-      }
+  if (*model_cmd) {
+    if (list) {
+      for (const auto& name : marconi::ModelSpec::PresetNames()) std::printf("%s\n", name.c_str());
+      return 0;
     }
-    return marconi::tools::RunDemo(demo);
+    auto model = marconi::ModelSpec::FromNameOrFile(model_name);
+    if (!model.ok()) {
+      std::fprintf(stderr, "marconi model: %s\n", model.status().ToString().c_str());
+      return 2;
+    }
+    std::printf("%s", model->Describe().c_str());
   }
-  if (list) {
-    for (const auto& name : marconi::ModelSpec::PresetNames()) std::printf("%s\n", name.c_str());
-    return 0;
-  }
-  auto model = marconi::ModelSpec::FromNameOrFile(model_name);
-  if (!model.ok()) {
-    std::fprintf(stderr, "marconi model: %s\n", model.status().ToString().c_str());
-    return 2;
-  }
-  std::printf("%s", model->Describe().c_str());
-  return 0;
+  return exit_code;
 }

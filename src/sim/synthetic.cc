@@ -1,7 +1,9 @@
 #include "sim/synthetic.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
+#include <unordered_map>
 
 namespace marconi::sim {
 namespace {
@@ -46,6 +48,59 @@ Trace SyntheticDocQa(int documents, uint64_t seed) {
   std::stable_sort(trace.requests.begin(), trace.requests.end(),
                    [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
   return trace;
+}
+
+Trace SyntheticMixed(int sessions, double sessions_per_second, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Trace trace;
+  trace.source = "synthetic-mixed";
+  std::vector<std::vector<Token>> prompts;
+  for (int i = 0; i < 4; ++i) prompts.push_back(RandomTokens(rng, Between(rng, 300, 1500)));
+  for (int s = 0; s < sessions; ++s) {
+    const bool agent = s % 4 == 3;
+    std::vector<Token> history = agent ? RandomTokens(rng, Between(rng, 2000, 6000))
+                                       : prompts[static_cast<size_t>(Between(rng, 0, 3))];
+    double ts = s / sessions_per_second;
+    const int64_t turns = agent ? Between(rng, 10, 25) : Between(rng, 2, 8);
+    for (int64_t t = 0; t < turns; ++t) {
+      const auto message =
+          RandomTokens(rng, agent ? Between(rng, 200, 1500) : Between(rng, 20, 300));
+      history.insert(history.end(), message.begin(), message.end());
+      TraceRequest r;
+      r.session_id = (agent ? "agent" : "chat") + std::to_string(s);
+      r.turn_id = t;
+      r.ts = ts;
+      r.input = history;
+      r.output = RandomTokens(rng, agent ? Between(rng, 30, 200) : Between(rng, 50, 400));
+      history.insert(history.end(), r.output.begin(), r.output.end());
+      trace.requests.push_back(std::move(r));
+      ts += agent ? 5.0 + static_cast<double>(Between(rng, 0, 50)) / 10
+                  : static_cast<double>(Between(rng, 10, 60));
+    }
+  }
+  std::stable_sort(trace.requests.begin(), trace.requests.end(),
+                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  return trace;
+}
+
+Trace Retime(const Trace& trace, double sessions_per_second) {
+  // Sessions in order of first arrival; each keeps its own gaps between turns.
+  std::vector<std::string> order;
+  std::unordered_map<std::string, double> first;
+  for (const TraceRequest& r : trace.requests) {
+    auto [it, fresh] = first.emplace(r.session_id, r.ts);
+    if (fresh) order.push_back(r.session_id);
+    it->second = std::min(it->second, r.ts);
+  }
+  std::unordered_map<std::string, double> shift;
+  for (size_t i = 0; i < order.size(); ++i) {
+    shift[order[i]] = static_cast<double>(i) / sessions_per_second - first[order[i]];
+  }
+  Trace out = trace;
+  for (TraceRequest& r : out.requests) r.ts += shift[r.session_id];
+  std::stable_sort(out.requests.begin(), out.requests.end(),
+                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  return out;
 }
 
 }  // namespace marconi::sim

@@ -13,6 +13,17 @@ namespace marconi::sim {
 // questions each, a document every 5 s, its questions at exponential gaps of mean 2 s.
 Trace SyntheticDocQa(int documents, uint64_t seed);
 
+// Multi-turn chat over 4 shared system prompts (300-1500 tokens; 2-8 turns, user messages of
+// 20-300 tokens, answers of 50-400, 10-60 s apart) and, every 4th session, a coding agent
+// (a 2K-6K-token task, 10-25 steps of 200-1500-token tool outputs and 30-200-token commands,
+// 5-10 s apart). Session i starts at i / sessions_per_second. Turn k's input is the previous
+// turns' inputs and outputs followed by the new message.
+Trace SyntheticMixed(int sessions, double sessions_per_second, uint64_t seed);
+
+// The same requests with session i (in order of first arrival) starting at i /
+// sessions_per_second; gaps inside a session are kept. sessions_per_second > 0.
+Trace Retime(const Trace& trace, double sessions_per_second);
+
 }  // namespace marconi::sim
 
 #endif  // MARCONI_SIM_SYNTHETIC_H_

@@ -1,0 +1,191 @@
+#include "sim/replay.h"
+
+#include <algorithm>
+#include <atomic>
+#include <sstream>
+#include <thread>
+
+#include "marconi/policies.h"
+
+namespace marconi::sim {
+namespace {
+
+constexpr std::pair<PolicyKind, const char*> kNames[] = {
+    {PolicyKind::kVanilla, "vanilla"},    {PolicyKind::kVllmPlus, "vllm+"},
+    {PolicyKind::kSglangPlus, "sglang+"}, {PolicyKind::kMarconi, "marconi"},
+    {PolicyKind::kOracle, "oracle"},      {PolicyKind::kSparse, "sparse"}};
+
+struct Setup {
+  std::unique_ptr<AdmissionPolicy> admission;
+  std::unique_ptr<EvictionPolicy> eviction;
+};
+
+Result<Setup> MakeSetup(PolicyKind kind, const SimConfig& config, double alpha) {
+  Setup s;
+  switch (kind) {
+    case PolicyKind::kVllmPlus: {
+      auto a = MakeBlockAdmission({config.block_size});
+      if (!a.ok()) return a.status();
+      s.admission = std::move(a).value();
+      s.eviction = MakeLruEviction();
+      return s;
+    }
+    case PolicyKind::kSglangPlus:
+      s.admission = MakeJudiciousAdmission();
+      s.eviction = MakeLruEviction();
+      return s;
+    case PolicyKind::kSparse: {
+      SparseAdmissionConfig c;
+      c.relative = true;
+      c.budget = 2;
+      auto a = MakeSparseAdmission(c);
+      if (!a.ok()) return a.status();
+      s.admission = std::move(a).value();
+      break;
+    }
+    default:
+      s.admission = MakeJudiciousAdmission();
+      break;
+  }
+  auto e = MakeFlopAwareEviction({alpha});
+  if (!e.ok()) return e.status();
+  s.eviction = std::move(e).value();
+  return s;
+}
+
+// One replay with a fixed setup; the tuner (if any) observes every request.
+Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig& config,
+                           double alpha, bool tune) {
+  auto setup = MakeSetup(kind, config, alpha);
+  if (!setup.ok()) return setup.status();
+  PrefixCacheConfig cc;
+  cc.capacity_bytes = config.capacity_bytes;
+  auto cache = PrefixCache::Create(cc, config.model, std::move(setup->admission),
+                                   std::move(setup->eviction));
+  if (!cache.ok()) return cache.status();
+  std::unique_ptr<AlphaTuner> tuner;
+  if (tune) {
+    AlphaTunerConfig tc = config.tuner;
+    tc.threads = config.threads;
+    auto t = AlphaTuner::Create(tc);
+    if (!t.ok()) return t.status();
+    tuner = std::move(t).value();
+  }
+  PolicyResult out;
+  out.policy = PolicyName(kind);
+  out.records.reserve(trace.requests.size());
+  for (size_t i = 0; i < trace.requests.size(); ++i) {
+    const TraceRequest& r = trace.requests[i];
+    auto h = (*cache)->BeginRequest(r.input, r.ts);
+    if (!h.ok()) return h.status();
+    const int64_t n = static_cast<int64_t>(r.input.size());
+    const int64_t hit = h->lookup.reusable_tokens;
+    out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
+    Status s = (*cache)->CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
+    if (!s.ok()) return s;
+    if (tuner) {
+      if (Status t = tuner->Observe(**cache, r.input, r.output, r.ts, r.ts); !t.ok()) return t;
+    }
+  }
+  out.stats = (*cache)->stats();
+  out.alpha = (*cache)->alpha();
+  if (tuner) out.rounds = tuner->rounds();
+  return out;
+}
+
+PolicyResult Vanilla(const Trace& trace, const SimConfig& config) {
+  PolicyResult out;
+  out.policy = "vanilla";
+  for (size_t i = 0; i < trace.requests.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(trace.requests[i].input.size());
+    out.records.push_back({i, n, 0, config.ttft.Ms(config.model, 0, n)});
+    ++out.stats.requests;
+    out.stats.input_tokens += n;
+    out.stats.flops_without_cache += config.model.PrefillFlops(0, n);
+  }
+  return out;
+}
+
+Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
+  std::vector<double> grid = config.tuner.grid;
+  std::sort(grid.begin(), grid.end());
+  std::vector<Result<PolicyResult>> runs(grid.size(), Status::Unimplemented("not run"));
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < grid.size(); i = next++) {
+      runs[i] = Serve(trace, PolicyKind::kOracle, config, grid[i], false);
+    }
+  };
+  std::vector<std::thread> pool;
+  const size_t threads =
+      std::min<size_t>(grid.size(), static_cast<size_t>(std::max(1, config.threads)));
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  size_t best = 0;
+  TuningRound round;
+  round.alphas = grid;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    if (!runs[i].ok()) return runs[i].status();
+    round.objective.push_back(runs[i]->stats.token_hit_rate());
+    if (runs[i]->stats.token_hit_rate() > runs[best]->stats.token_hit_rate()) best = i;
+  }
+  PolicyResult out = std::move(runs[best]).value();
+  out.alpha = grid[best];
+  round.chosen_alpha = grid[best];
+  round.window = static_cast<int64_t>(trace.requests.size());
+  round.after_request = round.window;
+  out.rounds = {round};
+  return out;
+}
+
+}  // namespace
+
+const char* PolicyName(PolicyKind kind) {
+  for (const auto& [k, name] : kNames) {
+    if (k == kind) return name;
+  }
+  return "?";
+}
+
+Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list) {
+  std::vector<PolicyKind> out;
+  if (list == "all") {
+    for (const auto& [k, name] : kNames) out.push_back(k);
+    return out;
+  }
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    bool found = false;
+    for (const auto& [k, name] : kNames) {
+      if (item == name) {
+        if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
+        found = true;
+      }
+    }
+    if (!found) {
+      return Status::InvalidArgument(
+          "unknown policy '" + item +
+          "' (policies: vanilla, vllm+, sglang+, marconi, oracle, sparse, or all)");
+    }
+  }
+  if (out.empty()) return Status::InvalidArgument("no policy given");
+  return out;
+}
+
+Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config) {
+  switch (kind) {
+    case PolicyKind::kVanilla:
+      return Vanilla(trace, config);
+    case PolicyKind::kOracle:
+      return Oracle(trace, config);
+    case PolicyKind::kMarconi:
+    case PolicyKind::kSparse:
+      return Serve(trace, kind, config, 0.0, true);
+    default:
+      return Serve(trace, kind, config, 0.0, false);
+  }
+}
+
+}  // namespace marconi::sim

@@ -1,0 +1,57 @@
+// Replaying a trace through a cache configured as one of the compared systems.
+#ifndef MARCONI_SIM_REPLAY_H_
+#define MARCONI_SIM_REPLAY_H_
+
+#include <string>
+#include <vector>
+
+#include "marconi/alpha_tuner.h"
+#include "marconi/prefix_cache.h"
+#include "sim/trace.h"
+#include "sim/ttft_model.h"
+
+namespace marconi::sim {
+
+// vanilla: no cache. vllm+: a state every block_size tokens, LRU over leaves (blocks).
+// sglang+: Marconi's admission, LRU over leaves with the path touched. marconi: Marconi's
+// admission and FLOP-aware eviction with the online alpha tuner. oracle: the same eviction with
+// the best fixed alpha of the grid in hindsight (by token hit rate). sparse: sparse placement
+// (relative DP) with FLOP-aware eviction and the tuner.
+enum class PolicyKind { kVanilla, kVllmPlus, kSglangPlus, kMarconi, kOracle, kSparse };
+
+const char* PolicyName(PolicyKind kind);
+// "all", or a comma-separated list of names; kInvalidArgument names the unknown one.
+Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list);
+
+struct SimConfig {
+  ModelSpec model;
+  int64_t capacity_bytes = PrefixCacheConfig::kUnlimited;
+  TtftModel ttft = TtftModel::Linear(17.8, 0.05296);
+  int64_t block_size = 32;  // vllm+
+  AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
+  int threads = 1;          // the oracle's grid and the tuner's replays
+};
+
+struct RequestRecord {
+  size_t index = 0;  // position in the trace
+  int64_t input_tokens = 0;
+  int64_t hit_tokens = 0;
+  double ttft_ms = 0;
+};
+
+struct PolicyResult {
+  std::string policy;
+  CacheStats stats;
+  std::vector<RequestRecord> records;  // in trace order
+  double alpha = 0;                    // final alpha (marconi, sparse) or the oracle's best
+  std::vector<TuningRound> rounds;     // the tuner's rounds; for the oracle, one with the grid
+};
+
+// Serves every request of `trace` in order: BeginRequest at its ts, then CompleteRequest at the
+// same ts with its output (the paper's simulator does the same). kResourceExhausted cannot occur
+// (no request is in flight during an insert); other errors are returned.
+Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config);
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_REPLAY_H_

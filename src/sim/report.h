@@ -1,0 +1,67 @@
+// Metrics of replayed policies and their presentation: terminal table, JSON, per-request CSV.
+#ifndef MARCONI_SIM_REPORT_H_
+#define MARCONI_SIM_REPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "sim/replay.h"
+
+namespace marconi::sim {
+
+// The q-quantile (0..1) by linear interpolation between order statistics (numpy's default);
+// 0 for an empty sample.
+double Percentile(std::vector<double> values, double q);
+
+struct BucketSummary {
+  std::string name;  // "short (< 7000)" / "long (>= 7000)"
+  int64_t requests = 0;
+  int64_t input_tokens = 0;
+  int64_t hit_tokens = 0;
+  double token_hit_rate = 0;
+  double ttft_ms_p50 = 0;
+  double ttft_ms_p95 = 0;
+};
+
+// One policy's results. Field names are the JSON keys (stable).
+struct Summary {
+  std::string policy;
+  int64_t requests = 0;
+  int64_t input_tokens = 0;
+  int64_t hit_tokens = 0;
+  double token_hit_rate = 0;        // hit_tokens / input_tokens
+  double request_hit_rate = 0;      // requests with a hit / requests
+  double flops_saved = 0;           // sum of ModelSpec::FlopsSaved over requests
+  double flops_saved_fraction = 0;  // flops_saved / FLOPs of the same requests with no cache
+  double ttft_ms_p5 = 0, ttft_ms_p50 = 0, ttft_ms_p95 = 0, ttft_ms_mean = 0;
+  int64_t peak_kv_bytes = 0;
+  int64_t peak_state_bytes = 0;
+  int64_t checkpoints_admitted = 0;
+  int64_t checkpoint_hits = 0;  // requests that resumed from a checkpoint
+  int64_t evictions = 0;
+  double alpha = 0;
+  std::vector<BucketSummary> buckets;
+};
+
+Summary Summarize(const PolicyResult& result, int64_t long_threshold = 7000);
+
+struct ReportContext {
+  std::string trace;
+  std::string model;
+  int64_t capacity_bytes = 0;
+  std::string ttft;
+  int64_t skipped_lines = 0;
+};
+
+std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& ctx);
+std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& ctx);
+// policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms
+std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& results);
+
+// "40GB" (decimal), "1.5GiB" (binary), "512MB", "123" (bytes), "inf" (unlimited).
+Result<int64_t> ParseBytes(const std::string& text);
+std::string FormatBytes(int64_t bytes);
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_REPORT_H_

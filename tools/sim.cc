@@ -1,0 +1,158 @@
+#include "sim.h"
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "sim/file_io.h"
+#include "sim/replay.h"
+#include "sim/report.h"
+#include "sim/synthetic.h"
+
+namespace marconi::tools {
+namespace {
+
+struct SimOptions {
+  std::string trace;
+  std::string model = "paper-7b";
+  std::string capacity = "5GB";
+  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
+  std::string format = "table";
+  std::string per_request;
+  std::string ttft_profile;
+  bool ttft_interpolate = false;
+  std::vector<double> roofline;
+  double sps = 0;
+  int sessions = 80;
+  int threads = 0;
+  bool skip_bad_lines = false;
+  int64_t block_size = 32;
+  double multiplier = 5;
+  std::string objective = "hit";
+  bool retune = false;
+};
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "marconi sim: %s\n", s.ToString().c_str());
+  return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kNotFound ||
+                 s.code() == StatusCode::kParseError || s.code() == StatusCode::kIoError
+             ? 2
+             : 1;
+}
+
+int Run(const SimOptions& o) {
+  auto model = ModelSpec::FromNameOrFile(o.model);
+  if (!model.ok()) return Fail(model.status());
+  auto capacity = sim::ParseBytes(o.capacity);
+  if (!capacity.ok()) return Fail(capacity.status());
+  auto policies = sim::ParsePolicies(o.policies);
+  if (!policies.ok()) return Fail(policies.status());
+
+  sim::SimConfig config;
+  config.model = *model;
+  config.capacity_bytes = *capacity;
+  config.block_size = o.block_size;
+  config.threads =
+      o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  config.tuner.multiplier = o.multiplier;
+  config.tuner.retune = o.retune;
+  config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
+                                                  : AlphaTunerConfig::Objective::kTokenHitRate;
+  if (!o.roofline.empty()) {
+    if (o.roofline.size() != 2) {
+      return Fail(Status::InvalidArgument("--roofline takes PEAK_FLOPS,EFFICIENCY"));
+    }
+    auto t = sim::TtftModel::Roofline(o.roofline[0], o.roofline[1], 0);
+    if (!t.ok()) return Fail(t.status());
+    config.ttft = *t;
+  } else if (!o.ttft_profile.empty()) {
+    auto t = sim::TtftModel::FromProfileCsv(o.ttft_profile, !o.ttft_interpolate);
+    if (!t.ok()) return Fail(t.status());
+    config.ttft = *t;
+  }
+
+  Result<sim::Trace> trace = o.trace.empty()
+                                 ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
+                                 : sim::ReadTrace(o.trace, {o.skip_bad_lines});
+  if (!trace.ok()) return Fail(trace.status());
+  if (o.sps > 0) {
+    *trace = sim::Retime(*trace, o.sps);
+  }
+
+  // Validate the cache configuration once, before any replay.
+  if (*capacity != PrefixCacheConfig::kUnlimited &&
+      *capacity < model->StateBytesPerCheckpoint() + model->KvBytesPerToken()) {
+    return Fail(Status::InvalidArgument("--capacity " + o.capacity +
+                                        " cannot hold one checkpoint of " + model->name() + " (" +
+                                        sim::FormatBytes(model->StateBytesPerCheckpoint()) + ")"));
+  }
+  std::vector<sim::PolicyResult> results;
+  std::vector<sim::Summary> rows;
+  for (sim::PolicyKind kind : *policies) {
+    auto r = sim::RunPolicy(*trace, kind, config);
+    if (!r.ok()) return Fail(r.status());
+    rows.push_back(sim::Summarize(*r));
+    results.push_back(std::move(r).value());
+  }
+  sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
+                             " requests, " + std::to_string(trace->input_tokens()) +
+                             " input tokens)",
+                         model->name(), *capacity, config.ttft.Describe(), trace->skipped_lines};
+  const std::string text =
+      o.format == "json" ? sim::SummaryJson(rows, ctx) : sim::SummaryTable(rows, ctx);
+  std::fputs(text.c_str(), stdout);
+  if (!o.per_request.empty()) {
+    if (Status s = sim::WriteFile(o.per_request, sim::PerRequestCsv(*trace, results)); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddSimCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<SimOptions>();
+  auto* cmd = app.add_subcommand(
+      "sim", "Replay a trace (default: a built-in synthetic workload) through every policy");
+  cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
+  cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
+      ->capture_default_str();
+  cmd->add_option("--policy", o->policies,
+                  "Policies: vanilla, vllm+, sglang+, marconi, oracle, sparse, or all")
+      ->capture_default_str();
+  cmd->add_option("--format", o->format, "table or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json"}));
+  cmd->add_option("--per-request", o->per_request, "Write per-request results (CSV) here");
+  cmd->add_option("--ttft-profile", o->ttft_profile,
+                  "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
+  cmd->add_flag("--ttft-interpolate", o->ttft_interpolate,
+                "Interpolate the profile instead of fitting a line");
+  cmd->add_option("--roofline", o->roofline, "TTFT from FLOPs: PEAK_FLOPS,EFFICIENCY")
+      ->delimiter(',');
+  cmd->add_option("--sps", o->sps, "Re-time sessions to start at this rate (sessions/s)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--threads", o->threads, "Threads for alpha replays (0: all cores)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
+  cmd->add_option("--block-size", o->block_size, "vllm+ block size in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--tuner-multiplier", o->multiplier,
+                  "Tuning window, in multiples of the requests before the first eviction")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"hit", "flops"}));
+  cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
+  cmd->callback([o, exit_code] { *exit_code = Run(*o); });
+}
+
+}  // namespace marconi::tools
