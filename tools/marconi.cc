@@ -5,6 +5,7 @@
 #include "marconi/model_spec.h"
 #include "place.h"
 #include "sim.h"
+#include "sweep.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"marconi: prefix caching for hybrid (attention + SSM) LLMs"};
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
 
   marconi::tools::AddSimCommand(app, &exit_code);
+  marconi::tools::AddSweepCommand(app, &exit_code);
 
   std::string model_name = "paper-7b";
   auto* model_cmd = app.add_subcommand("model", "Describe a model's cache costs");

@@ -128,7 +128,7 @@ std::string RenderSvgLinePlot(const PlotSpec& spec) {
     }
     o += "<polyline fill=\"none\" stroke=\"" + color + "\" stroke-width=\"2\" points=\"" + path +
          "\"/>\n";
-    for (auto [x, y] : s.points) {
+    for (auto [x, y] : s.markers ? s.points : std::vector<std::pair<double, double>>{}) {
       o += "<circle cx=\"" + Px(sx(x)) + "\" cy=\"" + Px(sy(y)) + "\" r=\"3\" fill=\"" + color +
            "\"/>\n";
     }

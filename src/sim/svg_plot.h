@@ -12,6 +12,7 @@ namespace marconi::sim {
 struct PlotSeries {
   std::string label;
   std::vector<std::pair<double, double>> points;  // drawn in the given order
+  bool markers = true;                            // a dot at every point
 };
 
 struct PlotSpec {

@@ -1,0 +1,73 @@
+#include "sim/sweep.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "sim/file_io.h"
+#include "sim/synthetic.h"
+
+namespace marconi::sim {
+namespace {
+
+SweepSpec SmallSpec(int threads) {
+  SweepSpec spec;
+  spec.models = {ModelSpec::Preset("paper-7b").value(), ModelSpec::Preset("nemotron-h-8b").value()};
+  spec.capacities = {1'000'000'000, 3'000'000'000};
+  spec.sessions_per_second = {1, 4};
+  spec.policies = ParsePolicies("vanilla,sglang+,marconi").value();
+  spec.threads = threads;
+  return spec;
+}
+
+TEST(Sweep, ByteIdenticalWhateverTheThreadCount) {
+  const Trace trace = SyntheticMixed(16, 1.0, 5);
+  std::vector<std::string> csv, svg;
+  for (int threads : {1, 3}) {
+    size_t calls = 0, last = 0;
+    auto cells = RunSweep(trace, SmallSpec(threads), [&](size_t done, size_t total) {
+      ++calls;
+      last = done;
+      EXPECT_EQ(total, 24u);
+    });
+    ASSERT_TRUE(cells.ok()) << cells.status().ToString();
+    EXPECT_EQ(calls, 24u);
+    EXPECT_EQ(last, 24u);
+    csv.push_back(SweepCsv(*cells));
+    const std::string dir = ::testing::TempDir() + "/sweep" + std::to_string(threads);
+    auto files = WriteSweepPlots(*cells, dir);
+    ASSERT_TRUE(files.ok()) << files.status().ToString();
+    EXPECT_EQ(files->size(), 2u * 2u * 3u);  // (model, sps) x {hit rate, win, CDF}
+    std::string all;
+    for (const auto& f : *files) all += ReadFile(f).value();
+    svg.push_back(all);
+  }
+  EXPECT_EQ(csv[0], csv[1]);
+  EXPECT_EQ(svg[0], svg[1]);
+  EXPECT_EQ(std::count(csv[0].begin(), csv[0].end(), '\n'), 1 + 24);
+}
+
+TEST(Sweep, MoreCacheNeverHurtsLruHitRateHere) {
+  const Trace trace = SyntheticMixed(16, 1.0, 5);
+  SweepSpec spec = SmallSpec(2);
+  spec.models.resize(1);
+  spec.sessions_per_second = {1};
+  spec.capacities = {500'000'000, 2'000'000'000, 8'000'000'000};
+  spec.policies = {PolicyKind::kSglangPlus};
+  auto cells = RunSweep(trace, spec).value();
+  ASSERT_EQ(cells.size(), 3u);
+  EXPECT_LE(cells[0].summary.token_hit_rate, cells[1].summary.token_hit_rate);
+  EXPECT_LE(cells[1].summary.token_hit_rate, cells[2].summary.token_hit_rate);
+}
+
+TEST(Sweep, ErrorsAreReported) {
+  const Trace trace = SyntheticMixed(2, 1.0, 5);
+  SweepSpec spec = SmallSpec(1);
+  spec.capacities = {};
+  EXPECT_EQ(RunSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
+  auto cells = RunSweep(trace, SmallSpec(1)).value();
+  EXPECT_EQ(WriteSweepPlots(cells, "/proc/no/such/dir").status().code(), StatusCode::kIoError);
+}
+
+}  // namespace
+}  // namespace marconi::sim

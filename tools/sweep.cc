@@ -1,0 +1,123 @@
+#include "sweep.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "sim/file_io.h"
+#include "sim/sweep.h"
+#include "sim/synthetic.h"
+
+namespace marconi::tools {
+namespace {
+
+struct SweepOptions {
+  std::string trace;
+  std::vector<std::string> models = {"paper-7b"};
+  std::vector<std::string> capacities = {"2GB", "3GB", "5GB", "7GB", "10GB"};
+  std::vector<double> sps;
+  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
+  std::string out = "sweep-out";
+  std::string ttft_profile;
+  int threads = 0;
+  int sessions = 80;
+  bool skip_bad_lines = false;
+};
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "marconi sweep: %s\n", s.ToString().c_str());
+  return s.code() == StatusCode::kIoError ? 1 : 2;
+}
+
+int Run(const SweepOptions& o) {
+  sim::SweepSpec spec;
+  for (const std::string& m : o.models) {
+    auto model = ModelSpec::FromNameOrFile(m);
+    if (!model.ok()) return Fail(model.status());
+    spec.models.push_back(*model);
+  }
+  for (const std::string& c : o.capacities) {
+    auto bytes = sim::ParseBytes(c);
+    if (!bytes.ok()) return Fail(bytes.status());
+    for (const ModelSpec& m : spec.models) {
+      if (*bytes < m.StateBytesPerCheckpoint() + m.KvBytesPerToken()) {
+        return Fail(Status::InvalidArgument("capacity " + c + " cannot hold one checkpoint of " +
+                                            m.name()));
+      }
+    }
+    spec.capacities.push_back(*bytes);
+  }
+  auto policies = sim::ParsePolicies(o.policies);
+  if (!policies.ok()) return Fail(policies.status());
+  spec.policies = *policies;
+  Result<sim::Trace> trace = o.trace.empty()
+                                 ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
+                                 : sim::ReadTrace(o.trace, {o.skip_bad_lines});
+  if (!trace.ok()) return Fail(trace.status());
+  spec.sessions_per_second = o.sps;
+  if (spec.sessions_per_second.empty()) {
+    spec.sessions_per_second =
+        o.trace.empty() ? std::vector<double>{0.5, 1, 2} : std::vector<double>{0};
+  }
+  if (!o.ttft_profile.empty()) {
+    auto t = sim::TtftModel::FromProfileCsv(o.ttft_profile, true);
+    if (!t.ok()) return Fail(t.status());
+    spec.base.ttft = *t;
+  }
+  spec.threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  auto progress = [tty](size_t done, size_t total) {
+    if (!tty) return;
+    const int width = 40;
+    const int filled = static_cast<int>(width * done / total);
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu runs",
+                 std::string(static_cast<size_t>(filled), '#').c_str(),
+                 std::string(static_cast<size_t>(width - filled), '.').c_str(), done, total);
+    if (done == total) std::fputc('\n', stderr);
+  };
+  auto cells = sim::RunSweep(*trace, spec, progress);
+  if (!cells.ok()) return Fail(cells.status());
+  const std::string csv_path = o.out + "/sweep.csv";
+  auto plots = sim::WriteSweepPlots(*cells, o.out);
+  if (!plots.ok()) return Fail(plots.status());
+  if (Status s = sim::WriteFile(csv_path, sim::SweepCsv(*cells)); !s.ok()) return Fail(s);
+  std::printf("%zu runs over %s (%zu requests) on %d threads\nwrote %s\n", cells->size(),
+              trace->source.c_str(), trace->requests.size(), spec.threads, csv_path.c_str());
+  for (const std::string& p : *plots) std::printf("wrote %s\n", p.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void AddSweepCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<SweepOptions>();
+  auto* cmd = app.add_subcommand(
+      "sweep", "Run a grid of models x capacities x arrival rates x policies; CSV and SVG plots");
+  cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--models", o->models, "Model presets or config.json files")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--capacities", o->capacities, "Cache sizes")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--sps", o->sps,
+                  "Session arrival rates (sessions/s; 0 keeps the trace's times); default "
+                  "0.5,1,2 for the synthetic workload, 0 for a trace")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--policy", o->policies, "Policies, or all")->capture_default_str();
+  cmd->add_option("-o,--out", o->out, "Output directory")->capture_default_str();
+  cmd->add_option("--ttft-profile", o->ttft_profile, "Prefill profile CSV (least-squares line)");
+  cmd->add_option("--threads", o->threads, "Concurrent runs (0: all cores)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
+  cmd->callback([o, exit_code] { *exit_code = Run(*o); });
+}
+
+}  // namespace marconi::tools
