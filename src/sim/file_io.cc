@@ -17,6 +17,11 @@ namespace {
 Result<std::string> Decompress(const std::string& compressed, const std::string& path) {
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   std::string out;
+  const unsigned long long frame = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (frame != ZSTD_CONTENTSIZE_UNKNOWN && frame != ZSTD_CONTENTSIZE_ERROR &&
+      frame < (1ull << 36)) {
+    out.reserve(static_cast<size_t>(frame) + kReadSlack);
+  }
   std::string buffer(ZSTD_DStreamOutSize(), '\0');
   ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
   size_t last = 0;
@@ -46,12 +51,17 @@ Result<std::string> Decompress(const std::string& compressed, const std::string&
 }  // namespace
 
 Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return Status::IoError("cannot open '" + path + "'");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  if (in.bad()) return Status::IoError("cannot read '" + path + "'");
-  std::string data = std::move(bytes).str();
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Status::IoError("cannot size '" + path + "'");
+  std::string data;
+  // Spare capacity lets parsers that read a little past the end (simdjson) avoid a copy.
+  data.reserve(static_cast<size_t>(size) + kReadSlack);
+  data.resize(static_cast<size_t>(size));
+  in.seekg(0);
+  in.read(data.data(), size);
+  if (!in) return Status::IoError("cannot read '" + path + "'");
   if (EndsWith(path, ".zst")) return Decompress(data, path);
   return data;
 }

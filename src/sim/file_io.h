@@ -2,12 +2,16 @@
 #ifndef MARCONI_SIM_FILE_IO_H_
 #define MARCONI_SIM_FILE_IO_H_
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 #include "marconi/status.h"
 
 namespace marconi::sim {
+
+// Spare capacity ReadFile leaves after the data (at least simdjson's padding).
+inline constexpr size_t kReadSlack = 128;
 
 // The file's bytes, decompressed if `path` ends in ".zst". kIoError names the path; a corrupt
 // zstd stream is a kParseError.

@@ -83,6 +83,33 @@ Trace SyntheticMixed(int sessions, double sessions_per_second, uint64_t seed) {
   return trace;
 }
 
+Trace SyntheticAgent(int sessions, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Trace trace;
+  trace.source = "synthetic-agent";
+  for (int s = 0; s < sessions; ++s) {
+    std::vector<Token> history = RandomTokens(rng, Between(rng, 6000, 12000));
+    double ts = 2.0 * s;
+    for (int64_t step = 0;; ++step) {
+      const auto tool = RandomTokens(rng, Between(rng, 400, 1400));
+      if (history.size() + tool.size() > 32000) break;
+      history.insert(history.end(), tool.begin(), tool.end());
+      TraceRequest r;
+      r.session_id = "agent" + std::to_string(s);
+      r.turn_id = step;
+      r.ts = ts;
+      r.input = history;
+      r.output = RandomTokens(rng, Between(rng, 30, 150));
+      history.insert(history.end(), r.output.begin(), r.output.end());
+      trace.requests.push_back(std::move(r));
+      ts += 5.0 + static_cast<double>(Between(rng, 0, 50)) / 10;
+    }
+  }
+  std::stable_sort(trace.requests.begin(), trace.requests.end(),
+                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  return trace;
+}
+
 Trace Retime(const Trace& trace, double sessions_per_second) {
   // Sessions in order of first arrival; each keeps its own gaps between turns.
   std::vector<std::string> order;

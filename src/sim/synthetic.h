@@ -20,6 +20,12 @@ Trace SyntheticDocQa(int documents, uint64_t seed);
 // turns' inputs and outputs followed by the new message.
 Trace SyntheticMixed(int sessions, double sessions_per_second, uint64_t seed);
 
+// Long coding-agent sessions (SWE-bench-like): a 6K-12K-token task, then steps whose context
+// grows by a 400-1400-token tool output and a 30-150-token command each, up to 32K tokens;
+// sessions start 2 s apart, steps 5-10 s apart. 24 sessions give ~600 requests and ~10M input
+// tokens.
+Trace SyntheticAgent(int sessions, uint64_t seed);
+
 // The same requests with session i (in order of first arrival) starting at i /
 // sessions_per_second; gaps inside a session are kept. sessions_per_second > 0.
 Trace Retime(const Trace& trace, double sessions_per_second);

@@ -130,10 +130,13 @@ int64_t Trace::input_tokens() const {
 
 Result<Trace> ParseTrace(const std::string& text, const std::string& source,
                          const TraceReadOptions& options) {
-  // simdjson reads up to SIMDJSON_PADDING bytes past a document: parse from a padded copy.
-  const simdjson::padded_string padded(text);
-  const char* base = padded.data();
-  const size_t size = padded.size();
+  // simdjson reads up to SIMDJSON_PADDING bytes past a document: parse in place when the string
+  // has that much spare capacity (ReadFile leaves it), from a padded copy otherwise.
+  simdjson::padded_string copy;
+  const bool in_place = text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING;
+  if (!in_place) copy = simdjson::padded_string(text);
+  const char* base = in_place ? text.data() : copy.data();
+  const size_t size = text.size();
   simdjson::ondemand::parser parser;
   Trace trace;
   trace.source = source;
@@ -206,3 +209,4 @@ Status WriteTrace(const std::string& path, const Trace& trace) {
 }
 
 }  // namespace marconi::sim
+static_assert(marconi::sim::kReadSlack >= simdjson::SIMDJSON_PADDING);
