@@ -6,6 +6,7 @@
 #include "place.h"
 #include "sim.h"
 #include "sweep.h"
+#include "trace_cmd.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"marconi: prefix caching for hybrid (attention + SSM) LLMs"};
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
 
   marconi::tools::AddSimCommand(app, &exit_code);
   marconi::tools::AddSweepCommand(app, &exit_code);
+  marconi::tools::AddTraceCommand(app, &exit_code);
 
   std::string model_name = "paper-7b";
   auto* model_cmd = app.add_subcommand("model", "Describe a model's cache costs");

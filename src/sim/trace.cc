@@ -1,6 +1,7 @@
 #include "sim/trace.h"
 
 #include <simdjson.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -178,34 +179,110 @@ Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options
   return ParseTrace(*text, path, options);
 }
 
+namespace {
+
+void AppendTokens(std::span<const Token> v, bool* first, std::string* out) {
+  char buf[16];
+  for (Token t : v) {
+    if (!*first) *out += ',';
+    *first = false;
+    const int n = std::snprintf(buf, sizeof(buf), "%d", t);
+    out->append(buf, static_cast<size_t>(n));
+  }
+}
+
+void AppendRequest(const std::string& session_id, int64_t turn_id, double ts,
+                   const std::vector<std::span<const Token>>& input, std::span<const Token> output,
+                   std::string* out) {
+  size_t n_in = 0;
+  for (const auto& piece : input) n_in += piece.size();
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", ts);
+  *out += "{\"session_id\":";
+  AppendJsonString(session_id, out);
+  *out += ",\"turn_id\":" + std::to_string(turn_id) + ",\"ts\":" + buf +
+          ",\"num_input_tokens\":" + std::to_string(n_in) +
+          ",\"num_output_tokens\":" + std::to_string(output.size()) + ",\"input_tokens\":[";
+  bool first = true;
+  for (const auto& piece : input) AppendTokens(piece, &first, out);
+  *out += "],\"output_tokens\":[";
+  first = true;
+  AppendTokens(output, &first, out);
+  *out += "]}\n";
+}
+
+}  // namespace
+
 std::string FormatTrace(const Trace& trace) {
   std::string out;
-  auto tokens = [&](const std::vector<Token>& v) {
-    out += '[';
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (i > 0) out += ',';
-      out += std::to_string(v[i]);
-    }
-    out += ']';
-  };
-  char ts[64];
   for (const TraceRequest& r : trace.requests) {
-    std::snprintf(ts, sizeof(ts), "%.17g", r.ts);
-    out += "{\"session_id\":";
-    AppendJsonString(r.session_id, &out);
-    out += ",\"turn_id\":" + std::to_string(r.turn_id) + ",\"ts\":" + ts +
-           ",\"num_input_tokens\":" + std::to_string(r.input.size()) +
-           ",\"num_output_tokens\":" + std::to_string(r.output.size()) + ",\"input_tokens\":";
-    tokens(r.input);
-    out += ",\"output_tokens\":";
-    tokens(r.output);
-    out += "}\n";
+    AppendRequest(r.session_id, r.turn_id, r.ts, {std::span<const Token>(r.input)}, r.output, &out);
   }
   return out;
 }
 
 Status WriteTrace(const std::string& path, const Trace& trace) {
   return WriteFile(path, FormatTrace(trace));
+}
+
+Result<std::unique_ptr<TraceWriter>> TraceWriter::Open(const std::string& path) {
+  std::unique_ptr<TraceWriter> w(new TraceWriter());
+  w->path_ = path;
+  w->file_ = std::fopen(path.c_str(), "wb");
+  if (w->file_ == nullptr) return Status::IoError("cannot create '" + path + "'");
+  if (EndsWith(path, ".zst")) {
+    ZSTD_CCtx* ctx = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, 3);
+    w->zstd_ = ctx;
+  }
+  return w;
+}
+
+TraceWriter::~TraceWriter() {
+  if (zstd_ != nullptr) ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(zstd_));
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Status TraceWriter::Write(const std::string& session_id, int64_t turn_id, double ts,
+                          const std::vector<std::span<const Token>>& input,
+                          std::span<const Token> output) {
+  if (file_ == nullptr) return Status::FailedPrecondition("trace writer is closed");
+  AppendRequest(session_id, turn_id, ts, input, output, &buffer_);
+  ++requests_;
+  return buffer_.size() >= (1u << 22) ? Flush(false) : Status::Ok();
+}
+
+Status TraceWriter::Flush(bool end) {
+  if (zstd_ == nullptr) {
+    if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
+      return Status::IoError("cannot write '" + path_ + "'");
+    }
+    buffer_.clear();
+    return Status::Ok();
+  }
+  auto* ctx = static_cast<ZSTD_CCtx*>(zstd_);
+  std::string out(ZSTD_CStreamOutSize(), '\0');
+  ZSTD_inBuffer in{buffer_.data(), buffer_.size(), 0};
+  const ZSTD_EndDirective mode = end ? ZSTD_e_end : ZSTD_e_continue;
+  for (;;) {
+    ZSTD_outBuffer o{out.data(), out.size(), 0};
+    const size_t left = ZSTD_compressStream2(ctx, &o, &in, mode);
+    if (ZSTD_isError(left)) return Status::IoError(path_ + ": zstd: " + ZSTD_getErrorName(left));
+    if (std::fwrite(out.data(), 1, o.pos, file_) != o.pos) {
+      return Status::IoError("cannot write '" + path_ + "'");
+    }
+    if (end ? left == 0 : in.pos == in.size) break;
+  }
+  buffer_.clear();
+  return Status::Ok();
+}
+
+Status TraceWriter::Close() {
+  if (file_ == nullptr) return Status::Ok();
+  Status s = Flush(true);
+  if (std::fclose(file_) != 0 && s.ok()) s = Status::IoError("cannot close '" + path_ + "'");
+  file_ = nullptr;
+  return s;
 }
 
 }  // namespace marconi::sim

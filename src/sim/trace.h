@@ -6,6 +6,9 @@
 #define MARCONI_SIM_TRACE_H_
 
 #include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,6 +49,28 @@ Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options
 // JSONL of `trace` in the same format (input with num_* fields); `WriteTrace` compresses for .zst.
 std::string FormatTrace(const Trace& trace);
 Status WriteTrace(const std::string& path, const Trace& trace);
+
+// Streams requests to a trace file (zstd-compressed for ".zst") without holding the trace:
+// each request's input is given as pieces that are concatenated on the fly.
+class TraceWriter {
+ public:
+  static Result<std::unique_ptr<TraceWriter>> Open(const std::string& path);
+  ~TraceWriter();
+  Status Write(const std::string& session_id, int64_t turn_id, double ts,
+               const std::vector<std::span<const Token>>& input, std::span<const Token> output);
+  // Flushes and closes; an error here means the file is incomplete.
+  Status Close();
+  int64_t requests() const { return requests_; }
+
+ private:
+  TraceWriter() = default;
+  Status Flush(bool end);
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  void* zstd_ = nullptr;  // ZSTD_CCtx*, when compressing
+  std::string buffer_;
+  int64_t requests_ = 0;
+};
 
 }  // namespace marconi::sim
 

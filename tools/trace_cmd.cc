@@ -1,0 +1,119 @@
+#include "trace_cmd.h"
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "sim/trace_builder.h"
+#include "sim/trace_stats.h"
+
+namespace marconi::tools {
+namespace {
+
+struct BuildArgs {
+  std::string input, workload, tokenizer, output;
+  sim::BuildOptions options;
+};
+
+int Fail(const char* what, const Status& s) {
+  std::fprintf(stderr, "marconi trace %s: %s\n", what, s.ToString().c_str());
+  return s.code() == StatusCode::kIoError ? 1 : 2;
+}
+
+int RunBuild(BuildArgs a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto workload = sim::ParseWorkload(a.workload);
+  if (!workload.ok()) return Fail("build", workload.status());
+  a.options.workload = *workload;
+  auto encoder = sim::LoadSentencePiece(a.tokenizer);
+  if (!encoder.ok()) return Fail("build", encoder.status());
+  auto writer = sim::TraceWriter::Open(a.output);
+  if (!writer.ok()) return Fail("build", writer.status());
+  auto report = sim::BuildTrace(a.input, a.options, *encoder, **writer);
+  if (!report.ok()) {
+    (void)(*writer)->Close();
+    std::remove(a.output.c_str());  // no half-written trace left behind
+    return Fail("build", report.status());
+  }
+  if (Status s = (*writer)->Close(); !s.ok()) return Fail("build", s);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "%s: %lld requests from %lld sessions (%lld records read), %lld input and %lld output "
+      "tokens, in %.2f s\n",
+      a.output.c_str(), static_cast<long long>(report->requests),
+      static_cast<long long>(report->sessions), static_cast<long long>(report->records),
+      static_cast<long long>(report->input_tokens), static_cast<long long>(report->output_tokens),
+      secs);
+  return 0;
+}
+
+}  // namespace
+
+void AddTraceCommand(CLI::App& app, int* exit_code) {
+  auto* trace = app.add_subcommand("trace", "Build request traces from datasets; describe traces");
+  trace->require_subcommand(1);
+
+  auto a = std::make_shared<BuildArgs>();
+  auto* build = trace->add_subcommand(
+      "build", "Tokenise a normalised dataset (.jsonl[.zst]) into a Marconi trace");
+  build->add_option("input", a->input, "Dataset: chat, agent, docqa or system-prompt records")
+      ->required()
+      ->check(CLI::ExistingFile);
+  build->add_option("--workload", a->workload, "chat, agent, docqa or sysprompt")->required();
+  build->add_option("--tokenizer", a->tokenizer, "SentencePiece model (e.g. llama2.model)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  build->add_option("-o,--output", a->output, "Trace to write (.jsonl or .jsonl.zst)")->required();
+  auto& o = a->options;
+  build->add_option("--sessions", o.sessions, "Sessions, documents or prompts")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  build->add_option("--sps", o.sps, "Sessions per second (sysprompt: requests per second)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  build->add_option("--art", o.art, "Mean seconds between agent steps / document questions")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  build->add_option("--seed", o.seed, "Seed of the selection and arrivals")->capture_default_str();
+  build->add_option("--max-tokens", o.max_tokens, "Input cap in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  build->add_option("--max-steps", o.max_steps, "Agent steps per run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  build->add_option("--min-turns", o.min_turns, "Chat: minimum assistant replies per conversation")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  build->add_flag("--collapse-old-outputs", o.collapse_old_outputs,
+                  "Agent: collapse tool outputs older than the 5 latest (SWE-agent's history)");
+  build->add_option("--queries", o.queries_path, "Sysprompt: chat dataset of first-turn queries")
+      ->check(CLI::ExistingFile);
+  build->add_option("--queries-per-prompt", o.queries_per_prompt, "Sysprompt: requests per prompt")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  build->add_option("--zipf", o.zipf, "Sysprompt: popularity exponent")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  build->add_option("--threads", o.threads, "Tokenisation threads (0: all cores)")
+      ->check(CLI::Range(0, 1024));
+  build->callback([a, exit_code] { *exit_code = RunBuild(*a); });
+
+  auto path = std::make_shared<std::string>();
+  auto skip = std::make_shared<bool>(false);
+  auto* stats = trace->add_subcommand("stats", "Requests, token distributions, optimal hit rate");
+  stats->add_option("trace", *path, "Trace (.jsonl or .jsonl.zst)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  stats->add_flag("--skip-bad-lines", *skip, "Skip and count malformed lines");
+  stats->callback([path, skip, exit_code] {
+    auto t = sim::ReadTrace(*path, {*skip});
+    if (!t.ok()) {
+      *exit_code = Fail("stats", t.status());
+      return;
+    }
+    std::fputs(sim::FormatTraceStats(sim::ComputeTraceStats(*t), *path).c_str(), stdout);
+    *exit_code = 0;
+  });
+}
+
+}  // namespace marconi::tools
