@@ -120,8 +120,9 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
       ->capture_default_str();
-  cmd->add_option("--policy", o->policies,
-                  "Policies: vanilla, vllm+, sglang+, marconi, oracle, sparse, or all")
+  cmd->add_option(
+         "--policy", o->policies,
+         "Policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or all")
       ->capture_default_str();
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()

@@ -11,9 +11,13 @@ namespace marconi::sim {
 namespace {
 
 constexpr std::pair<PolicyKind, const char*> kNames[] = {
-    {PolicyKind::kVanilla, "vanilla"},    {PolicyKind::kVllmPlus, "vllm+"},
-    {PolicyKind::kSglangPlus, "sglang+"}, {PolicyKind::kMarconi, "marconi"},
-    {PolicyKind::kOracle, "oracle"},      {PolicyKind::kSparse, "sparse"}};
+    {PolicyKind::kVanilla, "vanilla"},
+    {PolicyKind::kVllmPlus, "vllm+"},
+    {PolicyKind::kSglangPlus, "sglang+"},
+    {PolicyKind::kMarconi, "marconi"},
+    {PolicyKind::kOracle, "oracle"},
+    {PolicyKind::kSparse, "sparse"},
+    {PolicyKind::kMarconiRetune, "marconi-retune"}};
 
 struct Setup {
   std::unique_ptr<AdmissionPolicy> admission;
@@ -67,6 +71,7 @@ Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig&
   if (tune) {
     AlphaTunerConfig tc = config.tuner;
     tc.threads = config.threads;
+    if (kind == PolicyKind::kMarconiRetune) tc.retune = true;
     auto t = AlphaTuner::Create(tc);
     if (!t.ok()) return t.status();
     tuner = std::move(t).value();
@@ -167,7 +172,8 @@ Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list) {
     if (!found) {
       return Status::InvalidArgument(
           "unknown policy '" + item +
-          "' (policies: vanilla, vllm+, sglang+, marconi, oracle, sparse, or all)");
+          "' (policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or "
+          "all)");
     }
   }
   if (out.empty()) return Status::InvalidArgument("no policy given");

@@ -16,8 +16,18 @@ namespace marconi::sim {
 // sglang+: Marconi's admission, LRU over leaves with the path touched. marconi: Marconi's
 // admission and FLOP-aware eviction with the online alpha tuner. oracle: the same eviction with
 // the best fixed alpha of the grid in hindsight (by token hit rate). sparse: sparse placement
-// (relative DP) with FLOP-aware eviction and the tuner.
-enum class PolicyKind { kVanilla, kVllmPlus, kSglangPlus, kMarconi, kOracle, kSparse };
+// (relative DP) with FLOP-aware eviction and the tuner. marconi-retune: marconi re-tuning alpha
+// after every window instead of once (ours: one-shot tuning can lock in an alpha that suits the
+// first window only; see docs/results.md).
+enum class PolicyKind {
+  kVanilla,
+  kVllmPlus,
+  kSglangPlus,
+  kMarconi,
+  kOracle,
+  kSparse,
+  kMarconiRetune
+};
 
 const char* PolicyName(PolicyKind kind);
 // "all", or a comma-separated list of names; kInvalidArgument names the unknown one.

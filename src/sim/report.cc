@@ -117,14 +117,14 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
     o += "(" + std::to_string(ctx.skipped_lines) + " malformed trace lines skipped)\n";
   }
   o += "\n";
-  std::snprintf(buf, sizeof(buf), "%-9s %8s %8s %8s %9s %9s %9s %9s %9s %9s %8s %6s\n", "policy",
+  std::snprintf(buf, sizeof(buf), "%-14s %8s %8s %8s %9s %9s %9s %9s %9s %9s %8s %6s\n", "policy",
                 "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95", "peak KV",
                 "peak SSM", "ckpts", "evict", "alpha");
   o += buf;
   for (const Summary& s : rows) {
     std::snprintf(
         buf, sizeof(buf),
-        "%-9s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %9s %9s %9lld %8lld %6.1f\n",
+        "%-14s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %9s %9s %9lld %8lld %6.1f\n",
         s.policy.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
         100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50, s.ttft_ms_p95,
         FormatBytes(s.peak_kv_bytes).c_str(), FormatBytes(s.peak_state_bytes).c_str(),
@@ -136,10 +136,11 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
   for (const Summary& s : rows) {
     for (const BucketSummary& b : s.buckets) {
       if (b.requests == 0) continue;
-      std::snprintf(buf, sizeof(buf),
-                    "  %-9s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
-                    s.policy.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
-                    100 * b.token_hit_rate, b.ttft_ms_p50, b.ttft_ms_p95);
+      std::snprintf(
+          buf, sizeof(buf),
+          "  %-14s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
+          s.policy.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
+          100 * b.token_hit_rate, b.ttft_ms_p50, b.ttft_ms_p95);
       o += buf;
     }
   }
