@@ -1,9 +1,9 @@
 #include "marconi/alpha_tuner.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <thread>
+
+#include "util/parallel_for.h"
 
 namespace marconi {
 
@@ -58,44 +58,34 @@ Status AlphaTuner::Tune(PrefixCache& cache) {
   const size_t n = config_.grid.size();
   std::vector<double> score(n, 0);
   std::vector<Status> status(n);
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < n; i = next++) {
-      std::unique_ptr<PrefixCache> replay = snapshot_->Clone();
-      status[i] = replay->SetAlpha(config_.grid[i]);
-      const CacheStats before = replay->stats();
-      Timestamp now = -INFINITY;
-      for (const Recorded& r : recorded_) {
-        if (!status[i].ok()) break;
-        now = std::max(now, r.begin);
-        Result<RequestHandle> h = replay->BeginRequest(r.input, now);
-        if (!h.ok()) {
-          status[i] = h.status();
-          break;
-        }
-        now = std::max(now, r.end);
-        Status s = replay->CompleteRequest(std::move(h).value(), r.input, r.output, now);
-        // Over-capacity needs pins, and a replay holds none: any error is real.
-        if (!s.ok()) status[i] = s;
+  internal::ParallelFor(n, static_cast<size_t>(config_.threads), [&](size_t i) {
+    std::unique_ptr<PrefixCache> replay = snapshot_->Clone();
+    status[i] = replay->SetAlpha(config_.grid[i]);
+    const CacheStats before = replay->stats();
+    Timestamp now = -INFINITY;
+    for (const Recorded& r : recorded_) {
+      if (!status[i].ok()) break;
+      now = std::max(now, r.begin);
+      Result<RequestHandle> h = replay->BeginRequest(r.input, now);
+      if (!h.ok()) {
+        status[i] = h.status();
+        break;
       }
-      const CacheStats& after = replay->stats();
-      if (config_.objective == AlphaTunerConfig::Objective::kFlopsSaved) {
-        score[i] = after.flops_saved - before.flops_saved;
-      } else {
-        const int64_t in = after.input_tokens - before.input_tokens;
-        score[i] = in > 0 ? static_cast<double>(after.hit_tokens - before.hit_tokens) /
-                                static_cast<double>(in)
-                          : 0;
-      }
+      now = std::max(now, r.end);
+      Status s = replay->CompleteRequest(std::move(h).value(), r.input, r.output, now);
+      // Over-capacity needs pins, and a replay holds none: any error is real.
+      if (!s.ok()) status[i] = s;
     }
-  };
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = std::min(
-      n, static_cast<size_t>(config_.threads > 0 ? static_cast<unsigned>(config_.threads) : hw));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (std::thread& t : pool) t.join();
+    const CacheStats& after = replay->stats();
+    if (config_.objective == AlphaTunerConfig::Objective::kFlopsSaved) {
+      score[i] = after.flops_saved - before.flops_saved;
+    } else {
+      const int64_t in = after.input_tokens - before.input_tokens;
+      score[i] = in > 0 ? static_cast<double>(after.hit_tokens - before.hit_tokens) /
+                              static_cast<double>(in)
+                        : 0;
+    }
+  });
   for (const Status& s : status) {
     if (!s.ok()) return s;
   }

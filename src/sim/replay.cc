@@ -1,11 +1,10 @@
 #include "sim/replay.h"
 
 #include <algorithm>
-#include <atomic>
 #include <sstream>
-#include <thread>
 
 #include "marconi/policies.h"
+#include "util/parallel_for.h"
 
 namespace marconi::sim {
 namespace {
@@ -115,18 +114,9 @@ Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
   std::vector<double> grid = config.tuner.grid;
   std::sort(grid.begin(), grid.end());
   std::vector<Result<PolicyResult>> runs(grid.size(), Status::Unimplemented("not run"));
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < grid.size(); i = next++) {
-      runs[i] = Serve(trace, PolicyKind::kOracle, config, grid[i], false);
-    }
-  };
-  std::vector<std::thread> pool;
-  const size_t threads =
-      std::min<size_t>(grid.size(), static_cast<size_t>(std::max(1, config.threads)));
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+  internal::ParallelFor(
+      grid.size(), static_cast<size_t>(std::max(1, config.threads)),
+      [&](size_t i) { runs[i] = Serve(trace, PolicyKind::kOracle, config, grid[i], false); });
   size_t best = 0;
   TuningRound round;
   round.alphas = grid;

@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "sim/file_io.h"
 #include "sim/svg_plot.h"
 #include "sim/synthetic.h"
+#include "util/parallel_for.h"
 
 namespace marconi::sim {
 
@@ -37,43 +37,34 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
     }
   }
   std::vector<Result<SweepCell>> out(jobs.size(), Status::Unimplemented("not run"));
-  std::atomic<size_t> next{0};
   std::atomic<size_t> done{0};
   std::mutex progress_mutex;
-  auto worker = [&] {
-    for (size_t i = next++; i < jobs.size(); i = next++) {
-      const Job& j = jobs[i];
-      SimConfig config = spec.base;
-      config.model = spec.models[j.model];
-      config.capacity_bytes = spec.capacities[j.capacity];
-      config.threads = 1;  // parallelism is across cells
-      auto r = RunPolicy(traces[j.sps], spec.policies[j.policy], config);
-      if (!r.ok()) {
-        out[i] = Status(r.status().code(),
-                        config.model.name() + ", " + FormatBytes(config.capacity_bytes) + ", " +
-                            PolicyName(spec.policies[j.policy]) + ": " + r.status().message());
-      } else {
-        SweepCell cell;
-        cell.model = config.model.name();
-        cell.capacity_bytes = config.capacity_bytes;
-        cell.sessions_per_second = spec.sessions_per_second[j.sps];
-        cell.summary = Summarize(*r);
-        for (const auto& rec : r->records) cell.ttft_ms.push_back(rec.ttft_ms);
-        out[i] = std::move(cell);
-      }
-      const size_t d = ++done;
-      if (progress) {
-        std::lock_guard<std::mutex> lock(progress_mutex);
-        progress(d, jobs.size());
-      }
+  internal::ParallelFor(jobs.size(), static_cast<size_t>(std::max(1, spec.threads)), [&](size_t i) {
+    const Job& j = jobs[i];
+    SimConfig config = spec.base;
+    config.model = spec.models[j.model];
+    config.capacity_bytes = spec.capacities[j.capacity];
+    config.threads = 1;  // parallelism is across cells
+    auto r = RunPolicy(traces[j.sps], spec.policies[j.policy], config);
+    if (!r.ok()) {
+      out[i] = Status(r.status().code(),
+                      config.model.name() + ", " + FormatBytes(config.capacity_bytes) + ", " +
+                          PolicyName(spec.policies[j.policy]) + ": " + r.status().message());
+    } else {
+      SweepCell cell;
+      cell.model = config.model.name();
+      cell.capacity_bytes = config.capacity_bytes;
+      cell.sessions_per_second = spec.sessions_per_second[j.sps];
+      cell.summary = Summarize(*r);
+      for (const auto& rec : r->records) cell.ttft_ms.push_back(rec.ttft_ms);
+      out[i] = std::move(cell);
     }
-  };
-  std::vector<std::thread> pool;
-  const size_t threads =
-      std::min<size_t>(jobs.size(), static_cast<size_t>(std::max(1, spec.threads)));
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+    const size_t d = ++done;
+    if (progress) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      progress(d, jobs.size());
+    }
+  });
   std::vector<SweepCell> cells;
   for (auto& r : out) {
     if (!r.ok()) return r.status();

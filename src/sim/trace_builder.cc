@@ -1,14 +1,13 @@
 #include "sim/trace_builder.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-#include <thread>
 
 #include "sim/file_io.h"
+#include "util/parallel_for.h"
 
 namespace marconi::sim {
 namespace {
@@ -214,17 +213,8 @@ Session BuildDocQaSession(const Record& r, double start, uint64_t seed, const Bu
 // Runs `build(i)` for i in [0, n) on a pool; results by index, so the order is deterministic.
 std::vector<Session> Parallel(size_t n, int threads, const std::function<Session(size_t)>& build) {
   std::vector<Session> out(n);
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < n; i = next++) out[i] = build(i);
-  };
-  const size_t t =
-      std::max<size_t>(1, std::min<size_t>(n, threads > 0 ? static_cast<size_t>(threads)
-                                                          : std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (size_t k = 1; k < t; ++k) pool.emplace_back(worker);
-  worker();
-  for (auto& th : pool) th.join();
+  internal::ParallelFor(n, static_cast<size_t>(std::max(0, threads)),
+                        [&](size_t i) { out[i] = build(i); });
   return out;
 }
 
