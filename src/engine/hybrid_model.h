@@ -1,0 +1,128 @@
+// A small hybrid (attention + Mamba2) language model executed on the CPU, in fp32, to show that
+// resuming a prefill from a cached state gives exactly the output of a full recompute.
+//
+// Blocks follow a pattern string: 'A' = attention (GQA, rotary positions, KV cache), 'M' = Mamba2
+// (SSD: causal depthwise conv1d with its conv state, selective state space recurrence, gated
+// RMSNorm). Every block is x += mixer(rmsnorm(x)); x += gated_mlp(rmsnorm(x)). Weights are drawn
+// from a seeded generator.
+//
+// Mamba2 runs in one of two kernels: kSequential (the recurrence, token by token: what decode
+// uses) and kChunked (the SSD chunked scan over chunks aligned to absolute positions that are
+// multiples of chunk_size, giving the state at every chunk boundary). A prefill that starts on a
+// chunk boundary computes exactly the same operations as the corresponding part of a full run,
+// so resuming there is bit-identical; the sequential kernel is bit-identical from any position.
+//
+// Not thread-safe; const methods may run concurrently.
+#ifndef MARCONI_ENGINE_HYBRID_MODEL_H_
+#define MARCONI_ENGINE_HYBRID_MODEL_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "marconi/status.h"
+#include "marconi/types.h"
+
+namespace marconi::engine {
+
+struct HybridConfig {
+  std::string pattern = "MMAM";
+  int64_t vocab = 256;
+  int64_t d_model = 64;
+  int64_t d_ff = 128;
+  // attention
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 2;
+  int64_t head_dim = 16;
+  double rope_theta = 10000.0;
+  // Mamba2
+  int64_t ssm_heads = 4;
+  int64_t ssm_head_dim = 16;  // d_inner = ssm_heads x ssm_head_dim
+  int64_t d_state = 16;
+  int64_t n_groups = 1;
+  int64_t d_conv = 4;
+  int64_t chunk_size = 16;
+  uint64_t seed = 1;
+};
+
+enum class ScanKernel { kSequential, kChunked };
+
+// The recurrent part of one Mamba2 layer: SSM state [heads][head_dim][d_state] and conv state
+// (the last d_conv - 1 conv inputs, [d_conv - 1][conv_dim]).
+struct RecurrentState {
+  std::vector<float> ssm;
+  std::vector<float> conv;
+  bool operator==(const RecurrentState&) const = default;
+};
+
+// Everything a sequence needs to continue: per layer, KV of all tokens (attention) or the
+// recurrent state (Mamba2).
+struct SequenceState {
+  int64_t tokens = 0;
+  std::vector<std::vector<float>> keys, values;  // per layer: [tokens][kv_heads x head_dim]
+  std::vector<RecurrentState> recurrent;         // per layer (empty for attention layers)
+};
+
+// The recurrent states of every Mamba2 layer after `position` tokens: a checkpoint.
+struct Checkpoint {
+  int64_t position = 0;
+  std::vector<RecurrentState> layers;
+};
+
+class HybridModel {
+ public:
+  // kInvalidArgument names the bad field (sizes <= 0, heads not divisible, unknown pattern char).
+  static Result<HybridModel> Create(const HybridConfig& config);
+
+  const HybridConfig& config() const { return config_; }
+  SequenceState NewSequence() const;
+
+  // Appends `tokens` to `state` and returns the logits after the last of them. States after each
+  // position in `capture` (absolute, in (state.tokens, state.tokens + tokens.size()], ascending)
+  // are appended to `captured`: with kChunked, from the previous chunk boundary's state rolled
+  // forward token by token. kInvalidArgument for an empty input, a token outside the vocabulary
+  // or a bad capture position; `state` is unchanged then.
+  Result<std::vector<float>> Prefill(SequenceState& state, std::span<const Token> tokens,
+                                     ScanKernel kernel, std::span<const int64_t> capture = {},
+                                     std::vector<Checkpoint>* captured = nullptr) const;
+
+  // A state that resumes after `checkpoint.position` tokens of `full`: the KV of the first
+  // position tokens and the checkpoint's recurrent states.
+  SequenceState Resume(const SequenceState& full, const Checkpoint& checkpoint) const;
+
+  // Bytes of one checkpoint (fp32) and of KV per token, to compare with ModelSpec.
+  int64_t CheckpointBytes() const;
+  int64_t KvBytesPerToken() const;
+
+ private:
+  struct Layer {
+    char kind = 'M';
+    std::vector<float> norm1, norm2;
+    std::vector<float> wq, wk, wv, wo;           // attention
+    std::vector<float> in_proj, conv_w, conv_b;  // Mamba2
+    std::vector<float> dt_bias, a_log, d_skip, gate_norm, out_proj;
+    std::vector<float> w_gate, w_up, w_down;  // gated MLP
+  };
+  HybridModel() = default;
+  void Block(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& x,
+             int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
+             std::vector<Checkpoint>* captured) const;
+  void Attention(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& h,
+                 int64_t start) const;
+  void Mamba(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& h,
+             int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
+             std::vector<Checkpoint>* captured) const;
+
+  HybridConfig config_;
+  std::vector<float> embedding_, final_norm_;
+  std::vector<Layer> layers_;
+};
+
+// Serialisation of a checkpoint, and of the KV of tokens [0, n) of a state, to bytes and back.
+std::string SerializeCheckpoint(const Checkpoint& c);
+Result<Checkpoint> DeserializeCheckpoint(std::string_view bytes);
+
+}  // namespace marconi::engine
+
+#endif  // MARCONI_ENGINE_HYBRID_MODEL_H_
