@@ -145,3 +145,68 @@ TEST(HybridModel, CheckpointsSerialiseAndBadInputIsRejected) {
 
 }  // namespace
 }  // namespace marconi::engine
+
+#include "engine/driver.h"
+#include "marconi/policies.h"
+
+namespace marconi::engine {
+namespace {
+
+// Full recompute of a request: prefill everything from scratch, then greedy decoding.
+ServedRequest Recompute(const HybridModel& m, std::span<const Token> input, int64_t n_out) {
+  SequenceState s = m.NewSequence();
+  ServedRequest r;
+  r.first_logits = m.Prefill(s, input, ScanKernel::kSequential).value();
+  std::vector<float> last = r.first_logits;
+  for (int64_t i = 0; i < n_out; ++i) {
+    const Token t = static_cast<Token>(std::max_element(last.begin(), last.end()) - last.begin());
+    r.output.push_back(t);
+    const Token one[] = {t};
+    last = m.Prefill(s, one, ScanKernel::kSequential).value();
+  }
+  return r;
+}
+
+TEST(EngineDriver, EveryHitGivesExactlyTheOutputOfAFullRecompute) {
+  const HybridModel m = Model();
+  const ModelSpec spec = SpecOf(m);
+  EXPECT_EQ(spec.StateBytesPerCheckpoint(), m.CheckpointBytes());
+  EXPECT_EQ(spec.KvBytesPerToken(), m.KvBytesPerToken());
+  PrefixCacheConfig config;
+  auto cache =
+      PrefixCache::Create(config, spec, MakeJudiciousAdmission(), MakeFlopAwareEviction({}).value())
+          .value();
+  Driver driver(m, *cache, ScanKernel::kSequential);
+  // Requests sharing a system prompt (purely-input reuse) and a conversation (the next turn
+  // resumes after the previous output).
+  const auto system = Prompt(10, 30);
+  std::vector<Token> conversation = Prompt(11, 12);
+  int64_t reused = 0;
+  for (int r = 0; r < 8; ++r) {
+    std::vector<Token> input;
+    if (r % 2 == 0) {
+      input = system;
+      const auto q = Prompt(20 + static_cast<uint64_t>(r), 6);
+      input.insert(input.end(), q.begin(), q.end());
+    } else {
+      const auto msg = Prompt(40 + static_cast<uint64_t>(r), 5);
+      conversation.insert(conversation.end(), msg.begin(), msg.end());
+      input = conversation;
+    }
+    auto served = driver.Serve(input, 4, r);
+    ASSERT_TRUE(served.ok()) << served.status().ToString();
+    const ServedRequest want = Recompute(m, input, 4);
+    EXPECT_EQ(served->first_logits, want.first_logits) << "request " << r;
+    EXPECT_EQ(served->output, want.output) << "request " << r;
+    reused += served->reused_tokens;
+    if (r % 2 == 1)
+      conversation.insert(conversation.end(), served->output.begin(), served->output.end());
+  }
+  // The system prompt is hit from its 3rd occurrence; every later turn resumes.
+  EXPECT_GT(reused, 3 * 30);
+  EXPECT_GT(driver.stored_bytes(), 0);
+  EXPECT_TRUE(cache->CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace marconi::engine

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "bench_engine.h"
 #include "marconi/model_spec.h"
 #include "place.h"
 #include "sim.h"
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   marconi::tools::AddSimCommand(app, &exit_code);
   marconi::tools::AddSweepCommand(app, &exit_code);
   marconi::tools::AddTraceCommand(app, &exit_code);
+  marconi::tools::AddBenchCommand(app, &exit_code);
 
   std::string model_name = "paper-7b";
   auto* model_cmd = app.add_subcommand("model", "Describe a model's cache costs");
