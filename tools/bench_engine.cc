@@ -61,6 +61,10 @@ int Run(const Args& a) {
     if (r.input.size() > tokens.size()) tokens = r.input;
   }
   tokens.resize(std::min<size_t>(tokens.size(), static_cast<size_t>(a.tokens)));
+  if (tokens.size() < 2) {
+    std::fprintf(stderr, "marconi bench engine: the trace's longest request has < 2 tokens\n");
+    return 2;
+  }
   for (Token& t : tokens) t = static_cast<Token>(((t % c.vocab) + c.vocab) % c.vocab);
   const int64_t n = static_cast<int64_t>(tokens.size());
   std::printf(
@@ -73,7 +77,7 @@ int Run(const Args& a) {
     engine::SequenceState s = model.NewSequence();
     (void)model.Prefill(s, tokens, engine::ScanKernel::kChunked);
   });
-  const int64_t branch = n / 2 + 17;  // off a chunk boundary: rolled forward
+  const int64_t branch = std::min(n, n / 2 + 17);  // off a chunk boundary: rolled forward
   const std::vector<int64_t> at = {branch};
   const double captured = Time(a.repeats, [&] {
     engine::SequenceState s = model.NewSequence();
@@ -86,19 +90,27 @@ int Run(const Args& a) {
   std::printf("with a state captured   %9.2f ms   overhead %+.2f%% (target < 5%%)\n\n",
               1e3 * captured, 100 * (captured / full - 1));
   std::printf("%-10s %12s %14s %16s\n", "hit", "prefill ms", "time saved", "FLOPs saved (model)");
+  int64_t previous = 0;
   for (int pct : {25, 50, 75, 90}) {
+    // Hits on chunk boundaries, as a chunked kernel checkpoints them; none below one chunk.
     const int64_t hit = n * pct / 100 / c.chunk_size * c.chunk_size;
+    if (hit == 0 || hit == previous) continue;
+    previous = hit;
     engine::SequenceState base = model.NewSequence();
     std::vector<engine::Checkpoint> cps;
     const std::vector<int64_t> cap = {hit};
-    (void)model.Prefill(base, tokens, engine::ScanKernel::kChunked, cap, &cps);
+    if (auto r = model.Prefill(base, tokens, engine::ScanKernel::kChunked, cap, &cps); !r.ok()) {
+      std::fprintf(stderr, "marconi bench engine: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
     const double t = Time(a.repeats, [&] {
       engine::SequenceState s = model.Resume(base, cps[0]);
       (void)model.Prefill(s, std::span<const Token>(tokens).subspan(static_cast<size_t>(hit)),
                           engine::ScanKernel::kChunked);
     });
-    std::printf("%4lld (%2d%%) %12.2f %13.1f%% %15.1f%%\n", static_cast<long long>(hit), pct,
-                1e3 * t, 100 * (1 - t / full), 100 * spec.FlopsSaved(hit, n) / flops);
+    std::printf("%5lld (%3.0f%%) %11.2f %13.1f%% %15.1f%%\n", static_cast<long long>(hit),
+                100.0 * static_cast<double>(hit) / static_cast<double>(n), 1e3 * t,
+                100 * (1 - t / full), 100 * spec.FlopsSaved(hit, n) / flops);
   }
   std::printf(
       "\nA hit of h%% of the tokens should cut prefill time by close to the FLOPs it saves; "
