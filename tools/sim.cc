@@ -80,12 +80,7 @@ int Run(const SimOptions& o) {
   }
 
   // Validate the cache configuration once, before any replay.
-  if (*capacity != PrefixCacheConfig::kUnlimited &&
-      *capacity < model->StateBytesPerCheckpoint() + model->KvBytesPerToken()) {
-    return Fail(Status::InvalidArgument("--capacity " + o.capacity +
-                                        " cannot hold one checkpoint of " + model->name() + " (" +
-                                        sim::FormatBytes(model->StateBytesPerCheckpoint()) + ")"));
-  }
+  if (Status s = sim::CheckCapacity(*model, *capacity, o.capacity); !s.ok()) return Fail(s);
   std::vector<sim::PolicyResult> results;
   std::vector<sim::Summary> rows;
   for (sim::PolicyKind kind : *policies) {

@@ -42,10 +42,7 @@ int Run(const SweepOptions& o) {
     auto bytes = sim::ParseBytes(c);
     if (!bytes.ok()) return Fail(bytes.status());
     for (const ModelSpec& m : spec.models) {
-      if (*bytes < m.StateBytesPerCheckpoint() + m.KvBytesPerToken()) {
-        return Fail(Status::InvalidArgument("capacity " + c + " cannot hold one checkpoint of " +
-                                            m.name()));
-      }
+      if (Status s = sim::CheckCapacity(m, *bytes, c); !s.ok()) return Fail(s);
     }
     spec.capacities.push_back(*bytes);
   }

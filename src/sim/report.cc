@@ -76,6 +76,13 @@ std::string FormatBytes(int64_t bytes) {
   return buf;
 }
 
+Status CheckCapacity(const ModelSpec& model, int64_t bytes, const std::string& text) {
+  if (bytes >= model.StateBytesPerCheckpoint() + model.KvBytesPerToken()) return Status::Ok();
+  return Status::InvalidArgument("capacity " + text + " cannot hold one checkpoint of " +
+                                 model.name() + " (" +
+                                 FormatBytes(model.StateBytesPerCheckpoint()) + ")");
+}
+
 Result<int64_t> ParseBytes(const std::string& text) {
   if (text == "inf" || text == "unlimited") return PrefixCacheConfig::kUnlimited;
   size_t used = 0;

@@ -61,6 +61,9 @@ std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& r
 // "40GB" (decimal), "1.5GiB" (binary), "512MB", "123" (bytes), "inf" (unlimited).
 Result<int64_t> ParseBytes(const std::string& text);
 std::string FormatBytes(int64_t bytes);
+// kInvalidArgument when `bytes` (given as `text`) cannot hold one checkpoint and one token of KV
+// of `model`: the check PrefixCache::Create makes, run before a long job starts.
+Status CheckCapacity(const ModelSpec& model, int64_t bytes, const std::string& text);
 
 }  // namespace marconi::sim
 
