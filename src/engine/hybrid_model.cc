@@ -443,7 +443,9 @@ SequenceState HybridModel::Resume(const SequenceState& full, const Checkpoint& c
 
 std::string SerializeCheckpoint(const Checkpoint& c) {
   std::string out;
-  auto put = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
+  auto put = [&](const void* p, size_t n) {
+    if (n > 0) out.append(static_cast<const char*>(p), n);  // empty vectors have no data()
+  };
   const uint64_t pos = static_cast<uint64_t>(c.position), layers = c.layers.size();
   put(&pos, 8);
   put(&layers, 8);
@@ -461,7 +463,7 @@ Result<Checkpoint> DeserializeCheckpoint(std::string_view bytes) {
   size_t at = 0;
   auto get = [&](void* p, size_t n) {
     if (at + n > bytes.size()) return false;
-    std::memcpy(p, bytes.data() + at, n);
+    if (n > 0) std::memcpy(p, bytes.data() + at, n);  // p is null for an empty vector
     at += n;
     return true;
   };
