@@ -210,3 +210,51 @@ TEST(EngineDriver, EveryHitGivesExactlyTheOutputOfAFullRecompute) {
 
 }  // namespace
 }  // namespace marconi::engine
+
+#include <fstream>
+
+#include "sim/file_io.h"
+
+namespace marconi::engine {
+namespace {
+
+TEST(HybridModel, SafetensorsRoundTripAndErrors) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/weights.safetensors";
+  const HybridModel a = Model();
+  ASSERT_TRUE(a.SaveSafetensors(path).ok());
+  HybridConfig other = a.config();
+  other.seed = 99;
+  HybridModel b = HybridModel::Create(other).value();
+  const auto prompt = Prompt(7, 20);
+  auto logits = [&](const HybridModel& m) {
+    SequenceState s = m.NewSequence();
+    return m.Prefill(s, prompt, ScanKernel::kChunked).value();
+  };
+  const auto before = logits(b);
+  ASSERT_NE(before, logits(a));
+  // A failed load leaves the weights as they were.
+  const std::string file = sim::ReadFile(path).value();
+  const std::string cut = dir + "/cut.safetensors";
+  ASSERT_TRUE(sim::WriteFile(cut, file.substr(0, file.size() - 100)).ok());
+  const Status truncated = b.LoadSafetensors(cut);
+  EXPECT_EQ(truncated.code(), StatusCode::kParseError);
+  EXPECT_NE(truncated.message().find("data_offsets"), std::string::npos) << truncated.message();
+  EXPECT_EQ(logits(b), before);
+  HybridConfig wider = a.config();
+  wider.d_ff = 96;
+  HybridModel c = HybridModel::Create(wider).value();
+  const Status shape = c.LoadSafetensors(path);
+  EXPECT_NE(shape.message().find("layers.0.w_gate' has shape [128,64], expected [96,64]"),
+            std::string::npos)
+      << shape.message();
+  ASSERT_TRUE(sim::WriteFile(cut, std::string("\x04\0\0\0\0\0\0\0{]x ", 12)).ok());
+  EXPECT_NE(b.LoadSafetensors(cut).message().find("not a JSON object"), std::string::npos);
+  EXPECT_EQ(b.LoadSafetensors(dir + "/missing.safetensors").code(), StatusCode::kIoError);
+  // A good load reproduces the saved model exactly.
+  ASSERT_TRUE(b.LoadSafetensors(path).ok());
+  EXPECT_EQ(logits(b), logits(a));
+}
+
+}  // namespace
+}  // namespace marconi::engine

@@ -91,6 +91,16 @@ class HybridModel {
   // position tokens and the checkpoint's recurrent states.
   SequenceState Resume(const SequenceState& full, const Checkpoint& checkpoint) const;
 
+  // Weights in the safetensors format (8-byte little-endian header length, JSON header of
+  // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}}, raw data), so that
+  // real weights can be used. Names: "embedding", "final_norm", "layers.<i>.<field>" (fields:
+  // norm1, norm2, wq, wk, wv, wo, in_proj, conv_w, conv_b, dt_bias, a_log, d_skip, gate_norm,
+  // out_proj, w_gate, w_up, w_down; matrices are [out][in]). Loading checks every tensor's
+  // presence, dtype and shape against the config; on error (kIoError / kParseError naming the
+  // file and tensor) the weights are unchanged.
+  Status LoadSafetensors(const std::string& path);
+  Status SaveSafetensors(const std::string& path) const;
+
   // Bytes of one checkpoint (fp32) and of KV per token, to compare with ModelSpec.
   int64_t CheckpointBytes() const;
   int64_t KvBytesPerToken() const;
@@ -105,6 +115,12 @@ class HybridModel {
     std::vector<float> w_gate, w_up, w_down;  // gated MLP
   };
   HybridModel() = default;
+  struct TensorRef {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float>* data;
+  };
+  std::vector<TensorRef> Tensors();
   void Block(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& x,
              int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
              std::vector<Checkpoint>* captured) const;
