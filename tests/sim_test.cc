@@ -9,6 +9,7 @@
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "sim/synthetic.h"
+#include "sim/trace_stats.h"
 #include "test_util.h"
 
 namespace marconi::sim {
@@ -71,6 +72,22 @@ TEST(Sim, GoldenTraceHandComputedHitRates) {
   EXPECT_EQ(Summarize(vanilla).input_tokens, 37);
   EXPECT_DOUBLE_EQ(vanilla.records[0].ttft_ms, 17.8 + 0.05296 * 10);
   EXPECT_DOUBLE_EQ(sglang.records[1].ttft_ms, 17.8 + 0.05296 * 2);
+}
+
+TEST(Sim, TraceStatsOfTheGoldenTrace) {
+  // Longest prefix shared with an earlier input + output: A1 12 (A0 + out = [1..12]),
+  // B0 5, C0 5; A0 nothing.
+  const TraceStats st = ComputeTraceStats(Golden()).value();
+  EXPECT_EQ(st.requests, 4);
+  EXPECT_EQ(st.sessions, 3);
+  EXPECT_EQ(st.input_tokens, 37);
+  EXPECT_EQ(st.output_tokens, 4);
+  EXPECT_EQ(st.optimal_hit_tokens, 12 + 5 + 5);
+  EXPECT_DOUBLE_EQ(st.optimal_hit_rate, 22.0 / 37.0);
+  EXPECT_EQ(st.overlap_depths[0].second, 1);  // A0: no overlap
+  EXPECT_EQ(st.overlap_depths[1].second, 3);  // 1-1K
+  EXPECT_NE(FormatTraceStats(st, "golden").find("optimal token hit rate 59.46%"),
+            std::string::npos);
 }
 
 TEST(Sim, BlockSizeOneWithUnboundedCacheReachesTheOracleHitRate) {

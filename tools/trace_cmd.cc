@@ -111,7 +111,12 @@ void AddTraceCommand(CLI::App& app, int* exit_code) {
       *exit_code = Fail("stats", t.status());
       return;
     }
-    std::fputs(sim::FormatTraceStats(sim::ComputeTraceStats(*t), *path).c_str(), stdout);
+    auto computed = sim::ComputeTraceStats(*t);
+    if (!computed.ok()) {
+      *exit_code = Fail("stats", computed.status());
+      return;
+    }
+    std::fputs(sim::FormatTraceStats(*computed, *path).c_str(), stdout);
     *exit_code = 0;
   });
 }

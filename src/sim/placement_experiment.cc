@@ -6,6 +6,7 @@
 
 #include "marconi/policies.h"
 #include "marconi/prefix_cache.h"
+#include "sim/replay.h"
 #include "sim/svg_plot.h"
 
 namespace marconi::sim {
@@ -16,12 +17,7 @@ Result<PlacementPoint> Serve(const Trace& trace, const ModelSpec& model,
                              int64_t parameter) {
   auto cache = PrefixCache::Create({}, model, std::move(admission), MakeLruEviction());
   if (!cache.ok()) return cache.status();
-  for (const TraceRequest& r : trace.requests) {
-    auto h = (*cache)->BeginRequest(r.input, r.ts);
-    if (!h.ok()) return h.status();
-    Status s = (*cache)->CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
-    if (!s.ok()) return s;
-  }
+  if (Status s = ServeTrace(trace, **cache); !s.ok()) return s;
   const CacheStats& st = (*cache)->stats();
   PlacementPoint p;
   p.strategy = std::move(strategy);

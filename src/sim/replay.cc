@@ -78,19 +78,12 @@ Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig&
   PolicyResult out;
   out.policy = PolicyName(kind);
   out.records.reserve(trace.requests.size());
-  for (size_t i = 0; i < trace.requests.size(); ++i) {
-    const TraceRequest& r = trace.requests[i];
-    auto h = (*cache)->BeginRequest(r.input, r.ts);
-    if (!h.ok()) return h.status();
-    const int64_t n = static_cast<int64_t>(r.input.size());
-    const int64_t hit = h->lookup.reusable_tokens;
+  auto record = [&](size_t i, const LookupResult& lookup) {
+    const int64_t n = static_cast<int64_t>(trace.requests[i].input.size());
+    const int64_t hit = lookup.reusable_tokens;
     out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
-    Status s = (*cache)->CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
-    if (!s.ok()) return s;
-    if (tuner) {
-      if (Status t = tuner->Observe(**cache, r.input, r.output, r.ts, r.ts); !t.ok()) return t;
-    }
-  }
+  };
+  if (Status s = ServeTrace(trace, **cache, record, tuner.get()); !s.ok()) return s;
   out.stats = (*cache)->stats();
   out.alpha = (*cache)->alpha();
   if (tuner) out.rounds = tuner->rounds();
@@ -135,6 +128,23 @@ Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
 }
 
 }  // namespace
+
+Status ServeTrace(const Trace& trace, PrefixCache& cache,
+                  const std::function<void(size_t, const LookupResult&)>& on_lookup,
+                  AlphaTuner* tuner) {
+  for (size_t i = 0; i < trace.requests.size(); ++i) {
+    const TraceRequest& r = trace.requests[i];
+    auto h = cache.BeginRequest(r.input, r.ts);
+    if (!h.ok()) return h.status();
+    if (on_lookup) on_lookup(i, h->lookup);
+    Status s = cache.CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
+    if (!s.ok()) return s;
+    if (tuner) {
+      if (Status t = tuner->Observe(cache, r.input, r.output, r.ts, r.ts); !t.ok()) return t;
+    }
+  }
+  return Status::Ok();
+}
 
 const char* PolicyName(PolicyKind kind) {
   for (const auto& [k, name] : kNames) {

@@ -2,6 +2,7 @@
 #ifndef MARCONI_SIM_REPLAY_H_
 #define MARCONI_SIM_REPLAY_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,14 @@ struct PolicyResult {
   double alpha = 0;                    // final alpha (marconi, sparse) or the oracle's best
   std::vector<TuningRound> rounds;     // the tuner's rounds; for the oracle, one with the grid
 };
+
+// Serves every request of `trace` in order through `cache`: BeginRequest at its ts, then
+// CompleteRequest at the same ts with its output (as the paper's simulator does). After each
+// lookup `on_lookup(index, lookup)` is called; after each completion `tuner`, if any, observes
+// the request. The first error stops the replay and is returned.
+Status ServeTrace(const Trace& trace, PrefixCache& cache,
+                  const std::function<void(size_t, const LookupResult&)>& on_lookup = {},
+                  AlphaTuner* tuner = nullptr);
 
 // Serves every request of `trace` in order: BeginRequest at its ts, then CompleteRequest at the
 // same ts with its output (the paper's simulator does the same). kResourceExhausted cannot occur

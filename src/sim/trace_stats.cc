@@ -5,6 +5,7 @@
 
 #include "marconi/policies.h"
 #include "marconi/prefix_cache.h"
+#include "sim/replay.h"
 #include "sim/report.h"
 
 namespace marconi::sim {
@@ -23,7 +24,7 @@ Distribution Describe(const std::vector<double>& v) {
 
 }  // namespace
 
-TraceStats ComputeTraceStats(const Trace& trace) {
+Result<TraceStats> ComputeTraceStats(const Trace& trace) {
   TraceStats st;
   // An unbounded cache that keeps every sequence whole (a state after its last token): its
   // matched_tokens is the longest common prefix with any earlier input + output.
@@ -42,8 +43,9 @@ TraceStats ComputeTraceStats(const Trace& trace) {
     out.push_back(static_cast<double>(r.output.size()));
     st.input_tokens += static_cast<int64_t>(r.input.size());
     st.output_tokens += static_cast<int64_t>(r.output.size());
-    auto h = cache->BeginRequest(r.input, r.ts);
-    const int64_t depth = h->lookup.matched_tokens;
+  }
+  auto count_overlap = [&](size_t, const LookupResult& lookup) {
+    const int64_t depth = lookup.matched_tokens;
     st.optimal_hit_tokens += depth;
     for (size_t b = 0; b < edges.size(); ++b) {
       if (depth <= edges[b].second) {
@@ -51,8 +53,8 @@ TraceStats ComputeTraceStats(const Trace& trace) {
         break;
       }
     }
-    (void)cache->CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
-  }
+  };
+  if (Status s = ServeTrace(trace, *cache, count_overlap); !s.ok()) return s;
   st.requests = static_cast<int64_t>(trace.requests.size());
   st.sessions = static_cast<int64_t>(sessions.size());
   st.input = Describe(in);

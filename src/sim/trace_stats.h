@@ -27,7 +27,9 @@ struct TraceStats {
   std::vector<std::pair<std::string, int64_t>> overlap_depths;
 };
 
-TraceStats ComputeTraceStats(const Trace& trace);
+// Errors only for a trace that a cache rejects (an empty input, a decreasing timestamp): never
+// for one that ReadTrace returned.
+Result<TraceStats> ComputeTraceStats(const Trace& trace);
 std::string FormatTraceStats(const TraceStats& stats, const std::string& source);
 
 }  // namespace marconi::sim
