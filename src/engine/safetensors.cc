@@ -3,9 +3,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "engine/hybrid_model.h"
+#include "util/read_file.h"
 
 namespace marconi::engine {
 
@@ -69,11 +69,9 @@ Status HybridModel::SaveSafetensors(const std::string& path) const {
 }
 
 Status HybridModel::LoadSafetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot open '" + path + "'");
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  const std::string file = std::move(buf).str();
+  Result<std::string> read = internal::ReadWholeFile(path);
+  if (!read.ok()) return read.status();
+  const std::string& file = *read;
   auto fail = [&](const std::string& what) { return Status::ParseError(path + ": " + what); };
   if (file.size() < 8) return fail("shorter than the 8-byte header length");
   uint64_t n = 0;

@@ -1,11 +1,10 @@
 // Loading a ModelSpec from a Hugging Face config.json. Only the fields that determine costs are
 // read; everything else is ignored so that newer configs keep loading.
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 
 #include "marconi/model_spec.h"
+#include "util/read_file.h"
 
 namespace marconi {
 namespace {
@@ -266,12 +265,9 @@ Result<ModelSpec> ModelSpec::FromHfConfigJson(std::string_view json_text, std::s
 }
 
 Result<ModelSpec> ModelSpec::FromHfConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot open model config '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::IoError("cannot read model config '" + path + "'");
-  return FromHfConfigJson(text.str(), path);
+  Result<std::string> text = internal::ReadWholeFile(path);
+  if (!text.ok()) return Status::IoError("model config: " + text.status().message());
+  return FromHfConfigJson(*text, path);
 }
 
 Result<ModelSpec> ModelSpec::FromNameOrFile(const std::string& name_or_path) {

@@ -4,7 +4,8 @@
 
 #include <fstream>
 #include <memory>
-#include <sstream>
+
+#include "util/read_file.h"
 
 namespace marconi::sim {
 
@@ -51,19 +52,10 @@ Result<std::string> Decompress(const std::string& compressed, const std::string&
 }  // namespace
 
 Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return Status::IoError("cannot open '" + path + "'");
-  const std::streamoff size = in.tellg();
-  if (size < 0) return Status::IoError("cannot size '" + path + "'");
-  std::string data;
   // Spare capacity lets parsers that read a little past the end (simdjson) avoid a copy.
-  data.reserve(static_cast<size_t>(size) + kReadSlack);
-  data.resize(static_cast<size_t>(size));
-  in.seekg(0);
-  in.read(data.data(), size);
-  if (!in) return Status::IoError("cannot read '" + path + "'");
-  if (EndsWith(path, ".zst")) return Decompress(data, path);
-  return data;
+  Result<std::string> data = internal::ReadWholeFile(path, kReadSlack);
+  if (!data.ok() || !EndsWith(path, ".zst")) return data;
+  return Decompress(*data, path);
 }
 
 Status WriteFile(const std::string& path, std::string_view data) {
