@@ -4,6 +4,8 @@
 #include <cstring>
 #include <random>
 
+#include "util/random.h"
+
 namespace marconi::engine {
 namespace {
 
@@ -38,7 +40,7 @@ class Init {
  public:
   explicit Init(uint64_t seed) : rng_(seed) {}
   float Uniform(float lo, float hi) {
-    return lo + (hi - lo) * static_cast<float>(static_cast<double>(rng_() >> 11) * 0x1.0p-53);
+    return lo + (hi - lo) * static_cast<float>(internal::UnitInterval(rng_));
   }
   Vec Matrix(int64_t rows, int64_t cols) {
     Vec w(static_cast<size_t>(rows * cols));

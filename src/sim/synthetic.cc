@@ -5,6 +5,8 @@
 #include <random>
 #include <unordered_map>
 
+#include "util/random.h"
+
 namespace marconi::sim {
 namespace {
 
@@ -41,8 +43,7 @@ Trace SyntheticDocQa(int documents, uint64_t seed) {
       r.input.insert(r.input.end(), question.begin(), question.end());
       r.output = RandomTokens(rng, Between(rng, 10, 50));
       trace.requests.push_back(std::move(r));
-      // Exponential gap of mean 2 s, by inversion (portable across standard libraries).
-      ts += -2.0 * std::log(1.0 - static_cast<double>(rng() >> 11) * 0x1.0p-53);
+      ts += internal::Exponential(rng, 2.0);
     }
   }
   std::stable_sort(trace.requests.begin(), trace.requests.end(),

@@ -8,6 +8,7 @@
 
 #include "sim/file_io.h"
 #include "util/parallel_for.h"
+#include "util/random.h"
 
 namespace marconi::sim {
 namespace {
@@ -69,9 +70,7 @@ uint64_t SplitMix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Uniform in [0, 1) and exponential draws by inversion: identical on every standard library.
-double Unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-double Exponential(std::mt19937_64& rng, double mean) { return -mean * std::log(1.0 - Unit(rng)); }
+using internal::Exponential;
 
 std::vector<size_t> Shuffled(size_t n, uint64_t seed) {
   std::vector<size_t> order(n);
@@ -256,7 +255,7 @@ Result<std::vector<Session>> BuildSysprompt(const std::vector<Record>& prompts,
   std::vector<Pick> picks;
   double ts = 0;
   for (size_t i = 0; i < n * static_cast<size_t>(o.queries_per_prompt); ++i) {
-    const double u = Unit(rng) * total;
+    const double u = internal::UnitInterval(rng) * total;
     const size_t p = static_cast<size_t>(std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
     picks.push_back({std::min(p, n - 1), static_cast<size_t>(rng() % queries.size()), ts});
     ts += Exponential(rng, 1.0 / o.sps);
