@@ -2,15 +2,12 @@
 #include <memory>
 
 #include "marconi/policies.h"
+#include "policy/admission_common.h"
 
 namespace marconi {
 namespace {
 
-// The state after the last decoded token (or after the input when nothing was decoded).
-void AppendLastToken(const AdmissionContext& ctx, int64_t output_tokens,
-                     std::vector<int64_t>* positions) {
-  positions->push_back(ctx.input_tokens + output_tokens);
-}
+using internal::AppendLastToken;
 
 class JudiciousAdmission final : public AdmissionPolicy {
  public:

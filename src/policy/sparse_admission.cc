@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "marconi/policies.h"
+#include "policy/admission_common.h"
 
 namespace marconi {
 namespace {
@@ -19,7 +20,7 @@ void AppendPlanned(const std::vector<int64_t>& planned, const AdmissionContext& 
 
 void AppendLast(bool last_token, const AdmissionContext& ctx, int64_t output_tokens,
                 std::vector<int64_t>* positions) {
-  if (last_token) positions->push_back(ctx.input_tokens + output_tokens);
+  if (last_token) internal::AppendLastToken(ctx, output_tokens, positions);
 }
 
 class HeuristicPlacementAdmission final : public AdmissionPolicy {
@@ -68,7 +69,7 @@ class SparseAdmission final : public AdmissionPolicy {
       : config_(config),
         histogram_(config.relative ? config.relative_bins : config.max_tokens / config.chunk_tokens,
                    config.relative ? 1 : config.chunk_tokens, config.decay) {
-    SetPlacement(BalancedPlacement(histogram_.num_bins(), config_.budget));
+    bins_ = BalancedPlacement(histogram_.num_bins(), config_.budget);
   }
   std::string_view name() const override { return "sparse"; }
   void Observe(const AdmissionContext& ctx) override {
@@ -83,22 +84,21 @@ class SparseAdmission final : public AdmissionPolicy {
     if (seen >= config_.min_observations && seen % config_.resolve_every == 0) {
       const auto weights = histogram_.Weights();
       Result<Placement> best = SolvePlacement(weights, config_.budget, config_.cost);
-      if (best.ok()) SetPlacement(best->positions);  // inputs validated at creation
+      if (best.ok()) bins_ = std::move(best->positions);  // inputs validated at creation
     }
   }
   void PlanPrefill(const AdmissionContext& ctx, std::vector<int64_t>* positions) const override {
-    if (!config_.relative) {
-      AppendPlanned(planned_, ctx, positions);
-      return;
-    }
-    // Scale bin b to b / bins of this input, down to a chunk boundary.
-    std::vector<int64_t> scaled;
+    // Bin b is token b x chunk (absolute), or b / bins of this input down to a chunk boundary
+    // (relative, where neighbouring bins may land on the same boundary).
+    std::vector<int64_t> planned;
     const int64_t chunk = config_.chunk_tokens;
     for (int64_t b : bins_) {
-      const int64_t p = b * ctx.input_tokens / config_.relative_bins / chunk * chunk;
-      if (p > 0 && (scaled.empty() || p > scaled.back())) scaled.push_back(p);
+      const int64_t p = config_.relative
+                            ? b * ctx.input_tokens / config_.relative_bins / chunk * chunk
+                            : b * chunk;
+      if (p > 0 && (planned.empty() || p > planned.back())) planned.push_back(p);
     }
-    AppendPlanned(scaled, ctx, positions);
+    AppendPlanned(planned, ctx, positions);
   }
   void PlanDecode(const AdmissionContext& ctx, int64_t output_tokens,
                   std::vector<int64_t>* positions) const override {
@@ -109,16 +109,9 @@ class SparseAdmission final : public AdmissionPolicy {
   }
 
  private:
-  void SetPlacement(const std::vector<int64_t>& bins) {
-    bins_ = bins;
-    planned_.clear();
-    for (int64_t b : bins) planned_.push_back(b * config_.chunk_tokens);
-  }
-
   SparseAdmissionConfig config_;
   OverlapHistogram histogram_;
-  std::vector<int64_t> bins_;     // the current placement, in histogram bins
-  std::vector<int64_t> planned_;  // the same in tokens (absolute mode)
+  std::vector<int64_t> bins_;  // the current placement, in histogram bins
 };
 
 }  // namespace
