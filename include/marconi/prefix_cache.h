@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "marconi/admission_policy.h"
+#include "marconi/cache_listener.h"
 #include "marconi/cache_stats.h"
 #include "marconi/eviction_policy.h"
 #include "marconi/model_spec.h"
@@ -114,6 +115,11 @@ class PrefixCache {
   // over_capacity_inserts is incremented.
   Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
                 Timestamp now);
+
+  // Registers `listener` (not owned; nullptr to remove) to be told of every eviction from now on.
+  // It must outlive its registration. Clones start without a listener. Costs one walk from the
+  // evicted node to the root per eviction while a listener is set.
+  void SetListener(CacheListener* listener);
 
   // Changes the eviction policy's alpha (see EvictionPolicy::SetAlpha).
   Status SetAlpha(double alpha);

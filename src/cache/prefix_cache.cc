@@ -166,7 +166,21 @@ bool PrefixCache::Impl::OverBudget() const {
          stats.state_bytes > config.state_capacity_bytes;
 }
 
+void PrefixCache::Impl::NotifyEviction(NodeId victim, bool leaf) {
+  if (listener == nullptr) return;
+  const Node& v = tree.node(victim);
+  path_buffer.resize(static_cast<size_t>(v.depth));
+  for (NodeId id = victim; id != RadixTree::kRoot; id = tree.node(id).parent) {
+    const Node& n = tree.node(id);
+    std::copy(n.edge.begin(), n.edge.end(),
+              path_buffer.begin() + (n.depth - static_cast<int64_t>(n.edge.size())));
+  }
+  const int64_t kv_begin = leaf ? v.depth - static_cast<int64_t>(v.edge.size()) : v.depth;
+  listener->OnEvicted(EvictionEvent{path_buffer, kv_begin});
+}
+
 void PrefixCache::Impl::Evict(NodeId victim) {
+  NotifyEviction(victim, tree.node(victim).children.empty());
   eviction->OnEvicted(CandidateOf(victim));
   EraseFromPolicy(victim);
   Node& v = tree.node(victim);
@@ -376,6 +390,8 @@ void PrefixCache::Unpin(NodeId node) {
     impl_->SyncPolicy();
   }
 }
+
+void PrefixCache::SetListener(CacheListener* listener) { impl_->listener = listener; }
 
 Status PrefixCache::SetAlpha(double alpha) { return impl_->eviction->SetAlpha(alpha); }
 double PrefixCache::alpha() const { return impl_->eviction->alpha(); }

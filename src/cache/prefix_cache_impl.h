@@ -16,6 +16,8 @@ struct PrefixCache::Impl {
   std::unique_ptr<EvictionPolicy> eviction;
   internal::RadixTree tree;
   CacheStats stats;
+  CacheListener* listener = nullptr;
+  std::vector<Token> path_buffer;  // the evicted node's path, for the listener
   Timestamp last_now = 0;
   bool any_call = false;
 
@@ -31,6 +33,8 @@ struct PrefixCache::Impl {
   void Touch(NodeId id, Timestamp now);
   void SetCheckpoint(NodeId id, Timestamp now);
   bool OverBudget() const;
+  // Tells the listener (if any) that `victim`'s state, and its edge's KV if `leaf`, are going.
+  void NotifyEviction(NodeId victim, bool leaf);
   // Evicts one candidate (state; and KV if a leaf), restoring the tree's shape invariants.
   void Evict(NodeId victim);
   void EraseFromPolicy(NodeId id);

@@ -4,89 +4,218 @@
 #include <chrono>
 
 namespace marconi::engine {
+namespace {
 
-uint64_t Driver::PrefixKey(std::span<const Token> prefix) {
-  uint64_t h = 1469598103934665603ull ^ prefix.size();  // FNV-1a over the tokens and length
-  for (Token t : prefix) {
-    h ^= static_cast<uint32_t>(t);
-    h *= 1099511628211ull;
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Driver::Driver(const HybridModel& model, PrefixCache* cache, Kernels kernels)
+    : model_(model), cache_(cache), kernels_(kernels) {
+  if (cache_ != nullptr) cache_->SetListener(this);
+}
+
+Driver::~Driver() {
+  if (cache_ != nullptr) cache_->SetListener(nullptr);
+}
+
+std::vector<uint64_t> Driver::PrefixHashes(std::span<const Token> tokens) {
+  std::vector<uint64_t> h(tokens.size() + 1);
+  h[0] = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    // splitmix64 of the previous hash and the token: a 64-bit name per prefix. A collision would
+    // need ~2^32 stored prefixes; rows also keep their token, checked on load.
+    uint64_t z = h[i] + 0x9e3779b97f4a7c15ull * (static_cast<uint32_t>(tokens[i]) + 1ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    h[i + 1] = z ^ (z >> 31);
   }
   return h;
 }
 
-void Driver::Store(const SequenceState& s, const Checkpoint& cp, std::span<const Token> tokens) {
-  const uint64_t key = PrefixKey(tokens.first(static_cast<size_t>(cp.position)));
-  if (store_.count(key)) return;
-  const SequenceState view = model_.Resume(s, cp);  // KV sliced to the prefix
-  Stored st{SerializeCheckpoint(cp), view.keys, view.values};
-  stored_bytes_ += static_cast<int64_t>(st.checkpoint.size());
-  for (const auto& k : st.keys) stored_bytes_ += static_cast<int64_t>(2 * k.size() * sizeof(float));
-  store_.emplace(key, std::move(st));
+int64_t Driver::stored_bytes() const {
+  return stored_kv_tokens() * model_.KvBytesPerToken() + stored_states() * model_.CheckpointBytes();
+}
+
+void Driver::OnEvicted(const EvictionEvent& event) {
+  const std::vector<uint64_t> h = PrefixHashes(event.path);
+  const size_t depth = event.path.size();
+  bool ok = states_.erase(h[depth]) == 1;
+  for (size_t i = static_cast<size_t>(event.kv_begin); i < depth; ++i) {
+    ok = kv_.erase(h[i + 1]) == 1 && ok;
+  }
+  if (!ok && listener_error_.empty()) {
+    listener_error_ = "the cache evicted bytes at depth " + std::to_string(depth) +
+                      " that this driver never stored";
+  }
+}
+
+Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& hashes,
+                    int64_t reuse, SequenceState& state) const {
+  const auto it = states_.find(hashes[static_cast<size_t>(reuse)]);
+  if (it == states_.end()) {
+    return Status::FailedPrecondition("cache hit at " + std::to_string(reuse) +
+                                      " tokens whose state this driver does not hold");
+  }
+  auto cp = DeserializeCheckpoint(it->second);
+  if (!cp.ok()) return cp.status();
+  SequenceState full = model_.NewSequence();
+  const auto& pattern = model_.config().pattern;
+  const size_t kvd = static_cast<size_t>(model_.config().n_kv_heads * model_.config().head_dim);
+  for (int64_t i = 0; i < reuse; ++i) {
+    const auto row = kv_.find(hashes[static_cast<size_t>(i + 1)]);
+    if (row == kv_.end() || row->second.token != input[static_cast<size_t>(i)]) {
+      return Status::FailedPrecondition("cache hit at " + std::to_string(reuse) +
+                                        " tokens whose KV of token " + std::to_string(i) +
+                                        " this driver does not hold");
+    }
+    const float* at = row->second.data.data();
+    for (size_t li = 0; li < pattern.size(); ++li) {
+      if (pattern[li] != 'A') continue;
+      full.keys[li].insert(full.keys[li].end(), at, at + kvd);
+      full.values[li].insert(full.values[li].end(), at + kvd, at + 2 * kvd);
+      at += 2 * kvd;
+    }
+  }
+  state = model_.Resume(full, *cp);
+  return Status::Ok();
+}
+
+void Driver::Store(const SequenceState& state, const Checkpoint& cp,
+                   std::span<const Token> sequence, const std::vector<uint64_t>& hashes,
+                   std::vector<uint64_t>* added_rows, std::vector<uint64_t>* added_states) {
+  const uint64_t key = hashes[static_cast<size_t>(cp.position)];
+  if (states_.emplace(key, SerializeCheckpoint(cp)).second) added_states->push_back(key);
+  const auto& pattern = model_.config().pattern;
+  const size_t kvd = static_cast<size_t>(model_.config().n_kv_heads * model_.config().head_dim);
+  for (int64_t i = 0; i < cp.position; ++i) {
+    const uint64_t row_key = hashes[static_cast<size_t>(i + 1)];
+    if (kv_.count(row_key)) continue;
+    KvRow row{sequence[static_cast<size_t>(i)], {}};
+    for (size_t li = 0; li < pattern.size(); ++li) {
+      if (pattern[li] != 'A') continue;
+      const auto k = state.keys[li].begin() + static_cast<long>(static_cast<size_t>(i) * kvd);
+      const auto v = state.values[li].begin() + static_cast<long>(static_cast<size_t>(i) * kvd);
+      row.data.insert(row.data.end(), k, k + static_cast<long>(kvd));
+      row.data.insert(row.data.end(), v, v + static_cast<long>(kvd));
+    }
+    kv_.emplace(row_key, std::move(row));
+    added_rows->push_back(row_key);
+  }
 }
 
 Result<ServedRequest> Driver::Serve(std::span<const Token> input, int64_t output_tokens,
                                     Timestamp now) {
-  auto handle = cache_.BeginRequest(input, now);
-  if (!handle.ok()) return handle.status();
-  ServedRequest out;
-  const int64_t n = static_cast<int64_t>(input.size());
-  // Leave at least one token to prefill: its logits are the first output.
-  int64_t reuse = handle->lookup.reusable_tokens;
-  SequenceState state = model_.NewSequence();
-  if (reuse >= n) reuse = 0;  // an exact repeat: recompute rather than store logits
-  if (reuse > 0) {
-    auto it = store_.find(PrefixKey(input.first(static_cast<size_t>(reuse))));
-    if (it == store_.end()) {
-      return Status::FailedPrecondition("cache hit at " + std::to_string(reuse) +
-                                        " tokens whose state this driver never stored");
+  if (output_tokens < 0) return Status::InvalidArgument("serve: output_tokens must be >= 0");
+  return ServeImpl(input, output_tokens, {}, now);
+}
+
+Result<ServedRequest> Driver::ServeForced(std::span<const Token> input,
+                                          std::span<const Token> output, Timestamp now) {
+  return ServeImpl(input, static_cast<int64_t>(output.size()), output, now);
+}
+
+Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t output_tokens,
+                                        std::span<const Token> forced, Timestamp now) {
+  if (!listener_error_.empty()) return Status::FailedPrecondition(listener_error_);
+  if (input.empty()) return Status::InvalidArgument("serve: empty input");
+  // Validate before the cache counts the request.
+  for (auto [part, tokens] : {std::pair{"input", input}, std::pair{"output", forced}}) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i] < 0 || tokens[i] >= model_.config().vocab) {
+        return Status::InvalidArgument("serve: " + std::string(part) + " token " +
+                                       std::to_string(tokens[i]) + " at index " +
+                                       std::to_string(i) + " is outside the vocabulary of " +
+                                       std::to_string(model_.config().vocab));
+      }
     }
-    auto cp = DeserializeCheckpoint(it->second.checkpoint);
-    if (!cp.ok()) return cp.status();
-    SequenceState full = model_.NewSequence();
-    full.keys = it->second.keys;
-    full.values = it->second.values;
-    state = model_.Resume(full, *cp);
   }
-  std::vector<int64_t> capture;
-  for (int64_t p : handle->prefill_checkpoints) {
-    if (p > reuse && p <= n) capture.push_back(p);
+  const int64_t n = static_cast<int64_t>(input.size());
+  ServedRequest out;
+  RequestHandle handle;
+  if (cache_ != nullptr) {
+    auto h = cache_->BeginRequest(input, now);
+    if (!h.ok()) return h.status();
+    handle = std::move(h).value();
+  }
+  // Leave at least one token to prefill: its logits are the first output.
+  int64_t reuse = handle.lookup.reusable_tokens;
+  if (reuse >= n) reuse = 0;
+  std::vector<Token> sequence(input.begin(), input.end());
+  sequence.reserve(static_cast<size_t>(n + output_tokens));
+  std::vector<uint64_t> hashes = PrefixHashes(sequence);
+  SequenceState state = model_.NewSequence();
+  const auto t_load = std::chrono::steady_clock::now();
+  if (reuse > 0) {
+    if (Status s = Load(input, hashes, reuse, state); !s.ok()) return s;
+  }
+  out.load_seconds = Since(t_load);
+
+  // What to capture: the policy's prefill plan and decode plan (the cache re-plans the decode
+  // part in CompleteRequest, identically: PlanDecode is const). Prefill positions at or before
+  // the resume point cannot be captured; those whose state is held are refreshed, the others are
+  // dropped from the plan so that the cache never accounts for a state nobody holds.
+  std::vector<int64_t> capture, decode_capture;
+  if (cache_ != nullptr) {
+    std::vector<int64_t> kept;
+    for (int64_t p : handle.prefill_checkpoints) {
+      if (p > reuse || states_.count(hashes[static_cast<size_t>(p)])) kept.push_back(p);
+      if (p > reuse) capture.push_back(p);
+    }
+    handle.prefill_checkpoints = std::move(kept);
+    std::vector<int64_t> decode;
+    cache_->admission_policy().PlanDecode(AdmissionContext{n, handle.lookup}, output_tokens,
+                                          &decode);
+    for (int64_t p : decode) (p <= n ? capture : decode_capture).push_back(p);
+    std::sort(capture.begin(), capture.end());
+    capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
+    std::sort(decode_capture.begin(), decode_capture.end());
   }
   std::vector<Checkpoint> captured;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto logits =
-      model_.Prefill(state, input.subspan(static_cast<size_t>(reuse)), kernel_, capture, &captured);
-  out.prefill_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t_prefill = std::chrono::steady_clock::now();
+  auto logits = model_.Prefill(state, input.subspan(static_cast<size_t>(reuse)), kernels_, capture,
+                               &captured);
+  out.prefill_seconds = Since(t_prefill);
   if (!logits.ok()) return logits.status();
-  for (const Checkpoint& cp : captured) Store(state, cp, input);
   out.reused_tokens = reuse;
   out.computed_tokens = n - reuse;
   out.first_logits = *logits;
-  // Greedy decoding, token by token with the recurrent kernel.
-  std::vector<Token> sequence(input.begin(), input.end());
-  std::vector<float> last = *logits;
+
+  // Decoding, token by token with the recurrent kernel; each token is fed back.
+  std::vector<float> last = std::move(logits).value();
   for (int64_t i = 0; i < output_tokens; ++i) {
     const Token next =
-        static_cast<Token>(std::max_element(last.begin(), last.end()) - last.begin());
+        forced.empty()
+            ? static_cast<Token>(std::max_element(last.begin(), last.end()) - last.begin())
+            : forced[static_cast<size_t>(i)];
     out.output.push_back(next);
     sequence.push_back(next);
     const Token one[] = {next};
-    auto step = model_.Prefill(state, one, ScanKernel::kSequential);
+    auto step = model_.Prefill(state, one, {ScanKernel::kSequential, kernels_.matmul});
     if (!step.ok()) return step.status();
     last = std::move(step).value();
+    if (std::binary_search(decode_capture.begin(), decode_capture.end(), state.tokens)) {
+      captured.push_back({state.tokens, state.recurrent});
+    }
   }
-  // The state after the last decoded token, and any other position the policy plans for decode.
-  std::vector<int64_t> decode_positions;
-  cache_.admission_policy().PlanDecode(AdmissionContext{n, handle->lookup}, output_tokens,
-                                       &decode_positions);
-  if (std::find(decode_positions.begin(), decode_positions.end(), state.tokens) !=
-      decode_positions.end()) {
-    Checkpoint cp{state.tokens, state.recurrent};
-    Store(state, cp, sequence);
+  if (cache_ == nullptr) return out;
+
+  hashes = PrefixHashes(sequence);
+  std::vector<uint64_t> added_rows, added_states;
+  for (const Checkpoint& cp : captured)
+    Store(state, cp, sequence, hashes, &added_rows, &added_states);
+  out.captured_states = static_cast<int64_t>(captured.size());
+  Status s =
+      cache_->CompleteRequest(std::move(handle), input, std::span<const Token>(out.output), now);
+  if (!s.ok() && s.code() != StatusCode::kResourceExhausted) {
+    // Nothing was inserted: take back what this request stored.
+    for (uint64_t k : added_rows) kv_.erase(k);
+    for (uint64_t k : added_states) states_.erase(k);
+    return s;
   }
-  Status s = cache_.CompleteRequest(std::move(handle).value(), input,
-                                    std::span<const Token>(out.output), now);
-  if (!s.ok() && s.code() != StatusCode::kResourceExhausted) return s;
+  if (!listener_error_.empty()) return Status::FailedPrecondition(listener_error_);
   return out;
 }
 

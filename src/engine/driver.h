@@ -1,11 +1,14 @@
 // Serving requests through the reference hybrid model with a PrefixCache deciding what is stored
 // and reused: on a hit the prefill resumes from the stored KV and recurrent state; the states the
-// admission policy asks for are captured during prefill (and after decoding) and stored as bytes.
+// admission policy asks for are captured during prefill and decoding and stored as bytes; the
+// cache's evictions free them (the driver is the cache's CacheListener). What the driver holds is
+// exactly what the cache accounts for: stored_bytes() == kv_bytes + state_bytes after each call.
 #ifndef MARCONI_ENGINE_DRIVER_H_
 #define MARCONI_ENGINE_DRIVER_H_
 
 #include <cstdint>
-#include <memory>
+#include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -17,38 +20,64 @@ namespace marconi::engine {
 struct ServedRequest {
   int64_t reused_tokens = 0;        // prefill skipped thanks to the cache
   int64_t computed_tokens = 0;      // prefilled
-  std::vector<Token> output;        // greedy decode
+  int64_t captured_states = 0;      // states captured (prefill and decode) and stored
+  std::vector<Token> output;        // generated greedily, or the forced output
   std::vector<float> first_logits;  // after the prefill (what TTFT waits for)
-  double prefill_seconds = 0;
+  double load_seconds = 0;          // gathering the cached KV and state before the prefill
+  double prefill_seconds = 0;       // the prefill itself, captures included
 };
 
-class Driver {
+class Driver : private CacheListener {
  public:
-  // `cache` must have been created for a ModelSpec of this model (see SpecOf); neither is owned.
-  Driver(const HybridModel& model, PrefixCache& cache, ScanKernel kernel)
-      : model_(model), cache_(cache), kernel_(kernel) {}
+  // `cache` may be null: every request is then a full recompute (the no-cache baseline). When
+  // given, it must have been created for SpecOf(model) and be used through this driver only; the
+  // driver registers itself as its listener until destroyed. Neither is owned; both must outlive
+  // the driver.
+  Driver(const HybridModel& model, PrefixCache* cache, Kernels kernels);
+  ~Driver() override;
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
 
-  // Serves one request at time `now`: lookup, (resume +) prefill with captures, greedy decoding
-  // of `output_tokens` tokens, then the cache's insert. kFailedPrecondition if the cache reports
-  // a hit whose bytes this driver never stored (a cache shared with another driver).
+  // Serves one request at time `now`: lookup, load, (resumed) prefill with the planned captures,
+  // greedy decoding of `output_tokens` tokens (each fed back, so the state after the last one can
+  // be stored), then the cache's CompleteRequest. An input equal to a cached sequence is
+  // recomputed from scratch (its logits are not stored). Errors: the model's (bad token) and the
+  // cache's, with nothing stored for the request; kFailedPrecondition if the cache reports a hit
+  // whose bytes this driver does not hold (a cache shared with another driver).
   Result<ServedRequest> Serve(std::span<const Token> input, int64_t output_tokens, Timestamp now);
+  // The same with teacher forcing: `output` is fed as the decoded tokens (a trace replay, whose
+  // next turns contain the recorded outputs).
+  Result<ServedRequest> ServeForced(std::span<const Token> input, std::span<const Token> output,
+                                    Timestamp now);
 
-  // Bytes held for stored checkpoints (states and KV slices), as a real cache would hold them.
-  int64_t stored_bytes() const { return stored_bytes_; }
+  // Payload bytes held: KV rows of the cached tokens and the checkpoints' states (fp32).
+  int64_t stored_bytes() const;
+  int64_t stored_kv_tokens() const { return static_cast<int64_t>(kv_.size()); }
+  int64_t stored_states() const { return static_cast<int64_t>(states_.size()); }
 
  private:
-  struct Stored {
-    std::string checkpoint;                        // SerializeCheckpoint
-    std::vector<std::vector<float>> keys, values;  // per layer: KV of the prefix
+  struct KvRow {
+    Token token;              // checked on load: the row belongs to this prefix
+    std::vector<float> data;  // per attention layer: key then value (kv_heads x head_dim each)
   };
-  static uint64_t PrefixKey(std::span<const Token> prefix);
-  void Store(const SequenceState& s, const Checkpoint& cp, std::span<const Token> tokens);
+  // Rolling hashes: hash[i] names the prefix of i tokens (hash[0] the empty one).
+  static std::vector<uint64_t> PrefixHashes(std::span<const Token> tokens);
+  Result<ServedRequest> ServeImpl(std::span<const Token> input, int64_t output_tokens,
+                                  std::span<const Token> forced, Timestamp now);
+  Status Load(std::span<const Token> input, const std::vector<uint64_t>& hashes, int64_t reuse,
+              SequenceState& state) const;
+  // Stores the KV rows of tokens [0, cp.position) (from `state`) and the checkpoint's state.
+  void Store(const SequenceState& state, const Checkpoint& cp, std::span<const Token> sequence,
+             const std::vector<uint64_t>& hashes, std::vector<uint64_t>* added_rows,
+             std::vector<uint64_t>* added_states);
+  void OnEvicted(const EvictionEvent& event) override;
 
   const HybridModel& model_;
-  PrefixCache& cache_;
-  ScanKernel kernel_;
-  std::unordered_map<uint64_t, Stored> store_;
-  int64_t stored_bytes_ = 0;
+  PrefixCache* cache_;
+  Kernels kernels_;
+  std::unordered_map<uint64_t, KvRow> kv_;            // by hash of the prefix ending at the token
+  std::unordered_map<uint64_t, std::string> states_;  // SerializeCheckpoint, by prefix hash
+  std::string listener_error_;  // an eviction of bytes never stored (reported by the next call)
 };
 
 // The cost-model view of the engine's model (fp32), for the PrefixCache and FLOP comparisons.

@@ -4,37 +4,13 @@
 #include <cstring>
 #include <random>
 
+#include "engine/ops.h"
 #include "util/random.h"
 
 namespace marconi::engine {
 namespace {
 
 using Vec = std::vector<float>;
-
-// y = W x, W row-major [rows][cols]; accumulation in a fixed order.
-Vec MatVec(const Vec& w, int64_t rows, int64_t cols, const float* x) {
-  Vec y(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = w.data() + r * cols;
-    float acc = 0;
-    for (int64_t c = 0; c < cols; ++c) acc += row[c] * x[c];
-    y[static_cast<size_t>(r)] = acc;
-  }
-  return y;
-}
-
-Vec RmsNorm(const float* x, const Vec& weight) {
-  const size_t n = weight.size();
-  float ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + 1e-5f);
-  Vec y(n);
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] * inv * weight[i];
-  return y;
-}
-
-float Silu(float v) { return v / (1.0f + std::exp(-v)); }
-float Softplus(float v) { return v > 20 ? v : std::log1p(std::exp(v)); }
 
 class Init {
  public:
@@ -153,7 +129,7 @@ int64_t HybridModel::KvBytesPerToken() const {
 }
 
 Result<std::vector<float>> HybridModel::Prefill(SequenceState& s, std::span<const Token> tokens,
-                                                ScanKernel kernel, std::span<const int64_t> capture,
+                                                Kernels kernels, std::span<const int64_t> capture,
                                                 std::vector<Checkpoint>* captured) const {
   if (tokens.empty()) return Status::InvalidArgument("prefill: no token");
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -176,46 +152,52 @@ Result<std::vector<float>> HybridModel::Prefill(SequenceState& s, std::span<cons
   if (captured) {
     for (int64_t p : capture) captured->push_back({p, std::vector<RecurrentState>(layers_.size())});
   }
-  const int64_t d = config_.d_model;
-  std::vector<Vec> x;
-  for (Token t : tokens) {
-    x.emplace_back(embedding_.begin() + t * d, embedding_.begin() + (t + 1) * d);
+  const int64_t d = config_.d_model, rows = end - start;
+  Vec x(static_cast<size_t>(rows * d));
+  for (int64_t t = 0; t < rows; ++t) {
+    const Token tok = tokens[static_cast<size_t>(t)];
+    std::copy_n(embedding_.begin() + tok * d, d, x.begin() + t * d);
   }
-  for (size_t li = 0; li < layers_.size(); ++li) {
-    Block(layers_[li], li, s, x, start, kernel, capture, captured);
-  }
+  const Pass pass{s, start, rows, kernels, capture, captured};
+  for (size_t li = 0; li < layers_.size(); ++li) Block(layers_[li], li, pass, x);
   s.tokens = end;
-  const Vec last = RmsNorm(x.back().data(), final_norm_);
-  return MatVec(embedding_, config_.vocab, d, last.data());  // tied LM head
+  Vec last(static_cast<size_t>(d)), logits(static_cast<size_t>(config_.vocab));
+  ops::RmsNorm(x.data() + (rows - 1) * d, final_norm_, last.data());
+  Gemm(kernels.matmul, true, 1, config_.vocab, d, last.data(), d, embedding_.data(), d, 0,
+       logits.data(), config_.vocab);  // tied LM head
+  return logits;
 }
 
-void HybridModel::Block(const Layer& l, size_t li, SequenceState& s, std::vector<Vec>& x,
-                        int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
-                        std::vector<Checkpoint>* captured) const {
-  std::vector<Vec> h;
-  for (const Vec& v : x) h.push_back(RmsNorm(v.data(), l.norm1));
+Vec HybridModel::Linear(const Pass& p, const Vec& in, const Vec& w, int64_t w_rows,
+                        int64_t w_cols) const {
+  Vec out(static_cast<size_t>(p.rows * w_rows));
+  ops::ForEachChunk(p.start, p.rows, config_.chunk_size, [&](int64_t t0, int64_t q) {
+    Gemm(p.kernels.matmul, true, q, w_rows, w_cols, in.data() + t0 * w_cols, w_cols, w.data(),
+         w_cols, 0, out.data() + t0 * w_rows, w_rows);
+  });
+  return out;
+}
+
+void HybridModel::Block(const Layer& l, size_t li, const Pass& p, Vec& x) const {
+  Vec h = ops::RmsNormRows(x, l.norm1);
   if (l.kind == 'A') {
-    Attention(l, li, s, h, start);
+    Attention(l, li, p, h);
   } else {
-    Mamba(l, li, s, h, start, kernel, capture, captured);
+    Mamba(l, li, p, h);
   }
   const int64_t d = config_.d_model, f = config_.d_ff;
-  for (size_t t = 0; t < x.size(); ++t) {
-    for (int64_t i = 0; i < d; ++i) x[t][static_cast<size_t>(i)] += h[t][static_cast<size_t>(i)];
-    const Vec n = RmsNorm(x[t].data(), l.norm2);
-    const Vec gate = MatVec(l.w_gate, f, d, n.data());
-    Vec up = MatVec(l.w_up, f, d, n.data());
-    for (int64_t i = 0; i < f; ++i)
-      up[static_cast<size_t>(i)] *= Silu(gate[static_cast<size_t>(i)]);
-    const Vec down = MatVec(l.w_down, d, f, up.data());
-    for (int64_t i = 0; i < d; ++i) x[t][static_cast<size_t>(i)] += down[static_cast<size_t>(i)];
-  }
+  for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
+  const Vec n = ops::RmsNormRows(x, l.norm2);
+  const Vec gate = Linear(p, n, l.w_gate, f, d);
+  Vec up = Linear(p, n, l.w_up, f, d);
+  for (size_t i = 0; i < up.size(); ++i) up[i] *= ops::Silu(gate[i]);
+  const Vec down = Linear(p, up, l.w_down, d, f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
 }
 
-void HybridModel::Attention(const Layer& l, size_t li, SequenceState& s, std::vector<Vec>& h,
-                            int64_t start) const {
+void HybridModel::Attention(const Layer& l, size_t li, const Pass& p, Vec& h) const {
   const HybridConfig& c = config_;
-  const int64_t d = c.d_model, hd = c.head_dim, kvd = c.n_kv_heads * hd;
+  const int64_t d = c.d_model, hd = c.head_dim, kvd = c.n_kv_heads * hd, qd = c.n_heads * hd;
   auto rope = [&](float* v, int64_t heads, int64_t pos) {
     for (int64_t head = 0; head < heads; ++head) {
       for (int64_t i = 0; i < hd / 2; ++i) {
@@ -224,207 +206,49 @@ void HybridModel::Attention(const Layer& l, size_t li, SequenceState& s, std::ve
             std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
         const float cs = static_cast<float>(std::cos(angle)),
                     sn = static_cast<float>(std::sin(angle));
-        float* p = v + head * hd + 2 * i;
-        const float a = p[0], b = p[1];
-        p[0] = a * cs - b * sn;
-        p[1] = a * sn + b * cs;
+        float* x = v + head * hd + 2 * i;
+        const float a = x[0], b = x[1];
+        x[0] = a * cs - b * sn;
+        x[1] = a * sn + b * cs;
       }
     }
   };
-  std::vector<Vec> queries;
-  for (size_t t = 0; t < h.size(); ++t) {
-    const int64_t pos = start + static_cast<int64_t>(t);
-    Vec q = MatVec(l.wq, c.n_heads * hd, d, h[t].data());
-    Vec k = MatVec(l.wk, kvd, d, h[t].data());
-    const Vec v = MatVec(l.wv, kvd, d, h[t].data());
-    rope(q.data(), c.n_heads, pos);
-    rope(k.data(), c.n_kv_heads, pos);
-    s.keys[li].insert(s.keys[li].end(), k.begin(), k.end());
-    s.values[li].insert(s.values[li].end(), v.begin(), v.end());
-    queries.push_back(std::move(q));
+  Vec q = Linear(p, h, l.wq, qd, d);
+  Vec k = Linear(p, h, l.wk, kvd, d);
+  const Vec v = Linear(p, h, l.wv, kvd, d);
+  for (int64_t t = 0; t < p.rows; ++t) {
+    rope(q.data() + t * qd, c.n_heads, p.start + t);
+    rope(k.data() + t * kvd, c.n_kv_heads, p.start + t);
   }
+  Vec& keys = p.s.keys[li];
+  Vec& values = p.s.values[li];
+  keys.insert(keys.end(), k.begin(), k.end());
+  values.insert(values.end(), v.begin(), v.end());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t group = c.n_heads / c.n_kv_heads;
-  for (size_t t = 0; t < h.size(); ++t) {
-    const int64_t keys = start + static_cast<int64_t>(t) + 1;  // causal: up to itself
-    Vec o(static_cast<size_t>(c.n_heads * hd), 0.0f);
+  Vec o(static_cast<size_t>(p.rows * qd));
+  Vec score;
+  ops::ForEachChunk(p.start, p.rows, c.chunk_size, [&](int64_t t0, int64_t rows) {
+    const int64_t n_keys = p.start + t0 + rows;  // causal: the block's last row sees them all
+    score.resize(static_cast<size_t>(rows * n_keys));
     for (int64_t head = 0; head < c.n_heads; ++head) {
       const int64_t kvh = head / group;
-      const float* q = queries[t].data() + head * hd;
-      Vec score(static_cast<size_t>(keys));
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < keys; ++j) {
-        const float* k = s.keys[li].data() + j * kvd + kvh * hd;
-        float acc = 0;
-        for (int64_t i = 0; i < hd; ++i) acc += q[i] * k[i];
-        score[static_cast<size_t>(j)] = acc * scale;
-        mx = std::max(mx, score[static_cast<size_t>(j)]);
+      Gemm(p.kernels.matmul, true, rows, n_keys, hd, q.data() + t0 * qd + head * hd, qd,
+           keys.data() + kvh * hd, kvd, 0, score.data(), n_keys);
+      for (int64_t r = 0; r < rows; ++r) {  // softmax over keys [0, position]; later ones get 0
+        float* row = score.data() + r * n_keys;
+        const int64_t seen = p.start + t0 + r + 1;
+        float mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < seen; ++j) mx = std::max(mx, row[j] *= scale);
+        for (int64_t j = 0; j < seen; ++j) sum += (row[j] = std::exp(row[j] - mx));
+        for (int64_t j = 0; j < seen; ++j) row[j] /= sum;
+        std::fill(row + seen, row + n_keys, 0.0f);
       }
-      float sum = 0;
-      for (float& v : score) sum += (v = std::exp(v - mx));
-      for (int64_t j = 0; j < keys; ++j) {
-        const float w = score[static_cast<size_t>(j)] / sum;
-        const float* v = s.values[li].data() + j * kvd + kvh * hd;
-        for (int64_t i = 0; i < hd; ++i) o[static_cast<size_t>(head * hd + i)] += w * v[i];
-      }
+      Gemm(p.kernels.matmul, false, rows, hd, n_keys, score.data(), n_keys,
+           values.data() + kvh * hd, kvd, 0, o.data() + t0 * qd + head * hd, qd);
     }
-    h[t] = MatVec(l.wo, d, c.n_heads * hd, o.data());
-  }
-}
-
-void HybridModel::Mamba(const Layer& l, size_t li, SequenceState& s, std::vector<Vec>& h,
-                        int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
-                        std::vector<Checkpoint>* captured) const {
-  const HybridConfig& c = config_;
-  const int64_t d = c.d_model, H = c.ssm_heads, P = c.ssm_head_dim, N = c.d_state;
-  const int64_t G = c.n_groups, K = c.d_conv, di = H * P, gn = G * N, conv_dim = di + 2 * gn;
-  const int64_t L = static_cast<int64_t>(h.size());
-  RecurrentState& rs = s.recurrent[li];
-  // Projections and the causal conv over [initial conv state; new inputs].
-  std::vector<Vec> z(h.size()), xs(h.size()), bs(h.size()), cs(h.size()), dts(h.size());
-  std::vector<float> hist(rs.conv);  // rows of conv_dim: K - 1 initial, then one per token
-  for (int64_t t = 0; t < L; ++t) {
-    const Vec proj = MatVec(l.in_proj, 2 * di + 2 * gn + H, d, h[static_cast<size_t>(t)].data());
-    z[static_cast<size_t>(t)].assign(proj.begin(), proj.begin() + di);
-    hist.insert(hist.end(), proj.begin() + di, proj.begin() + di + conv_dim);
-    Vec& dt = dts[static_cast<size_t>(t)];
-    for (int64_t hh = 0; hh < H; ++hh) {
-      dt.push_back(Softplus(proj[static_cast<size_t>(di + conv_dim + hh)] +
-                            l.dt_bias[static_cast<size_t>(hh)]));
-    }
-    Vec conv(static_cast<size_t>(conv_dim));
-    for (int64_t ch = 0; ch < conv_dim; ++ch) {
-      float acc = l.conv_b[static_cast<size_t>(ch)];
-      for (int64_t k = 0; k < K; ++k) {
-        acc += l.conv_w[static_cast<size_t>(ch * K + k)] *
-               hist[static_cast<size_t>((t + k) * conv_dim + ch)];
-      }
-      conv[static_cast<size_t>(ch)] = Silu(acc);
-    }
-    xs[static_cast<size_t>(t)].assign(conv.begin(), conv.begin() + di);
-    bs[static_cast<size_t>(t)].assign(conv.begin() + di, conv.begin() + di + gn);
-    cs[static_cast<size_t>(t)].assign(conv.begin() + di + gn, conv.end());
-  }
-  auto conv_state_at = [&](int64_t pos) {  // the K - 1 conv inputs before absolute `pos`
-    const size_t from = static_cast<size_t>((pos - start) * conv_dim);
-    return std::vector<float>(hist.begin() + static_cast<long>(from),
-                              hist.begin() + static_cast<long>(from + (K - 1) * conv_dim));
-  };
-  std::vector<float> S = rs.ssm;  // [H][P][N]
-  std::vector<Vec> y(h.size(), Vec(static_cast<size_t>(di)));
-  // One recurrent step of token t on state `st`; writes y[t] if `emit`.
-  auto step = [&](std::vector<float>& st, int64_t t, bool emit) {
-    const size_t ut = static_cast<size_t>(t);
-    for (int64_t hh = 0; hh < H; ++hh) {
-      const int64_t g = hh / (H / G);
-      const float dt = dts[ut][static_cast<size_t>(hh)];
-      const float da = std::exp(dt * -std::exp(l.a_log[static_cast<size_t>(hh)]));
-      for (int64_t p = 0; p < P; ++p) {
-        const float xv = xs[ut][static_cast<size_t>(hh * P + p)];
-        float acc = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          float& sv = st[static_cast<size_t>((hh * P + p) * N + n)];
-          sv = da * sv + dt * xv * bs[ut][static_cast<size_t>(g * N + n)];
-          acc += cs[ut][static_cast<size_t>(g * N + n)] * sv;
-        }
-        if (emit)
-          y[ut][static_cast<size_t>(hh * P + p)] = acc + l.d_skip[static_cast<size_t>(hh)] * xv;
-      }
-    }
-  };
-  // The checkpoints of this call are the last capture.size() entries of *captured.
-  auto record = [&](int64_t pos, const std::vector<float>& st) {
-    for (size_t ci = 0; ci < capture.size(); ++ci) {
-      if (capture[ci] == pos) {
-        (*captured)[captured->size() - capture.size() + ci].layers[li] =
-            RecurrentState{st, conv_state_at(pos)};
-      }
-    }
-  };
-  if (kernel == ScanKernel::kSequential) {
-    for (int64_t t = 0; t < L; ++t) {
-      step(S, t, true);
-      record(start + t + 1, S);
-    }
-  } else {
-    // Segments between chunk boundaries at absolute multiples of chunk_size.
-    const int64_t Q = c.chunk_size;
-    for (int64_t seg = start; seg < start + L;) {
-      const int64_t seg_end = std::min(start + L, (seg / Q + 1) * Q);
-      const int64_t t0 = seg - start, q = seg_end - seg;
-      // Captures strictly inside the segment: roll forward from the segment's initial state.
-      for (size_t ci = 0; ci < capture.size(); ++ci) {
-        if (capture[ci] > seg && capture[ci] < seg_end) {
-          std::vector<float> rolled = S;
-          for (int64_t t = t0; t < capture[ci] - start; ++t) step(rolled, t, false);
-          record(capture[ci], rolled);
-        }
-      }
-      for (int64_t hh = 0; hh < H; ++hh) {
-        const int64_t g = hh / (H / G);
-        const float a = -std::exp(l.a_log[static_cast<size_t>(hh)]);
-        std::vector<float> cum(static_cast<size_t>(q));  // cumulative log decay in the chunk
-        float run = 0;
-        for (int64_t i = 0; i < q; ++i)
-          cum[static_cast<size_t>(i)] = run +=
-              dts[static_cast<size_t>(t0 + i)][static_cast<size_t>(hh)] * a;
-        for (int64_t i = 0; i < q; ++i) {
-          const size_t ui = static_cast<size_t>(t0 + i);
-          // C_i . B_j for j <= i, weighted by decay and dt_j.
-          std::vector<float> w(static_cast<size_t>(i + 1));
-          for (int64_t j = 0; j <= i; ++j) {
-            const size_t uj = static_cast<size_t>(t0 + j);
-            float cb = 0;
-            for (int64_t n = 0; n < N; ++n)
-              cb += cs[ui][static_cast<size_t>(g * N + n)] * bs[uj][static_cast<size_t>(g * N + n)];
-            w[static_cast<size_t>(j)] =
-                std::exp(cum[static_cast<size_t>(i)] - cum[static_cast<size_t>(j)]) *
-                dts[uj][static_cast<size_t>(hh)] * cb;
-          }
-          const float decay0 = std::exp(cum[static_cast<size_t>(i)]);
-          for (int64_t p = 0; p < P; ++p) {
-            float acc = 0;
-            for (int64_t n = 0; n < N; ++n)
-              acc += cs[ui][static_cast<size_t>(g * N + n)] *
-                     S[static_cast<size_t>((hh * P + p) * N + n)];
-            acc *= decay0;
-            for (int64_t j = 0; j <= i; ++j)
-              acc += w[static_cast<size_t>(j)] *
-                     xs[static_cast<size_t>(t0 + j)][static_cast<size_t>(hh * P + p)];
-            y[ui][static_cast<size_t>(hh * P + p)] =
-                acc + l.d_skip[static_cast<size_t>(hh)] * xs[ui][static_cast<size_t>(hh * P + p)];
-          }
-        }
-        // State at the segment's end.
-        const float total = cum[static_cast<size_t>(q - 1)];
-        for (int64_t p = 0; p < P; ++p) {
-          for (int64_t n = 0; n < N; ++n) {
-            float acc = std::exp(total) * S[static_cast<size_t>((hh * P + p) * N + n)];
-            for (int64_t j = 0; j < q; ++j) {
-              const size_t uj = static_cast<size_t>(t0 + j);
-              acc += std::exp(total - cum[static_cast<size_t>(j)]) *
-                     dts[uj][static_cast<size_t>(hh)] * xs[uj][static_cast<size_t>(hh * P + p)] *
-                     bs[uj][static_cast<size_t>(g * N + n)];
-            }
-            S[static_cast<size_t>((hh * P + p) * N + n)] = acc;
-          }
-        }
-      }
-      record(seg_end, S);
-      seg = seg_end;
-    }
-  }
-  rs.ssm = S;
-  rs.conv = conv_state_at(start + L);
-  for (int64_t t = 0; t < L; ++t) {
-    const size_t ut = static_cast<size_t>(t);
-    Vec gated(static_cast<size_t>(di));
-    for (int64_t i = 0; i < di; ++i)
-      gated[static_cast<size_t>(i)] =
-          y[ut][static_cast<size_t>(i)] * Silu(z[ut][static_cast<size_t>(i)]);
-    const Vec n = RmsNorm(gated.data(), l.gate_norm);
-    h[ut] = MatVec(l.out_proj, d, di, n.data());
-  }
+  });
+  h = Linear(p, o, l.wo, d, qd);
 }
 
 SequenceState HybridModel::Resume(const SequenceState& full, const Checkpoint& cp) const {

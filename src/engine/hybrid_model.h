@@ -8,9 +8,14 @@
 //
 // Mamba2 runs in one of two kernels: kSequential (the recurrence, token by token: what decode
 // uses) and kChunked (the SSD chunked scan over chunks aligned to absolute positions that are
-// multiples of chunk_size, giving the state at every chunk boundary). A prefill that starts on a
-// chunk boundary computes exactly the same operations as the corresponding part of a full run,
-// so resuming there is bit-identical; the sequential kernel is bit-identical from any position.
+// multiples of chunk_size, giving the state at every chunk boundary). Matrix products run through
+// OpenBLAS (kBlas) or plain loops (kReference), always on row blocks aligned to the same chunk
+// boundaries (see gemm.h). Exactness of a resume against a full run:
+//   - kSequential + kReference: bit-identical from any position (every value is computed by the
+//     same operations in the same order whatever the batch);
+//   - any kernels, resuming on a chunk boundary: bit-identical (the same calls on the same data);
+//   - otherwise: equal up to float rounding (same maths, other summation orders), about 1e-6
+//     relative on the logits of the test models; the tests allow 1e-4.
 //
 // Not thread-safe; const methods may run concurrently.
 #ifndef MARCONI_ENGINE_HYBRID_MODEL_H_
@@ -21,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/gemm.h"
 #include "marconi/status.h"
 #include "marconi/types.h"
 
@@ -47,6 +53,14 @@ struct HybridConfig {
 };
 
 enum class ScanKernel { kSequential, kChunked };
+
+// How a prefill computes. Implicitly made from a ScanKernel (matrix products through BLAS).
+struct Kernels {
+  ScanKernel scan = ScanKernel::kChunked;
+  MatmulKernel matmul = MatmulKernel::kBlas;
+  Kernels() = default;
+  Kernels(ScanKernel s, MatmulKernel m = MatmulKernel::kBlas) : scan(s), matmul(m) {}  // NOLINT
+};
 
 // The recurrent part of one Mamba2 layer: SSM state [heads][head_dim][d_state] and conv state
 // (the last d_conv - 1 conv inputs, [d_conv - 1][conv_dim]).
@@ -84,7 +98,7 @@ class HybridModel {
   // forward token by token. kInvalidArgument for an empty input, a token outside the vocabulary
   // or a bad capture position; `state` is unchanged then.
   Result<std::vector<float>> Prefill(SequenceState& state, std::span<const Token> tokens,
-                                     ScanKernel kernel, std::span<const int64_t> capture = {},
+                                     Kernels kernels, std::span<const int64_t> capture = {},
                                      std::vector<Checkpoint>* captured = nullptr) const;
 
   // A state that resumes after `checkpoint.position` tokens of `full`: the KV of the first
@@ -121,14 +135,21 @@ class HybridModel {
     std::vector<float>* data;
   };
   std::vector<TensorRef> Tensors();
-  void Block(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& x,
-             int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
-             std::vector<Checkpoint>* captured) const;
-  void Attention(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& h,
-                 int64_t start) const;
-  void Mamba(const Layer& l, size_t li, SequenceState& s, std::vector<std::vector<float>>& h,
-             int64_t start, ScanKernel kernel, std::span<const int64_t> capture,
-             std::vector<Checkpoint>* captured) const;
+  // One prefill's fixed arguments; activations are row-major [tokens][width].
+  struct Pass {
+    SequenceState& s;
+    int64_t start, rows;  // absolute position of the first row, number of rows
+    Kernels kernels;
+    std::span<const int64_t> capture;
+    std::vector<Checkpoint>* captured;
+  };
+  // out[rows][w_rows] = in[rows][w_cols] W^T, issued on row blocks aligned to chunk boundaries.
+  std::vector<float> Linear(const Pass& p, const std::vector<float>& in,
+                            const std::vector<float>& w, int64_t w_rows, int64_t w_cols) const;
+  void Block(const Layer& l, size_t li, const Pass& p, std::vector<float>& x) const;
+  // Replace h (the normalised input) by the mixer's output.
+  void Attention(const Layer& l, size_t li, const Pass& p, std::vector<float>& h) const;
+  void Mamba(const Layer& l, size_t li, const Pass& p, std::vector<float>& h) const;
 
   HybridConfig config_;
   std::vector<float> embedding_, final_norm_;

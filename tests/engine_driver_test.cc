@@ -1,0 +1,179 @@
+// The engine driver: requests served through the PrefixCache give exactly the output of a full
+// recompute, and the bytes it holds are exactly what the cache accounts for, evictions included.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "engine/driver.h"
+#include "engine_test_util.h"
+#include "marconi/policies.h"
+#include "test_util.h"
+
+namespace marconi::engine {
+namespace {
+
+const Kernels kExact{ScanKernel::kSequential, MatmulKernel::kReference};
+
+// Full recompute of a request: prefill everything from scratch, then greedy decoding.
+ServedRequest Recompute(const HybridModel& m, std::span<const Token> input, int64_t n_out,
+                        Kernels k) {
+  SequenceState s = m.NewSequence();
+  ServedRequest r;
+  r.first_logits = m.Prefill(s, input, k).value();
+  std::vector<float> last = r.first_logits;
+  for (int64_t i = 0; i < n_out; ++i) {
+    const Token t = static_cast<Token>(std::max_element(last.begin(), last.end()) - last.begin());
+    r.output.push_back(t);
+    const Token one[] = {t};
+    last = m.Prefill(s, one, {ScanKernel::kSequential, k.matmul}).value();
+  }
+  return r;
+}
+
+// A random mix of requests sharing system prompts and of multi-turn conversations (each turn is
+// the previous turn's input and output plus a new message), so that hits, branch points and
+// evictions all occur.
+class Workload {
+ public:
+  explicit Workload(uint64_t seed) : rng_(testing::SeededRng(seed)) {
+    for (uint64_t i = 0; i < 3; ++i) systems_.push_back(Prompt(100 + i, 20 + 7 * i));
+    conversations_.resize(3);
+  }
+  // The next input; `Answered` must be told the output when it is a conversation turn.
+  std::vector<Token> Next() {
+    turn_ = static_cast<int>(testing::Uniform(rng_, 0, 5));
+    const auto msg = Prompt(rng_(), static_cast<size_t>(testing::Uniform(rng_, 3, 9)));
+    if (turn_ < 3) {
+      std::vector<Token> in = systems_[static_cast<size_t>(turn_)];
+      in.insert(in.end(), msg.begin(), msg.end());
+      return in;
+    }
+    auto& conv = conversations_[static_cast<size_t>(turn_ - 3)];
+    if (conv.size() > 90) conv.clear();  // a new conversation
+    conv.insert(conv.end(), msg.begin(), msg.end());
+    return conv;
+  }
+  void Answered(const std::vector<Token>& output) {
+    if (turn_ < 3) return;
+    auto& conv = conversations_[static_cast<size_t>(turn_ - 3)];
+    conv.insert(conv.end(), output.begin(), output.end());
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  std::vector<std::vector<Token>> systems_, conversations_;
+  int turn_ = 0;
+};
+
+struct Setup {
+  const char* admission;
+  const char* eviction;
+};
+
+class EngineDriverTest : public ::testing::TestWithParam<Setup> {};
+
+TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccounting) {
+  const HybridModel m = Model();
+  const ModelSpec spec = SpecOf(m);
+  EXPECT_EQ(spec.StateBytesPerCheckpoint(), m.CheckpointBytes());
+  EXPECT_EQ(spec.KvBytesPerToken(), m.KvBytesPerToken());
+  // Room for a few states and a couple of hundred tokens: evictions are frequent.
+  auto cache = testing::MakeCache(spec, 5 * m.CheckpointBytes() + 200 * m.KvBytesPerToken(),
+                                  GetParam().admission, GetParam().eviction);
+  Driver driver(m, cache.get(), kExact);
+  Workload w(7);
+  int64_t reused = 0;
+  for (int r = 0; r < 40; ++r) {
+    const std::vector<Token> input = w.Next();
+    auto served = driver.Serve(input, 3, r);
+    ASSERT_TRUE(served.ok()) << served.status().ToString();
+    const ServedRequest want = Recompute(m, input, 3, kExact);
+    EXPECT_EQ(served->first_logits, want.first_logits) << "request " << r;
+    EXPECT_EQ(served->output, want.output) << "request " << r;
+    w.Answered(served->output);
+    reused += served->reused_tokens;
+    const CacheStats& st = cache->stats();
+    ASSERT_EQ(driver.stored_kv_tokens(), st.cached_tokens) << "request " << r;
+    ASSERT_EQ(driver.stored_states(), st.checkpoints) << "request " << r;
+    ASSERT_EQ(driver.stored_bytes(), st.kv_bytes + st.state_bytes) << "request " << r;
+    ASSERT_TRUE(cache->CheckInvariants().ok());
+  }
+  EXPECT_GT(reused, 200) << "the workload is meant to hit";
+  EXPECT_GT(cache->stats().evicted_checkpoints, 5) << "the budget is meant to evict";
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, EngineDriverTest,
+                         ::testing::Values(Setup{"judicious", "flop_aware"},
+                                           Setup{"judicious", "lru"}, Setup{"block", "lru"},
+                                           Setup{"sparse", "gdsf"}),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param.admission) + "_" +
+                                  param_info.param.eviction;
+                         });
+
+TEST(EngineDriver, BlasAndChunkedScanHitsAgreeWithRecomputeToRounding) {
+  const HybridModel m = Model();
+  auto cache = PrefixCache::Create({}, SpecOf(m), MakeJudiciousAdmission(),
+                                   MakeFlopAwareEviction({}).value())
+                   .value();
+  const Kernels fast{ScanKernel::kChunked, MatmulKernel::kBlas};
+  Driver driver(m, cache.get(), fast);
+  Workload w(8);
+  int64_t reused = 0;
+  for (int r = 0; r < 20; ++r) {
+    const std::vector<Token> input = w.Next();
+    const ServedRequest want = Recompute(m, input, 3, fast);
+    // Teacher forcing keeps the sequences equal even if a near-tie flipped a greedy token.
+    auto served = driver.ServeForced(input, want.output, r);
+    ASSERT_TRUE(served.ok()) << served.status().ToString();
+    EXPECT_LT(MaxRelDiff(want.first_logits, served->first_logits), 1e-4f) << "request " << r;
+    reused += served->reused_tokens;
+    w.Answered(want.output);
+  }
+  EXPECT_GT(reused, 100);
+}
+
+TEST(EngineDriver, WithoutACacheEveryRequestIsAFullRecompute) {
+  const HybridModel m = Model();
+  Driver driver(m, nullptr, kExact);
+  const auto input = Prompt(3, 30);
+  for (int r = 0; r < 2; ++r) {
+    auto served = driver.Serve(input, 2, r);
+    ASSERT_TRUE(served.ok());
+    EXPECT_EQ(served->reused_tokens, 0);
+    EXPECT_EQ(served->first_logits, Recompute(m, input, 2, kExact).first_logits);
+  }
+  EXPECT_EQ(driver.stored_bytes(), 0);
+}
+
+TEST(EngineDriver, BadInputChangesNothingAndASharedCacheIsDetected) {
+  const HybridModel m = Model();
+  auto cache =
+      PrefixCache::Create({}, SpecOf(m), MakeJudiciousAdmission(), MakeLruEviction()).value();
+  auto a = std::make_unique<Driver>(m, cache.get(), kExact);
+  std::vector<Token> bad = Prompt(4, 10);
+  bad[6] = 256;  // vocabulary is 256
+  auto r = a->Serve(bad, 2, 0);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("input token 256 at index 6"), std::string::npos);
+  EXPECT_EQ(cache->stats().requests, 0);
+  const Token bad_out[] = {1, -3};
+  EXPECT_FALSE(a->ServeForced(Prompt(4, 10), bad_out, 0).ok());
+  EXPECT_FALSE(a->Serve({}, 2, 0).ok());
+  EXPECT_FALSE(a->Serve(Prompt(4, 10), -1, 0).ok());
+  EXPECT_EQ(cache->stats().requests, 0);
+  const auto input = Prompt(5, 20);
+  auto first = a->Serve(input, 2, 1);
+  ASSERT_TRUE(first.ok());
+  // Another driver on the same cache does not hold what the cache says is there.
+  a.reset();
+  Driver b(m, cache.get(), kExact);
+  std::vector<Token> longer = input;  // the next turn: resumes after the first one's output
+  longer.insert(longer.end(), first->output.begin(), first->output.end());
+  longer.push_back(7);
+  auto again = b.Serve(longer, 2, 2);
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition) << again.status().ToString();
+}
+
+}  // namespace
+}  // namespace marconi::engine
