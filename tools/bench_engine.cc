@@ -9,6 +9,7 @@
 
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
+#include "engine_defaults.h"
 #include "sim/synthetic.h"
 #include "sim/trace.h"
 
@@ -47,18 +48,7 @@ class Rounds {
 };
 
 int Run(const Args& a) {
-  engine::HybridConfig c;
-  c.pattern = "MMMAMMMA";
-  c.vocab = 1024;
-  c.d_model = 128;
-  c.d_ff = 256;
-  c.n_heads = 2;  // head_dim 64: a softmax exp per 256 attention FLOPs (real models: 512)
-  c.n_kv_heads = 1;
-  c.head_dim = 64;
-  c.ssm_heads = 8;
-  c.ssm_head_dim = 16;
-  c.d_state = 32;
-  c.chunk_size = 64;
+  const engine::HybridConfig c = DefaultEngineConfig();
   const engine::HybridModel model = engine::HybridModel::Create(c).value();
   const ModelSpec spec = engine::SpecOf(model);
 

@@ -1,13 +1,16 @@
 // The marconi command line.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 #include "bench_engine.h"
+#include "engine/gemm.h"
 #include "marconi/model_spec.h"
 #include "place.h"
+#include "serve.h"
 #include "sim.h"
 #include "sweep.h"
 #include "trace_cmd.h"
@@ -20,6 +23,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 #endif
+  // See SetBlasThreads: the reference model's products are too small to share.
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) marconi::engine::SetBlasThreads(1);
   CLI::App app{"marconi: prefix caching for hybrid (attention + SSM) LLMs"};
   app.require_subcommand(1);
   int exit_code = 0;
@@ -28,6 +33,7 @@ int main(int argc, char** argv) {
   marconi::tools::AddSweepCommand(app, &exit_code);
   marconi::tools::AddTraceCommand(app, &exit_code);
   marconi::tools::AddBenchCommand(app, &exit_code);
+  marconi::tools::AddServeCommand(app, &exit_code);
 
   std::string model_name = "paper-7b";
   auto* model_cmd = app.add_subcommand("model", "Describe a model's cache costs");

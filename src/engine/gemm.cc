@@ -26,4 +26,6 @@ void Gemm(MatmulKernel kernel, bool trans_b, int64_t m, int64_t n, int64_t k, co
   }
 }
 
+void SetBlasThreads(int threads) { openblas_set_num_threads(threads); }
+
 }  // namespace marconi::engine

@@ -22,6 +22,12 @@ enum class MatmulKernel { kReference, kBlas };
 void Gemm(MatmulKernel kernel, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// Threads OpenBLAS may use in every later product, process-wide (OpenBLAS has no per-call
+// setting). The model's products are at most chunk_size rows: splitting them across threads
+// costs more than it gains (2.6x slower prefill with 2 threads on a 2-core machine), so the
+// command line sets 1 unless OPENBLAS_NUM_THREADS is given. Not thread-safe.
+void SetBlasThreads(int threads);
+
 }  // namespace marconi::engine
 
 #endif  // MARCONI_ENGINE_GEMM_H_

@@ -59,22 +59,10 @@ Result<Setup> MakeSetup(PolicyKind kind, const SimConfig& config, double alpha) 
 // One replay with a fixed setup; the tuner (if any) observes every request.
 Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig& config,
                            double alpha, bool tune) {
-  auto setup = MakeSetup(kind, config, alpha);
-  if (!setup.ok()) return setup.status();
-  PrefixCacheConfig cc;
-  cc.capacity_bytes = config.capacity_bytes;
-  auto cache = PrefixCache::Create(cc, config.model, std::move(setup->admission),
-                                   std::move(setup->eviction));
-  if (!cache.ok()) return cache.status();
-  std::unique_ptr<AlphaTuner> tuner;
-  if (tune) {
-    AlphaTunerConfig tc = config.tuner;
-    tc.threads = config.threads;
-    if (kind == PolicyKind::kMarconiRetune) tc.retune = true;
-    auto t = AlphaTuner::Create(tc);
-    if (!t.ok()) return t.status();
-    tuner = std::move(t).value();
-  }
+  auto policy = MakePolicy(kind, config, alpha, tune);
+  if (!policy.ok()) return policy.status();
+  PrefixCache* cache = policy->cache.get();
+  AlphaTuner* tuner = policy->tuner.get();
   PolicyResult out;
   out.policy = PolicyName(kind);
   out.records.reserve(trace.requests.size());
@@ -83,9 +71,9 @@ Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig&
     const int64_t hit = lookup.reusable_tokens;
     out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
   };
-  if (Status s = ServeTrace(trace, **cache, record, tuner.get()); !s.ok()) return s;
-  out.stats = (*cache)->stats();
-  out.alpha = (*cache)->alpha();
+  if (Status s = ServeTrace(trace, *cache, record, tuner); !s.ok()) return s;
+  out.stats = cache->stats();
+  out.alpha = cache->alpha();
   if (tuner) out.rounds = tuner->rounds();
   return out;
 }
@@ -128,6 +116,29 @@ Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
 }
 
 }  // namespace
+
+Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, double alpha,
+                                  bool tune) {
+  if (kind == PolicyKind::kVanilla) return Status::InvalidArgument("vanilla has no cache");
+  auto setup = MakeSetup(kind, config, alpha);
+  if (!setup.ok()) return setup.status();
+  PrefixCacheConfig cc;
+  cc.capacity_bytes = config.capacity_bytes;
+  auto cache = PrefixCache::Create(cc, config.model, std::move(setup->admission),
+                                   std::move(setup->eviction));
+  if (!cache.ok()) return cache.status();
+  PolicyInstance out;
+  out.cache = std::move(cache).value();
+  if (tune) {
+    AlphaTunerConfig tc = config.tuner;
+    tc.threads = config.threads;
+    if (kind == PolicyKind::kMarconiRetune) tc.retune = true;
+    auto t = AlphaTuner::Create(tc);
+    if (!t.ok()) return t.status();
+    out.tuner = std::move(t).value();
+  }
+  return out;
+}
 
 Status ServeTrace(const Trace& trace, PrefixCache& cache,
                   const std::function<void(size_t, const LookupResult&)>& on_lookup,

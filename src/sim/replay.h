@@ -3,6 +3,7 @@
 #define MARCONI_SIM_REPLAY_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,17 @@ struct PolicyResult {
   double alpha = 0;                    // final alpha (marconi, sparse) or the oracle's best
   std::vector<TuningRound> rounds;     // the tuner's rounds; for the oracle, one with the grid
 };
+
+// A cache configured as one of the compared systems, and its alpha tuner when it has one.
+struct PolicyInstance {
+  std::unique_ptr<PrefixCache> cache;
+  std::unique_ptr<AlphaTuner> tuner;  // null unless tuned (marconi, marconi-retune, sparse)
+};
+// The cache of `kind` (vanilla has none: kInvalidArgument) for config.model and
+// config.capacity_bytes, with eviction alpha `alpha`, and a tuner if `tune`. For the oracle, one
+// of its fixed-alpha replays (its tuning is the choice of the best in hindsight).
+Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, double alpha,
+                                  bool tune);
 
 // Serves every request of `trace` in order through `cache`: BeginRequest at its ts, then
 // CompleteRequest at the same ts with its output (as the paper's simulator does). After each
