@@ -10,6 +10,7 @@
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
+#include "report_error.h"
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "sim/synthetic.h"
@@ -34,13 +35,7 @@ struct ServeOptions {
   bool check = false;
 };
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "marconi serve: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kNotFound ||
-                 s.code() == StatusCode::kParseError || s.code() == StatusCode::kIoError
-             ? 2
-             : 1;
-}
+int Fail(const Status& s) { return ReportError("serve", s); }
 
 // One system being served: a driver over its cache (none for the baseline) and what it measured.
 struct Lane {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <thread>
 
+#include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
 #include "sim/report.h"
@@ -32,13 +33,7 @@ struct SimOptions {
   bool retune = false;
 };
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "marconi sim: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kNotFound ||
-                 s.code() == StatusCode::kParseError || s.code() == StatusCode::kIoError
-             ? 2
-             : 1;
-}
+int Fail(const Status& s) { return ReportError("sim", s); }
 
 int Run(const SimOptions& o) {
   auto model = ModelSpec::FromNameOrFile(o.model);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/sweep.h"
 #include "sim/synthetic.h"
@@ -26,10 +27,7 @@ struct SweepOptions {
   bool skip_bad_lines = false;
 };
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "marconi sweep: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kIoError ? 1 : 2;
-}
+int Fail(const Status& s) { return ReportError("sweep", s); }
 
 int Run(const SweepOptions& o) {
   sim::SweepSpec spec;

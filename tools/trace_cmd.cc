@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "report_error.h"
 #include "sim/trace_builder.h"
 #include "sim/trace_stats.h"
 
@@ -16,8 +17,7 @@ struct BuildArgs {
 };
 
 int Fail(const char* what, const Status& s) {
-  std::fprintf(stderr, "marconi trace %s: %s\n", what, s.ToString().c_str());
-  return s.code() == StatusCode::kIoError ? 1 : 2;
+  return ReportError((std::string("trace ") + what).c_str(), s);
 }
 
 int RunBuild(BuildArgs a) {
