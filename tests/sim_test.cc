@@ -204,6 +204,21 @@ TEST(Sim, TtftModels) {
   EXPECT_FALSE(TtftModel::Roofline(1e15, 1.5, 0).ok());
 }
 
+TEST(Sim, FitLineRecoversALineAndRejectsDegenerateInput) {
+  auto rng = marconi::testing::SeededRng(31);
+  std::vector<std::pair<double, double>> pts;
+  for (int i = 0; i < 50; ++i) {
+    const double x = static_cast<double>(marconi::testing::Uniform(rng, 0, 1000));
+    pts.push_back({x, 3.5 + 0.25 * x});
+  }
+  auto line = FitLine(pts);
+  ASSERT_TRUE(line.ok());
+  EXPECT_NEAR(line->intercept, 3.5, 1e-9);
+  EXPECT_NEAR(line->slope, 0.25, 1e-12);
+  EXPECT_FALSE(FitLine({{1, 2}}).ok());
+  EXPECT_FALSE(FitLine({{1, 2}, {1, 3}, {1, 4}}).ok());
+}
+
 TEST(Sim, PaperProfileFitMatchesSystemDoc) {
   const std::string path = "../shared/docs/ttft-jamba-1.5-mini.csv";
   for (const std::string prefix : {"", "../", "../../"}) {

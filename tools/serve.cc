@@ -15,6 +15,7 @@
 #include "sim/report.h"
 #include "sim/synthetic.h"
 #include "sim/trace.h"
+#include "sim/ttft_model.h"
 
 namespace marconi::tools {
 namespace {
@@ -44,7 +45,41 @@ struct Lane {
   std::unique_ptr<engine::Driver> driver;
   int64_t input_tokens = 0, reused_tokens = 0, peak_bytes = 0, identical = 0;
   double prefill_s = 0, load_s = 0, max_rel_diff = 0;
+  struct Prefill {
+    int64_t reused, computed;
+    double ms;
+  };
+  std::vector<Prefill> prefills;
+  // The simulator's TTFT models' predictions of prefill_s (see Predict), seconds.
+  double predicted_line_s = 0, predicted_roofline_s = 0;
 };
+
+// The simulator's two TTFT models fitted on the baseline's measured prefills (a line in computed
+// tokens, as the paper fits its profile; a roofline in the cost model's FLOPs, which also counts
+// attention over reused tokens), then asked to predict every lane's total prefill time. Their
+// error on the policy lanes is the error the simulator makes on this machine. False when the
+// baseline's requests do not determine a line.
+bool Predict(const ModelSpec& spec, std::vector<Lane>& lanes) {
+  std::vector<std::pair<double, double>> by_tokens, by_flops;
+  for (const Lane::Prefill& p : lanes[0].prefills) {
+    by_tokens.push_back({static_cast<double>(p.computed), p.ms});
+    by_flops.push_back({spec.PrefillFlops(0, p.computed), p.ms});
+  }
+  auto line = sim::FitLine(by_tokens);
+  auto flops = sim::FitLine(by_flops);
+  if (!line.ok() || !flops.ok() || !(flops->slope > 0)) return false;
+  const sim::TtftModel linear = sim::TtftModel::Linear(line->intercept, line->slope);
+  auto roofline =
+      sim::TtftModel::Roofline(1e3 / flops->slope, 1.0, std::max(0.0, flops->intercept));
+  if (!roofline.ok()) return false;
+  for (Lane& l : lanes) {
+    for (const Lane::Prefill& p : l.prefills) {
+      l.predicted_line_s += linear.Ms(spec, p.reused, p.computed) / 1e3;
+      l.predicted_roofline_s += roofline->Ms(spec, p.reused, p.computed) / 1e3;
+    }
+  }
+  return true;
+}
 
 double MaxRelDiff(const std::vector<float>& a, const std::vector<float>& b) {
   double scale = 1e-30, worst = 0;
@@ -157,6 +192,8 @@ int Run(const ServeOptions& o) {
       lane.input_tokens += static_cast<int64_t>(r.input.size());
       lane.reused_tokens += served->reused_tokens;
       lane.prefill_s += served->prefill_seconds;
+      lane.prefills.push_back(
+          {served->reused_tokens, served->computed_tokens, 1e3 * served->prefill_seconds});
       lane.load_s += served->load_seconds;
       lane.peak_bytes = std::max(lane.peak_bytes, lane.driver->stored_bytes());
       if (baseline_logits.empty()) {
@@ -185,6 +222,8 @@ int Run(const ServeOptions& o) {
     }
   }
   const double base_s = lanes[0].prefill_s;
+  const bool predicted = Predict(sc.model, lanes);
+  auto saved = [&](double s, double base) { return predicted && base > 0 ? 1 - s / base : 0.0; };
   const int64_t n = static_cast<int64_t>(requests.size());
   if (o.format == "json") {
     nlohmann::json j;
@@ -202,6 +241,13 @@ int Run(const ServeOptions& o) {
       p["prefill_seconds"] = l.prefill_s;
       p["load_seconds"] = l.load_s;
       p["prefill_time_saved"] = 1 - l.prefill_s / base_s;
+      if (predicted) {
+        p["predicted_prefill_seconds_line"] = l.predicted_line_s;
+        p["predicted_prefill_seconds_roofline"] = l.predicted_roofline_s;
+        p["predicted_time_saved_line"] = saved(l.predicted_line_s, lanes[0].predicted_line_s);
+        p["predicted_time_saved_roofline"] =
+            saved(l.predicted_roofline_s, lanes[0].predicted_roofline_s);
+      }
       p["peak_stored_bytes"] = l.peak_bytes;
       if (l.policy.cache) {
         const CacheStats& st = l.policy.cache->stats();
@@ -241,13 +287,22 @@ int Run(const ServeOptions& o) {
                     static_cast<long long>(n), l.max_rel_diff);
       exact = buf;
     }
-    std::printf("%-16s %8.1f%% %11.3f %10.1f%% %12s %10.3f %11s %10s %14s\n", l.name.c_str(),
-                100 * hit, l.prefill_s, 100 * (1 - l.prefill_s / base_s), flops.c_str(), l.load_s,
-                sim::FormatBytes(l.peak_bytes).c_str(), evictions.c_str(), exact.c_str());
+    char model_saved[48] = "-";
+    if (predicted) {
+      std::snprintf(model_saved, sizeof model_saved, "%.1f%% / %.1f%%",
+                    100 * saved(l.predicted_line_s, lanes[0].predicted_line_s),
+                    100 * saved(l.predicted_roofline_s, lanes[0].predicted_roofline_s));
+    }
+    std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %9s %13s\n", l.name.c_str(),
+                100 * hit, l.prefill_s, 100 * (1 - l.prefill_s / base_s), flops.c_str(),
+                model_saved, l.load_s, sim::FormatBytes(l.peak_bytes).c_str(), evictions.c_str(),
+                exact.c_str());
   }
   std::printf(
       "\nhit rate: input tokens resumed from the cache. time saved: measured prefill time against "
-      "vanilla's; FLOPs saved: what the simulator's cost model predicts for the same hits. exact: "
+      "vanilla's; FLOPs saved: what the simulator's cost model predicts for the same hits; TTFT "
+      "model saved: what the simulator's TTFT models (a line in computed tokens / a roofline in "
+      "FLOPs), fitted on vanilla's measured prefills, predict for the same hits. exact: "
       "requests whose first logits are bit-identical to a full recompute, and the largest "
       "relative difference otherwise (fast kernels: resumes off a chunk boundary round "
       "differently; --kernels exact makes every hit bit-identical).\n");

@@ -9,6 +9,17 @@
 
 namespace marconi::sim {
 
+Result<FittedLine> FitLine(const std::vector<std::pair<double, double>>& points) {
+  if (points.size() < 2) return Status::InvalidArgument("a line needs at least 2 points");
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (auto [x, y] : points) sx += x, sy += y, sxx += x * x, sxy += x * y;
+  const double k = static_cast<double>(points.size());
+  const double den = k * sxx - sx * sx;
+  if (den == 0) return Status::InvalidArgument("every point has the same x");
+  const double slope = (k * sxy - sx * sy) / den;
+  return FittedLine{(sy - slope * sx) / k, slope};
+}
+
 TtftModel TtftModel::Linear(double intercept_ms, double ms_per_token) {
   TtftModel m;
   m.a_ = intercept_ms;
@@ -44,13 +55,9 @@ Result<TtftModel> TtftModel::FromProfileCsv(const std::string& path, bool fit) {
   }
   if (pts.size() < 2) return Status::ParseError(path + ": a profile needs at least 2 points");
   if (fit) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (auto [x, y] : pts) sx += x, sy += y, sxx += x * x, sxy += x * y;
-    const double k = static_cast<double>(pts.size());
-    const double den = k * sxx - sx * sx;
-    if (den == 0) return Status::ParseError(path + ": all profile points have the same length");
-    const double slope = (k * sxy - sx * sy) / den;
-    TtftModel m = Linear((sy - slope * sx) / k, slope);
+    auto fitted = FitLine(pts);
+    if (!fitted.ok()) return Status::ParseError(path + ": all profile points have the same length");
+    TtftModel m = Linear(fitted->intercept, fitted->slope);
     m.source_ += " (least squares over " + path + ")";
     return m;
   }

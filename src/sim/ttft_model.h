@@ -11,6 +11,13 @@
 
 namespace marconi::sim {
 
+// The least-squares line y = intercept + slope x through `points` (x, y). kInvalidArgument for
+// fewer than 2 points or when every x is the same.
+struct FittedLine {
+  double intercept = 0, slope = 0;
+};
+Result<FittedLine> FitLine(const std::vector<std::pair<double, double>>& points);
+
 class TtftModel {
  public:
   // intercept + slope x computed tokens. The default is the least-squares line through the
