@@ -156,6 +156,35 @@ TEST(HybridModel, CheckpointsSerialiseAndBadInputIsRejected) {
   EXPECT_FALSE(HybridModel::Create(c).ok());
 }
 
+TEST(HybridModel, KvRangesSerialiseAndRebuildTheState) {
+  const HybridModel m = Model();  // 2 attention layers of 6
+  SequenceState full = m.NewSequence();
+  std::vector<Checkpoint> cps;
+  const std::vector<int64_t> at = {13};
+  const auto tokens = Prompt(21, 30);
+  const auto logits = m.Prefill(full, tokens, kExact, at, &cps).value();
+  // Rebuild the KV of the first 13 tokens from three ranges, then resume.
+  SequenceState rebuilt = m.NewSequence();
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 5}, {5, 6}, {6, 13}}) {
+    const std::string bytes = m.SerializeKv(full, b, e);
+    EXPECT_EQ(bytes.size(), 24 + static_cast<size_t>((e - b) * m.KvBytesPerToken()));
+    ASSERT_TRUE(m.AppendKv(bytes, rebuilt).ok());
+  }
+  SequenceState resumed = m.Resume(rebuilt, cps[0]);
+  const auto rest = std::span<const Token>(tokens).subspan(13);
+  EXPECT_EQ(m.Prefill(resumed, rest, kExact).value(), logits);
+  // A range that does not continue the state, truncated bytes, trailing bytes: nothing changes.
+  const SequenceState before = rebuilt;
+  const std::string next = m.SerializeKv(full, 13, 20);
+  EXPECT_EQ(m.AppendKv(m.SerializeKv(full, 14, 20), rebuilt).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.AppendKv(next.substr(0, next.size() - 1), rebuilt).code(), StatusCode::kParseError);
+  EXPECT_EQ(m.AppendKv(next + "x", rebuilt).code(), StatusCode::kParseError);
+  EXPECT_EQ(m.AppendKv(next.substr(0, 10), rebuilt).code(), StatusCode::kParseError);
+  EXPECT_EQ(rebuilt.keys, before.keys);
+  EXPECT_EQ(rebuilt.values, before.values);
+  EXPECT_EQ(Model("MAAAM").AppendKv(next, rebuilt).code(), StatusCode::kParseError);  // 3 layers
+}
+
 TEST(HybridModel, SafetensorsRoundTripAndErrors) {
   const std::string dir = ::testing::TempDir();
   const std::string path = dir + "/weights.safetensors";

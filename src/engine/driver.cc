@@ -62,8 +62,6 @@ Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& h
   auto cp = DeserializeCheckpoint(it->second);
   if (!cp.ok()) return cp.status();
   SequenceState full = model_.NewSequence();
-  const auto& pattern = model_.config().pattern;
-  const size_t kvd = static_cast<size_t>(model_.config().n_kv_heads * model_.config().head_dim);
   for (int64_t i = 0; i < reuse; ++i) {
     const auto row = kv_.find(hashes[static_cast<size_t>(i + 1)]);
     if (row == kv_.end() || row->second.token != input[static_cast<size_t>(i)]) {
@@ -71,13 +69,7 @@ Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& h
                                         " tokens whose KV of token " + std::to_string(i) +
                                         " this driver does not hold");
     }
-    const float* at = row->second.data.data();
-    for (size_t li = 0; li < pattern.size(); ++li) {
-      if (pattern[li] != 'A') continue;
-      full.keys[li].insert(full.keys[li].end(), at, at + kvd);
-      full.values[li].insert(full.values[li].end(), at + kvd, at + 2 * kvd);
-      at += 2 * kvd;
-    }
+    if (Status s = model_.AppendKv(row->second.bytes, full); !s.ok()) return s;
   }
   state = model_.Resume(full, *cp);
   return Status::Ok();
@@ -88,20 +80,11 @@ void Driver::Store(const SequenceState& state, const Checkpoint& cp,
                    std::vector<uint64_t>* added_rows, std::vector<uint64_t>* added_states) {
   const uint64_t key = hashes[static_cast<size_t>(cp.position)];
   if (states_.emplace(key, SerializeCheckpoint(cp)).second) added_states->push_back(key);
-  const auto& pattern = model_.config().pattern;
-  const size_t kvd = static_cast<size_t>(model_.config().n_kv_heads * model_.config().head_dim);
   for (int64_t i = 0; i < cp.position; ++i) {
     const uint64_t row_key = hashes[static_cast<size_t>(i + 1)];
     if (kv_.count(row_key)) continue;
-    KvRow row{sequence[static_cast<size_t>(i)], {}};
-    for (size_t li = 0; li < pattern.size(); ++li) {
-      if (pattern[li] != 'A') continue;
-      const auto k = state.keys[li].begin() + static_cast<long>(static_cast<size_t>(i) * kvd);
-      const auto v = state.values[li].begin() + static_cast<long>(static_cast<size_t>(i) * kvd);
-      row.data.insert(row.data.end(), k, k + static_cast<long>(kvd));
-      row.data.insert(row.data.end(), v, v + static_cast<long>(kvd));
-    }
-    kv_.emplace(row_key, std::move(row));
+    kv_.emplace(row_key,
+                KvRow{sequence[static_cast<size_t>(i)], model_.SerializeKv(state, i, i + 1)});
     added_rows->push_back(row_key);
   }
 }

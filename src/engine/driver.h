@@ -57,8 +57,8 @@ class Driver : private CacheListener {
 
  private:
   struct KvRow {
-    Token token;              // checked on load: the row belongs to this prefix
-    std::vector<float> data;  // per attention layer: key then value (kv_heads x head_dim each)
+    Token token;        // checked on load: the row belongs to this prefix
+    std::string bytes;  // HybridModel::SerializeKv of this one token
   };
   // Rolling hashes: hash[i] names the prefix of i tokens (hash[0] the empty one).
   static std::vector<uint64_t> PrefixHashes(std::span<const Token> tokens);

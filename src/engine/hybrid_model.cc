@@ -267,6 +267,57 @@ SequenceState HybridModel::Resume(const SequenceState& full, const Checkpoint& c
   return s;
 }
 
+std::string HybridModel::SerializeKv(const SequenceState& state, int64_t begin, int64_t end) const {
+  const size_t kvd = static_cast<size_t>(config_.n_kv_heads * config_.head_dim);
+  uint64_t header[3] = {static_cast<uint64_t>(begin), static_cast<uint64_t>(end), 0};
+  for (const Layer& l : layers_) header[2] += l.kind == 'A';
+  std::string out(reinterpret_cast<const char*>(header), sizeof header);
+  const size_t from = static_cast<size_t>(begin) * kvd, n = static_cast<size_t>(end - begin) * kvd;
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    if (layers_[li].kind != 'A') continue;
+    for (const Vec* v : {&state.keys[li], &state.values[li]}) {
+      out.append(reinterpret_cast<const char*>(v->data() + from), n * sizeof(float));
+    }
+  }
+  return out;
+}
+
+Status HybridModel::AppendKv(std::string_view bytes, SequenceState& state) const {
+  const size_t kvd = static_cast<size_t>(config_.n_kv_heads * config_.head_dim);
+  uint64_t header[3];
+  if (bytes.size() < sizeof header) return Status::ParseError("KV range: truncated header");
+  std::memcpy(header, bytes.data(), sizeof header);
+  uint64_t attention = 0;
+  for (const Layer& l : layers_) attention += l.kind == 'A';
+  const uint64_t begin = header[0], end = header[1];
+  if (header[2] != attention || end <= begin || end - begin > bytes.size()) {
+    return Status::ParseError("KV range: header does not fit this model");
+  }
+  const size_t n = static_cast<size_t>(end - begin) * kvd;
+  if (bytes.size() != sizeof header + 2 * attention * n * sizeof(float)) {
+    return Status::ParseError("KV range: " + std::to_string(bytes.size()) + " bytes for tokens [" +
+                              std::to_string(begin) + ", " + std::to_string(end) + ")");
+  }
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    if (layers_[li].kind == 'A' && state.keys[li].size() != begin * kvd) {
+      return Status::InvalidArgument("KV range starts at token " + std::to_string(begin) +
+                                     " but the state holds KV for " +
+                                     std::to_string(state.keys[li].size() / kvd));
+    }
+  }
+  const char* at = bytes.data() + sizeof header;
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    if (layers_[li].kind != 'A') continue;
+    for (Vec* v : {&state.keys[li], &state.values[li]}) {
+      const size_t old = v->size();
+      v->resize(old + n);
+      std::memcpy(v->data() + old, at, n * sizeof(float));  // `at` may be unaligned
+      at += n * sizeof(float);
+    }
+  }
+  return Status::Ok();
+}
+
 std::string SerializeCheckpoint(const Checkpoint& c) {
   std::string out;
   auto put = [&](const void* p, size_t n) {

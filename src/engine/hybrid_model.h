@@ -115,6 +115,16 @@ class HybridModel {
   Status LoadSafetensors(const std::string& path);
   Status SaveSafetensors(const std::string& path) const;
 
+  // The KV of tokens [begin, end) of `state` as bytes: 8-byte begin, end and attention-layer
+  // count, then per attention layer the keys and the values of those tokens (raw fp32, host byte
+  // order). Precondition: 0 <= begin < end <= the tokens whose KV `state` holds.
+  std::string SerializeKv(const SequenceState& state, int64_t begin, int64_t end) const;
+  // Appends such a range to `state`, whose attention layers must hold KV for exactly `begin`
+  // tokens. kParseError (truncated, wrong layer count or size) or kInvalidArgument (a range that
+  // does not continue the state); `state` is unchanged then. Does not change state.tokens: a
+  // prefill must start from a state whose KV and recurrent part agree (see Resume).
+  Status AppendKv(std::string_view bytes, SequenceState& state) const;
+
   // Bytes of one checkpoint (fp32) and of KV per token, to compare with ModelSpec.
   int64_t CheckpointBytes() const;
   int64_t KvBytesPerToken() const;
@@ -156,7 +166,9 @@ class HybridModel {
   std::vector<Layer> layers_;
 };
 
-// Serialisation of a checkpoint, and of the KV of tokens [0, n) of a state, to bytes and back.
+// Serialisation of a checkpoint (the recurrent states) to bytes and back: 8-byte position and
+// layer count, then per layer the SSM and conv vectors, each as an 8-byte length and raw fp32
+// values (host byte order). kParseError for truncated or trailing bytes.
 std::string SerializeCheckpoint(const Checkpoint& c);
 Result<Checkpoint> DeserializeCheckpoint(std::string_view bytes);
 
