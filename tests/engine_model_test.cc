@@ -25,7 +25,7 @@ std::vector<float> ResumeDiffs(const HybridModel& m, const std::vector<Token>& t
   EXPECT_EQ(cps.size(), at.size());
   std::vector<float> diffs;
   for (const Checkpoint& cp : cps) {
-    SequenceState resumed = m.Resume(full, cp);
+    SequenceState resumed = m.Resume(full, cp).value();
     const auto rest = std::span<const Token>(tokens).subspan(static_cast<size_t>(cp.position));
     const auto again = m.Prefill(resumed, rest, k).value();
     diffs.push_back(logits == again ? 0.0f : std::max(MaxRelDiff(logits, again), 1e-30f));
@@ -139,6 +139,11 @@ TEST(HybridModel, CheckpointsSerialiseAndBadInputIsRejected) {
   EXPECT_EQ(back->layers, cps[0].layers);
   EXPECT_FALSE(DeserializeCheckpoint(bytes.substr(0, bytes.size() - 3)).ok());
   EXPECT_FALSE(DeserializeCheckpoint(bytes + "x").ok());
+  // A checkpoint of another model, or KV too short for it, is refused rather than read past.
+  EXPECT_EQ(Model("MMA").Resume(Model("MMA").NewSequence(), cps[0]).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE(m.Resume(m.NewSequence(), cps[0]).ok());
+  EXPECT_TRUE(m.Resume(s, cps[0]).ok());
 
   const SequenceState before = s;
   const std::vector<Token> bad = {1, 300};
@@ -170,7 +175,7 @@ TEST(HybridModel, KvRangesSerialiseAndRebuildTheState) {
     EXPECT_EQ(bytes.size(), 24 + static_cast<size_t>((e - b) * m.KvBytesPerToken()));
     ASSERT_TRUE(m.AppendKv(bytes, rebuilt).ok());
   }
-  SequenceState resumed = m.Resume(rebuilt, cps[0]);
+  SequenceState resumed = m.Resume(rebuilt, cps[0]).value();
   const auto rest = std::span<const Token>(tokens).subspan(13);
   EXPECT_EQ(m.Prefill(resumed, rest, kExact).value(), logits);
   // A range that does not continue the state, truncated bytes, trailing bytes: nothing changes.

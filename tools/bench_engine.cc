@@ -118,7 +118,7 @@ int Run(const Args& a) {
   const size_t first_hit = a.reference ? 3 : 2;
   for (size_t i = 0; i < hits.size(); ++i) {
     rounds.Add([&, i] {
-      engine::SequenceState s = model.Resume(bases[i], hit_states[i]);
+      engine::SequenceState s = model.Resume(bases[i], hit_states[i]).value();
       (void)model.Prefill(s, std::span<const Token>(tokens).subspan(static_cast<size_t>(hits[i])),
                           fast);
     });

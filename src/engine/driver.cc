@@ -71,7 +71,9 @@ Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& h
     }
     if (Status s = model_.AppendKv(row->second.bytes, full); !s.ok()) return s;
   }
-  state = model_.Resume(full, *cp);
+  auto resumed = model_.Resume(full, *cp);
+  if (!resumed.ok()) return resumed.status();
+  state = std::move(resumed).value();
   return Status::Ok();
 }
 

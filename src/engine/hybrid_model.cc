@@ -251,8 +251,30 @@ void HybridModel::Attention(const Layer& l, size_t li, const Pass& p, Vec& h) co
   h = Linear(p, o, l.wo, d, qd);
 }
 
-SequenceState HybridModel::Resume(const SequenceState& full, const Checkpoint& cp) const {
+Result<SequenceState> HybridModel::Resume(const SequenceState& full, const Checkpoint& cp) const {
   SequenceState s = NewSequence();
+  const int64_t kv_width = config_.n_kv_heads * config_.head_dim;
+  if (cp.position < 1 || cp.layers.size() != layers_.size()) {
+    return Status::InvalidArgument("resume: checkpoint at " + std::to_string(cp.position) +
+                                   " with " + std::to_string(cp.layers.size()) +
+                                   " layers does not fit this model's " +
+                                   std::to_string(layers_.size()));
+  }
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const bool ok = layers_[li].kind == 'A'
+                        ? full.keys.size() == layers_.size() &&
+                              full.keys[li].size() >= static_cast<size_t>(cp.position * kv_width) &&
+                              full.values[li].size() == full.keys[li].size()
+                        : cp.layers[li].ssm.size() == s.recurrent[li].ssm.size() &&
+                              cp.layers[li].conv.size() == s.recurrent[li].conv.size();
+    if (!ok) {
+      return Status::InvalidArgument("resume: layer " + std::to_string(li) +
+                                     (layers_[li].kind == 'A'
+                                          ? " holds KV for fewer than the checkpoint's " +
+                                                std::to_string(cp.position) + " tokens"
+                                          : " has a recurrent state of the wrong size"));
+    }
+  }
   s.tokens = cp.position;
   const int64_t kvd = config_.n_kv_heads * config_.head_dim;
   for (size_t li = 0; li < layers_.size(); ++li) {
@@ -297,6 +319,9 @@ Status HybridModel::AppendKv(std::string_view bytes, SequenceState& state) const
   if (bytes.size() != sizeof header + 2 * attention * n * sizeof(float)) {
     return Status::ParseError("KV range: " + std::to_string(bytes.size()) + " bytes for tokens [" +
                               std::to_string(begin) + ", " + std::to_string(end) + ")");
+  }
+  if (state.keys.size() != layers_.size() || state.values.size() != layers_.size()) {
+    return Status::InvalidArgument("KV range: the state is not one of this model's");
   }
   for (size_t li = 0; li < layers_.size(); ++li) {
     if (layers_[li].kind == 'A' && state.keys[li].size() != begin * kvd) {

@@ -102,8 +102,10 @@ class HybridModel {
                                      std::vector<Checkpoint>* captured = nullptr) const;
 
   // A state that resumes after `checkpoint.position` tokens of `full`: the KV of the first
-  // position tokens and the checkpoint's recurrent states.
-  SequenceState Resume(const SequenceState& full, const Checkpoint& checkpoint) const;
+  // position tokens and the checkpoint's recurrent states. kInvalidArgument when the checkpoint
+  // does not fit this model (layer count, state sizes: e.g. bytes from another model) or `full`
+  // holds KV for fewer tokens.
+  Result<SequenceState> Resume(const SequenceState& full, const Checkpoint& checkpoint) const;
 
   // Weights in the safetensors format (8-byte little-endian header length, JSON header of
   // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}}, raw data), so that
