@@ -11,6 +11,7 @@
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
 #include "report_error.h"
+#include "sim/file_io.h"
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "sim/synthetic.h"
@@ -34,6 +35,7 @@ struct ServeOptions {
   std::string model = "small";
   std::string format = "table";
   bool check = false;
+  std::string per_request;
 };
 
 int Fail(const Status& s) { return ReportError("serve", s); }
@@ -46,8 +48,10 @@ struct Lane {
   int64_t input_tokens = 0, reused_tokens = 0, peak_bytes = 0, identical = 0;
   double prefill_s = 0, load_s = 0, max_rel_diff = 0;
   struct Prefill {
-    int64_t reused, computed;
-    double ms;
+    int64_t reused = 0, computed = 0;
+    double ms = 0, load_ms = 0;
+    double rel_diff = 0;  // first logits against the baseline's (0: bit-identical)
+    double predicted_line_ms = 0, predicted_roofline_ms = 0;
   };
   std::vector<Prefill> prefills;
   // The simulator's TTFT models' predictions of prefill_s (see Predict), seconds.
@@ -73,9 +77,11 @@ bool Predict(const ModelSpec& spec, std::vector<Lane>& lanes) {
       sim::TtftModel::Roofline(1e3 / flops->slope, 1.0, std::max(0.0, flops->intercept));
   if (!roofline.ok()) return false;
   for (Lane& l : lanes) {
-    for (const Lane::Prefill& p : l.prefills) {
-      l.predicted_line_s += linear.Ms(spec, p.reused, p.computed) / 1e3;
-      l.predicted_roofline_s += roofline->Ms(spec, p.reused, p.computed) / 1e3;
+    for (Lane::Prefill& p : l.prefills) {
+      p.predicted_line_ms = linear.Ms(spec, p.reused, p.computed);
+      p.predicted_roofline_ms = roofline->Ms(spec, p.reused, p.computed);
+      l.predicted_line_s += p.predicted_line_ms / 1e3;
+      l.predicted_roofline_s += p.predicted_roofline_ms / 1e3;
     }
   }
   return true;
@@ -192,17 +198,21 @@ int Run(const ServeOptions& o) {
       lane.input_tokens += static_cast<int64_t>(r.input.size());
       lane.reused_tokens += served->reused_tokens;
       lane.prefill_s += served->prefill_seconds;
-      lane.prefills.push_back(
-          {served->reused_tokens, served->computed_tokens, 1e3 * served->prefill_seconds});
       lane.load_s += served->load_seconds;
       lane.peak_bytes = std::max(lane.peak_bytes, lane.driver->stored_bytes());
+      Lane::Prefill record;
+      record.reused = served->reused_tokens;
+      record.computed = served->computed_tokens;
+      record.ms = 1e3 * served->prefill_seconds;
+      record.load_ms = 1e3 * served->load_seconds;
       if (baseline_logits.empty()) {
         baseline_logits = served->first_logits;
-        continue;
+      } else {
+        lane.identical += served->first_logits == baseline_logits;
+        record.rel_diff = MaxRelDiff(baseline_logits, served->first_logits);
+        lane.max_rel_diff = std::max(lane.max_rel_diff, record.rel_diff);
       }
-      lane.identical += served->first_logits == baseline_logits;
-      lane.max_rel_diff =
-          std::max(lane.max_rel_diff, MaxRelDiff(baseline_logits, served->first_logits));
+      lane.prefills.push_back(record);
     }
   }
 
@@ -223,6 +233,24 @@ int Run(const ServeOptions& o) {
   }
   const double base_s = lanes[0].prefill_s;
   const bool predicted = Predict(sc.model, lanes);
+  if (!o.per_request.empty()) {
+    std::string csv =
+        "policy,request,trace_line,input_tokens,reused_tokens,prefill_ms,load_ms,"
+        "predicted_line_ms,predicted_roofline_ms,rel_logit_diff\n";
+    for (const Lane& l : lanes) {
+      for (size_t i = 0; i < l.prefills.size(); ++i) {
+        const Lane::Prefill& p = l.prefills[i];
+        char row[256];
+        std::snprintf(row, sizeof row, "%s,%zu,%lld,%lld,%lld,%.4f,%.4f,%.4f,%.4f,%.3g\n",
+                      l.name.c_str(), i, static_cast<long long>(requests[i].line),
+                      static_cast<long long>(p.reused + p.computed),
+                      static_cast<long long>(p.reused), p.ms, p.load_ms, p.predicted_line_ms,
+                      p.predicted_roofline_ms, p.rel_diff);
+        csv += row;
+      }
+    }
+    if (Status w = sim::WriteFile(o.per_request, csv); !w.ok()) return Fail(w);
+  }
   auto saved = [&](double s, double base) { return predicted && base > 0 ? 1 - s / base : 0.0; };
   const int64_t n = static_cast<int64_t>(requests.size());
   if (o.format == "json") {
@@ -356,6 +384,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
+  cmd->add_option("--per-request", o->per_request,
+                  "Write one CSV row per request and policy: tokens, reused, measured and "
+                  "predicted prefill ms, logit difference");
   cmd->add_flag("--check", o->check,
                 "Fail (exit 1) unless every hit gives a full recompute's logits: bit-identical "
                 "with --kernels exact, within 1e-4 relative with fast kernels");
