@@ -10,6 +10,7 @@
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
+#include "report_error.h"
 #include "sim/synthetic.h"
 #include "sim/trace.h"
 
@@ -57,8 +58,7 @@ int Run(const Args& a) {
   Result<sim::Trace> trace =
       a.trace.empty() ? Result<sim::Trace>(sim::SyntheticDocQa(4, 1)) : sim::ReadTrace(a.trace);
   if (!trace.ok()) {
-    std::fprintf(stderr, "marconi bench engine: %s\n", trace.status().ToString().c_str());
-    return 2;
+    return ReportError("bench engine", trace.status());
   }
   std::vector<Token> tokens;
   for (const auto& r : trace->requests) {
@@ -108,8 +108,7 @@ int Run(const Args& a) {
     std::vector<engine::Checkpoint> cps;
     const std::vector<int64_t> cap = {hit};
     if (auto r = model.Prefill(base, tokens, fast, cap, &cps); !r.ok()) {
-      std::fprintf(stderr, "marconi bench engine: %s\n", r.status().ToString().c_str());
-      return 1;
+      return ReportError("bench engine", r.status());
     }
     hits.push_back(hit);
     bases.push_back(std::move(base));

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "marconi/model_spec.h"
+#include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/placement_experiment.h"
 #include "sim/synthetic.h"
@@ -11,25 +12,16 @@ namespace marconi::tools {
 
 int RunPlace(const PlaceOptions& o) {
   auto model = ModelSpec::FromNameOrFile(o.model);
-  if (!model.ok()) {
-    std::fprintf(stderr, "marconi place: %s\n", model.status().ToString().c_str());
-    return 2;
-  }
+  if (!model.ok()) return ReportError("place", model.status());
   Result<sim::Trace> trace = o.trace.empty() ? Result<sim::Trace>(sim::SyntheticDocQa(16, 1))
                                              : sim::ReadTrace(o.trace, {o.skip_bad_lines});
-  if (!trace.ok()) {
-    std::fprintf(stderr, "marconi place: %s\n", trace.status().ToString().c_str());
-    return 2;
-  }
+  if (!trace.ok()) return ReportError("place", trace.status());
   sim::PlacementExperimentOptions options;
   options.chunk_tokens = o.chunk;
   options.budgets = o.budgets;
   options.attention_aware = o.attention_aware;
   auto points = sim::RunPlacementExperiment(*trace, *model, options);
-  if (!points.ok()) {
-    std::fprintf(stderr, "marconi place: %s\n", points.status().ToString().c_str());
-    return 1;
-  }
+  if (!points.ok()) return ReportError("place", points.status());
   if (trace->skipped_lines > 0) {
     std::fprintf(stderr, "marconi place: skipped %lld malformed lines of %s\n",
                  static_cast<long long>(trace->skipped_lines), trace->source.c_str());
@@ -64,14 +56,12 @@ int RunPlace(const PlaceOptions& o) {
   if (o.output.empty() || o.format == "table") {
     std::fputs(text.c_str(), stdout);
   } else if (Status s = sim::WriteFile(o.output, text); !s.ok()) {
-    std::fprintf(stderr, "marconi place: %s\n", s.ToString().c_str());
-    return 1;
+    return ReportError("place", s);
   }
   if (!o.svg.empty()) {
     const std::string title = "Sparse placement on " + trace->source;
     if (Status s = sim::WriteFile(o.svg, sim::PlacementSvg(*points, title)); !s.ok()) {
-      std::fprintf(stderr, "marconi place: %s\n", s.ToString().c_str());
-      return 1;
+      return ReportError("place", s);
     }
   }
   return 0;
