@@ -21,18 +21,16 @@ Driver::~Driver() {
   if (cache_ != nullptr) cache_->SetListener(nullptr);
 }
 
-std::vector<uint64_t> Driver::PrefixHashes(std::span<const Token> tokens) {
-  std::vector<uint64_t> h(tokens.size() + 1);
-  h[0] = 0x9e3779b97f4a7c15ull;
-  for (size_t i = 0; i < tokens.size(); ++i) {
+void Driver::AppendHashes(std::span<const Token> tokens, std::vector<uint64_t>& hashes) {
+  if (hashes.empty()) hashes.push_back(0x9e3779b97f4a7c15ull);  // the empty prefix
+  for (Token t : tokens) {
     // splitmix64 of the previous hash and the token: a 64-bit name per prefix. A collision would
     // need ~2^32 stored prefixes; rows also keep their token, checked on load.
-    uint64_t z = h[i] + 0x9e3779b97f4a7c15ull * (static_cast<uint32_t>(tokens[i]) + 1ull);
+    uint64_t z = hashes.back() + 0x9e3779b97f4a7c15ull * (static_cast<uint32_t>(t) + 1ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    h[i + 1] = z ^ (z >> 31);
+    hashes.push_back(z ^ (z >> 31));
   }
-  return h;
 }
 
 int64_t Driver::stored_bytes() const {
@@ -40,7 +38,8 @@ int64_t Driver::stored_bytes() const {
 }
 
 void Driver::OnEvicted(const EvictionEvent& event) {
-  const std::vector<uint64_t> h = PrefixHashes(event.path);
+  std::vector<uint64_t> h;
+  AppendHashes(event.path, h);
   const size_t depth = event.path.size();
   bool ok = states_.erase(h[depth]) == 1;
   for (size_t i = static_cast<size_t>(event.kv_begin); i < depth; ++i) {
@@ -107,16 +106,8 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   if (!listener_error_.empty()) return Status::FailedPrecondition(listener_error_);
   if (input.empty()) return Status::InvalidArgument("serve: empty input");
   // Validate before the cache counts the request.
-  for (auto [part, tokens] : {std::pair{"input", input}, std::pair{"output", forced}}) {
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      if (tokens[i] < 0 || tokens[i] >= model_.config().vocab) {
-        return Status::InvalidArgument("serve: " + std::string(part) + " token " +
-                                       std::to_string(tokens[i]) + " at index " +
-                                       std::to_string(i) + " is outside the vocabulary of " +
-                                       std::to_string(model_.config().vocab));
-      }
-    }
-  }
+  if (Status bad = model_.CheckTokens(input, "serve: input"); !bad.ok()) return bad;
+  if (Status bad = model_.CheckTokens(forced, "serve: output"); !bad.ok()) return bad;
   const int64_t n = static_cast<int64_t>(input.size());
   ServedRequest out;
   RequestHandle handle;
@@ -130,7 +121,9 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   if (reuse >= n) reuse = 0;
   std::vector<Token> sequence(input.begin(), input.end());
   sequence.reserve(static_cast<size_t>(n + output_tokens));
-  std::vector<uint64_t> hashes = PrefixHashes(sequence);
+  std::vector<uint64_t> hashes;
+  hashes.reserve(static_cast<size_t>(n + output_tokens + 1));
+  AppendHashes(input, hashes);
   SequenceState state = model_.NewSequence();
   const auto t_load = std::chrono::steady_clock::now();
   if (reuse > 0) {
@@ -187,7 +180,7 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   }
   if (cache_ == nullptr) return out;
 
-  hashes = PrefixHashes(sequence);
+  AppendHashes(out.output, hashes);  // the decoded tokens extend the input's prefixes
   std::vector<uint64_t> added_rows, added_states;
   for (const Checkpoint& cp : captured)
     Store(state, cp, sequence, hashes, &added_rows, &added_states);

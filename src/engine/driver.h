@@ -60,8 +60,9 @@ class Driver : private CacheListener {
     Token token;        // checked on load: the row belongs to this prefix
     std::string bytes;  // HybridModel::SerializeKv of this one token
   };
-  // Rolling hashes: hash[i] names the prefix of i tokens (hash[0] the empty one).
-  static std::vector<uint64_t> PrefixHashes(std::span<const Token> tokens);
+  // Rolling hashes: hashes[i] names the prefix of i tokens (hashes[0] the empty one, added when
+  // `hashes` is empty); appends the names of the prefixes ending at each of `tokens`.
+  static void AppendHashes(std::span<const Token> tokens, std::vector<uint64_t>& hashes);
   Result<ServedRequest> ServeImpl(std::span<const Token> input, int64_t output_tokens,
                                   std::span<const Token> forced, Timestamp now);
   Status Load(std::span<const Token> input, const std::vector<uint64_t>& hashes, int64_t reuse,

@@ -128,16 +128,22 @@ int64_t HybridModel::KvBytesPerToken() const {
   return layers * 2 * config_.n_kv_heads * config_.head_dim * 4;
 }
 
+Status HybridModel::CheckTokens(std::span<const Token> tokens, const std::string& what) const {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab) {
+      return Status::InvalidArgument(what + " token " + std::to_string(tokens[i]) + " at index " +
+                                     std::to_string(i) + " is outside the vocabulary of " +
+                                     std::to_string(config_.vocab));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<float>> HybridModel::Prefill(SequenceState& s, std::span<const Token> tokens,
                                                 Kernels kernels, std::span<const int64_t> capture,
                                                 std::vector<Checkpoint>* captured) const {
   if (tokens.empty()) return Status::InvalidArgument("prefill: no token");
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= config_.vocab) {
-      return Status::InvalidArgument("prefill: token " + std::to_string(tokens[i]) + " at index " +
-                                     std::to_string(i) + " is outside the vocabulary");
-    }
-  }
+  if (Status bad = CheckTokens(tokens, "prefill:"); !bad.ok()) return bad;
   const int64_t start = s.tokens, end = s.tokens + static_cast<int64_t>(tokens.size());
   for (size_t i = 0; i < capture.size(); ++i) {
     if (capture[i] <= start || capture[i] > end || (i > 0 && capture[i] <= capture[i - 1])) {

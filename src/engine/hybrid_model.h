@@ -90,6 +90,9 @@ class HybridModel {
   static Result<HybridModel> Create(const HybridConfig& config);
 
   const HybridConfig& config() const { return config_; }
+  // kInvalidArgument "<what> token T at index I is outside the vocabulary of V" for the first
+  // token outside [0, vocab); Ok otherwise.
+  Status CheckTokens(std::span<const Token> tokens, const std::string& what) const;
   SequenceState NewSequence() const;
 
   // Appends `tokens` to `state` and returns the logits after the last of them. States after each
