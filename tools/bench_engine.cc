@@ -69,7 +69,7 @@ int Run(const Args& a) {
     std::fprintf(stderr, "marconi bench engine: the trace's longest request has < 2 tokens\n");
     return 2;
   }
-  for (Token& t : tokens) t = static_cast<Token>(((t % c.vocab) + c.vocab) % c.vocab);
+  FoldIntoVocabulary(tokens, c.vocab);
   const int64_t n = static_cast<int64_t>(tokens.size());
   std::printf(
       "reference hybrid model: %s, d_model %lld, fp32; prefill of %lld tokens from %s, "

@@ -4,6 +4,9 @@
 #ifndef MARCONI_TOOLS_ENGINE_DEFAULTS_H_
 #define MARCONI_TOOLS_ENGINE_DEFAULTS_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "engine/hybrid_model.h"
 
 namespace marconi::tools {
@@ -34,6 +37,20 @@ inline engine::HybridConfig TinyEngineConfig() {
   c.d_state = 16;
   c.chunk_size = 16;
   return c;
+}
+
+// Folds tokens outside [0, vocab) into it (modulo vocab), so that a trace tokenised for a larger
+// vocabulary still runs; equal tokens stay equal, so shared prefixes stay shared. Returns how
+// many tokens were folded.
+inline int64_t FoldIntoVocabulary(std::vector<Token>& tokens, int64_t vocab) {
+  int64_t folded = 0;
+  for (Token& t : tokens) {
+    if (t < 0 || t >= vocab) {
+      t = static_cast<Token>(((t % vocab) + vocab) % vocab);
+      ++folded;
+    }
+  }
+  return folded;
 }
 
 }  // namespace marconi::tools

@@ -132,14 +132,8 @@ int Run(const ServeOptions& o) {
     if (o.decode == "trace" && static_cast<int64_t>(copy.output.size()) > o.max_output) {
       copy.output.resize(static_cast<size_t>(o.max_output));  // still a prefix of the next turn
     }
-    for (auto* part : {&copy.input, &copy.output}) {
-      for (Token& t : *part) {
-        if (t < 0 || t >= config.vocab) {
-          t = static_cast<Token>(((t % config.vocab) + config.vocab) % config.vocab);
-          ++folded;
-        }
-      }
-    }
+    folded += FoldIntoVocabulary(copy.input, config.vocab);
+    folded += FoldIntoVocabulary(copy.output, config.vocab);
     requests.push_back(std::move(copy));
   }
   if (requests.empty()) {
