@@ -160,9 +160,7 @@ int Run(const ServeOptions& o) {
       return Fail(Status::InvalidArgument(
           "the oracle needs the whole trace in hindsight; use `marconi sim` for it"));
     }
-    const bool tuned = kind == sim::PolicyKind::kMarconi || kind == sim::PolicyKind::kSparse ||
-                       kind == sim::PolicyKind::kMarconiRetune;
-    auto policy = sim::MakePolicy(kind, sc, 0.0, tuned);
+    auto policy = sim::MakePolicy(kind, sc, 0.0, sim::IsTuned(kind));
     if (!policy.ok()) return Fail(policy.status());
     Lane lane;
     lane.name = sim::PolicyName(kind);

@@ -157,6 +157,11 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
   return Status::Ok();
 }
 
+bool IsTuned(PolicyKind kind) {
+  return kind == PolicyKind::kMarconi || kind == PolicyKind::kMarconiRetune ||
+         kind == PolicyKind::kSparse;
+}
+
 const char* PolicyName(PolicyKind kind) {
   for (const auto& [k, name] : kNames) {
     if (k == kind) return name;
@@ -197,11 +202,8 @@ Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimCon
       return Vanilla(trace, config);
     case PolicyKind::kOracle:
       return Oracle(trace, config);
-    case PolicyKind::kMarconi:
-    case PolicyKind::kSparse:
-      return Serve(trace, kind, config, 0.0, true);
     default:
-      return Serve(trace, kind, config, 0.0, false);
+      return Serve(trace, kind, config, 0.0, IsTuned(kind));
   }
 }
 

@@ -32,6 +32,8 @@ enum class PolicyKind {
 };
 
 const char* PolicyName(PolicyKind kind);
+// Whether the system tunes its eviction alpha online (marconi, marconi-retune, sparse).
+bool IsTuned(PolicyKind kind);
 // "all", or a comma-separated list of names; kInvalidArgument names the unknown one.
 Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list);
 
