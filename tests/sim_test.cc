@@ -204,6 +204,65 @@ TEST(Sim, TtftModels) {
   EXPECT_FALSE(TtftModel::Roofline(1e15, 1.5, 0).ok());
 }
 
+// A profile whose latency falls with length gave negative TTFTs: refused, naming file and line.
+TEST(Sim, TtftProfilesThatFallWithLengthAreRefused) {
+  const ModelSpec model = ModelSpec::Preset("paper-7b").value();
+  const std::string path = ::testing::TempDir() + "/falling.csv";
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n1000,50\n2000,40\n4000,20\n";
+  }
+  auto fit = TtftModel::FromProfileCsv(path, true);
+  ASSERT_FALSE(fit.ok());
+  EXPECT_EQ(fit.status().code(), StatusCode::kParseError);
+  EXPECT_NE(fit.status().message().find("falling.csv: latency falls with length"),
+            std::string::npos)
+      << fit.status().message();
+  auto interp = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(interp.ok());
+  EXPECT_NE(interp.status().message().find(
+                "falling.csv:3: ttft_ms 40 at 2000 tokens is below 50 at 1000 tokens (line 2)"),
+            std::string::npos)
+      << interp.status().message();
+  {
+    // Rising overall (its fitted line is fine) but falling between two lengths, listed unsorted.
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n3000,45\n1000,20\n8000,400\n2000,60\n";
+  }
+  EXPECT_TRUE(TtftModel::FromProfileCsv(path, true).ok());
+  auto bump = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(bump.ok());
+  EXPECT_NE(bump.status().message().find("falling.csv:2: ttft_ms 45 at 3000 tokens is below 60 "
+                                         "at 2000 tokens (line 5)"),
+            std::string::npos)
+      << bump.status().message();
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n100,20\n200,-1\n";
+  }
+  auto negative = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("falling.csv:3: negative"), std::string::npos);
+}
+
+// A line with a negative intercept (fitted on long prefills) never predicts a negative time.
+TEST(Sim, TtftNeverNegative) {
+  const ModelSpec model = ModelSpec::Preset("paper-7b").value();
+  const TtftModel line = TtftModel::Linear(-30, 0.05);
+  EXPECT_EQ(line.Ms(model, 0, 100), 0);
+  EXPECT_NEAR(line.Ms(model, 0, 1000), 20, 1e-9);
+  const std::string path = ::testing::TempDir() + "/steep.csv";
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n1000,10\n2000,100\n";
+  }
+  const TtftModel interp = TtftModel::FromProfileCsv(path, false).value();
+  EXPECT_EQ(interp.Ms(model, 0, 10), 0);  // the first segment extrapolated below zero
+  for (int64_t n : {0, 1, 500, 900}) {
+    EXPECT_GE(TtftModel::FromProfileCsv(path, true).value().Ms(model, 0, n), 0) << n;
+  }
+}
+
 TEST(Sim, FitLineRecoversALineAndRejectsDegenerateInput) {
   auto rng = marconi::testing::SeededRng(31);
   std::vector<std::pair<double, double>> pts;
