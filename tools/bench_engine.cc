@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "cli_util.h"
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
@@ -60,6 +61,7 @@ int Run(const Args& a) {
   if (!trace.ok()) {
     return ReportError("bench engine", trace.status());
   }
+  WarnTrace("bench engine", *trace);
   std::vector<Token> tokens;
   for (const auto& r : trace->requests) {
     if (r.input.size() > tokens.size()) tokens = r.input;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
@@ -96,12 +97,16 @@ double MaxRelDiff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 int Run(const ServeOptions& o) {
+  if (!o.per_request.empty()) {
+    if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
+  }
   // The workload: requests in trace order, those with longer inputs skipped, tokens folded into
   // the model's vocabulary (a no-op for Llama-2-tokenised traces).
   Result<sim::Trace> trace = o.trace.empty()
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace);
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("serve", *trace);
   engine::HybridConfig config = o.model == "tiny" ? TinyEngineConfig() : DefaultEngineConfig();
   if (o.kernels != "fast" && o.kernels != "exact") {
     return Fail(
@@ -129,7 +134,7 @@ int Run(const ServeOptions& o) {
       continue;
     }
     sim::TraceRequest copy = r;
-    if (o.decode == "trace" && static_cast<int64_t>(copy.output.size()) > o.max_output) {
+    if (static_cast<int64_t>(copy.output.size()) > o.max_output) {
       copy.output.resize(static_cast<size_t>(o.max_output));  // still a prefix of the next turn
     }
     folded += FoldIntoVocabulary(copy.input, config.vocab);
@@ -290,8 +295,9 @@ int Run(const ServeOptions& o) {
       static_cast<long long>(n), trace->source.c_str(), static_cast<long long>(skipped),
       static_cast<long long>(o.max_input), static_cast<long long>(folded), o.decode.c_str(),
       sim::FormatBytes(*capacity).c_str());
-  std::printf("%-16s %9s %11s %11s %12s %10s %11s %10s %14s\n", "policy", "hit rate", "prefill s",
-              "time saved", "FLOPs saved", "load s", "peak bytes", "evictions", "exact / diff");
+  std::printf("%-16s %9s %11s %11s %12s %17s %8s %11s %10s %13s\n", "policy", "hit rate",
+              "prefill s", "time saved", "FLOPs saved", "TTFT model saved", "load s", "peak bytes",
+              "evictions", "exact / diff");
   for (const Lane& l : lanes) {
     const double hit = static_cast<double>(l.reused_tokens) / static_cast<double>(l.input_tokens);
     std::string flops = "-", evictions = "-", exact = "-";
@@ -313,7 +319,7 @@ int Run(const ServeOptions& o) {
                     100 * saved(l.predicted_line_s, lanes[0].predicted_line_s),
                     100 * saved(l.predicted_roofline_s, lanes[0].predicted_roofline_s));
     }
-    std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %9s %13s\n", l.name.c_str(),
+    std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %10s %13s\n", l.name.c_str(),
                 100 * hit, l.prefill_s, 100 * (1 - l.prefill_s / base_s), flops.c_str(),
                 model_saved, l.load_s, sim::FormatBytes(l.peak_bytes).c_str(), evictions.c_str(),
                 exact.c_str());
@@ -337,11 +343,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "serve",
       "Serve a trace through the reference hybrid model with real cached states, per policy, "
       "against a no-cache baseline");
-  cmd->add_option("--trace", o->trace, "Trace (JSONL or .zst; default: synthetic mixed workload)")
-      ->check(CLI::ExistingFile);
+  auto* trace = cmd->add_option("--trace", o->trace,
+                                "Trace (JSONL or .zst; default: synthetic mixed workload)")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
+      ->check(CLI::Range(1, 10000))
+      ->excludes(trace);
   cmd->add_option("--requests", o->requests, "Serve at most this many requests")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));

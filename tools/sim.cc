@@ -1,9 +1,12 @@
 #include "sim.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <initializer_list>
 #include <memory>
 #include <thread>
 
+#include "cli_util.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
@@ -31,6 +34,8 @@ struct SimOptions {
   double multiplier = 5;
   std::string objective = "hit";
   bool retune = false;
+  bool tuner_flags = false;  // --tuner-multiplier, --tuner-objective or --retune given
+  bool block_size_flag = false;
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -42,6 +47,24 @@ int Run(const SimOptions& o) {
   if (!capacity.ok()) return Fail(capacity.status());
   auto policies = sim::ParsePolicies(o.policies);
   if (!policies.ok()) return Fail(policies.status());
+  auto has = [&](std::initializer_list<sim::PolicyKind> kinds) {
+    for (sim::PolicyKind k : *policies) {
+      if (std::find(kinds.begin(), kinds.end(), k) != kinds.end()) return true;
+    }
+    return false;
+  };
+  if (o.tuner_flags && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiRetune,
+                             sim::PolicyKind::kSparse})) {
+    return Fail(Status::InvalidArgument(
+        "--tuner-multiplier, --tuner-objective and --retune need a tuned policy (marconi, "
+        "marconi-retune or sparse) in --policy"));
+  }
+  if (o.block_size_flag && !has({sim::PolicyKind::kVllmPlus})) {
+    return Fail(Status::InvalidArgument("--block-size needs vllm+ in --policy"));
+  }
+  if (!o.per_request.empty()) {
+    if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
+  }
 
   sim::SimConfig config;
   config.model = *model;
@@ -70,6 +93,7 @@ int Run(const SimOptions& o) {
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("sim", *trace);
   if (o.sps > 0) {
     *trace = sim::Retime(*trace, o.sps);
   }
@@ -105,8 +129,8 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SimOptions>();
   auto* cmd = app.add_subcommand(
       "sim", "Replay a trace (default: a built-in synthetic workload) through every policy");
-  cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
-      ->check(CLI::ExistingFile);
+  auto* trace = cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
       ->capture_default_str();
@@ -118,32 +142,43 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
   cmd->add_option("--per-request", o->per_request, "Write per-request results (CSV) here");
-  cmd->add_option("--ttft-profile", o->ttft_profile,
-                  "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
+  auto* profile =
+      cmd->add_option("--ttft-profile", o->ttft_profile,
+                      "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
   cmd->add_flag("--ttft-interpolate", o->ttft_interpolate,
-                "Interpolate the profile instead of fitting a line");
+                "Interpolate the profile instead of fitting a line")
+      ->needs(profile);
   cmd->add_option("--roofline", o->roofline, "TTFT from FLOPs: PEAK_FLOPS,EFFICIENCY")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->excludes(profile);
   cmd->add_option("--sps", o->sps, "Re-time sessions to start at this rate (sessions/s)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
+      ->check(CLI::Range(1, 100000))
+      ->excludes(trace);
   cmd->add_option("--threads", o->threads, "Threads for alpha replays (0: all cores)")
       ->check(CLI::Range(0, 1024));
-  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
-  cmd->add_option("--block-size", o->block_size, "vllm+ block size in tokens")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--tuner-multiplier", o->multiplier,
-                  "Tuning window, in multiples of the requests before the first eviction")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"hit", "flops"}));
-  cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
-  cmd->callback([o, exit_code] { *exit_code = Run(*o); });
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
+      ->needs(trace);
+  auto* block = cmd->add_option("--block-size", o->block_size, "vllm+ block size in tokens")
+                    ->capture_default_str()
+                    ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  auto* multiplier =
+      cmd->add_option("--tuner-multiplier", o->multiplier,
+                      "Tuning window, in multiples of the requests before the first eviction")
+          ->capture_default_str()
+          ->check(Positive());
+  auto* objective =
+      cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"hit", "flops"}));
+  auto* retune = cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
+  cmd->callback([o, exit_code, block, multiplier, objective, retune] {
+    o->tuner_flags = multiplier->count() + objective->count() + retune->count() > 0;
+    o->block_size_flag = block->count() > 0;
+    *exit_code = Run(*o);
+  });
 }
 
 }  // namespace marconi::tools

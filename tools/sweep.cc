@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "cli_util.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/sweep.h"
@@ -30,6 +31,7 @@ struct SweepOptions {
 int Fail(const Status& s) { return ReportError("sweep", s); }
 
 int Run(const SweepOptions& o) {
+  if (Status s = CheckOutputDir("--out", o.out); !s.ok()) return Fail(s);
   sim::SweepSpec spec;
   for (const std::string& m : o.models) {
     auto model = ModelSpec::FromNameOrFile(m);
@@ -51,6 +53,7 @@ int Run(const SweepOptions& o) {
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("sweep", *trace);
   spec.sessions_per_second = o.sps;
   if (spec.sessions_per_second.empty()) {
     spec.sessions_per_second =
@@ -90,8 +93,8 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SweepOptions>();
   auto* cmd = app.add_subcommand(
       "sweep", "Run a grid of models x capacities x arrival rates x policies; CSV and SVG plots");
-  cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
-      ->check(CLI::ExistingFile);
+  auto* trace = cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--models", o->models, "Model presets or config.json files")
       ->delimiter(',')
       ->capture_default_str();
@@ -102,7 +105,7 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
                   "Session arrival rates (sessions/s; 0 keeps the trace's times); default "
                   "0.5,1,2 for the synthetic workload, 0 for a trace")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--policy", o->policies, "Policies, or all")->capture_default_str();
   cmd->add_option("-o,--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--ttft-profile", o->ttft_profile, "Prefill profile CSV (least-squares line)");
@@ -110,8 +113,10 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
+      ->check(CLI::Range(1, 100000))
+      ->excludes(trace);
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
+      ->needs(trace);
   cmd->callback([o, exit_code] { *exit_code = Run(*o); });
 }
 
