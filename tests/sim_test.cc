@@ -305,6 +305,58 @@ TEST(Sim, ParseBytesAndPercentiles) {
   EXPECT_DOUBLE_EQ(Percentile({0, 10}, 0.95), 9.5);
 }
 
+TEST(Sim, FormatBytesKeepsTheUnitSystemItWasGiven) {
+  EXPECT_EQ(UnitsOf("1GiB"), ByteUnits::kBinary);
+  EXPECT_EQ(UnitsOf("1.5MiB"), ByteUnits::kBinary);
+  EXPECT_EQ(UnitsOf("5GB"), ByteUnits::kDecimal);
+  EXPECT_EQ(UnitsOf("123"), ByteUnits::kDecimal);
+  const int64_t gib = ParseBytes("1GiB").value();
+  EXPECT_EQ(FormatBytes(gib, ByteUnits::kBinary), "1.00 GiB");
+  EXPECT_EQ(FormatBytes(gib), "1.07 GB");
+  EXPECT_EQ(FormatBytesExact(gib, UnitsOf("1GiB")), "1.00 GiB (1,073,741,824 B)");
+  EXPECT_EQ(FormatBytesExact(ParseBytes("5GB").value()), "5.00 GB (5,000,000,000 B)");
+  EXPECT_EQ(FormatBytes(ParseBytes("1.5MiB").value(), ByteUnits::kBinary), "1.50 MiB");
+  EXPECT_EQ(FormatBytes(2048, ByteUnits::kBinary), "2.00 KiB");
+  EXPECT_EQ(FormatBytes(2048), "2.05 KB");
+  EXPECT_EQ(FormatBytes(999), "999 B");
+  EXPECT_EQ(FormatBytesExact(999), "999 B");
+  EXPECT_EQ(FormatBytes(PrefixCacheConfig::kUnlimited), "unlimited");
+  // Every formatted size parses back (without the space) to within its rounding.
+  for (int64_t b : {int64_t{1500}, int64_t{3} << 20, int64_t{7'250'000'000}}) {
+    for (ByteUnits u : {ByteUnits::kDecimal, ByteUnits::kBinary}) {
+      std::string text = FormatBytes(b, u);
+      text.erase(text.find(' '), 1);
+      EXPECT_NEAR(static_cast<double>(ParseBytes(text).value()), static_cast<double>(b),
+                  0.01 * static_cast<double>(b))
+          << text;
+    }
+  }
+}
+
+// The peaks of KV and of states are reached at different times; the peak of their sum is what
+// the capacity bounds, and the report shows it.
+TEST(Sim, ReportsThePeakOfKvAndStatesTogether) {
+  const Trace trace = SyntheticMixed(12, 1.0, 3);
+  SimConfig config;
+  config.model = ModelSpec::Preset("paper-7b").value();
+  config.capacity_bytes = ParseBytes("2GiB").value();
+  const PolicyResult r = RunPolicy(trace, PolicyKind::kSglangPlus, config).value();
+  const Summary s = Summarize(r);
+  EXPECT_GT(s.peak_bytes, 0);
+  EXPECT_EQ(s.peak_bytes, r.stats.peak_bytes);
+  EXPECT_LE(s.peak_bytes, config.capacity_bytes);
+  EXPECT_GE(s.peak_bytes, std::max(s.peak_kv_bytes, s.peak_state_bytes));
+  EXPECT_LE(s.peak_bytes, s.peak_kv_bytes + s.peak_state_bytes);
+  const ReportContext ctx{"mixed", "paper-7b", config.capacity_bytes, "line", 0, UnitsOf("2GiB")};
+  const std::string json = SummaryJson({s}, ctx);
+  EXPECT_NE(json.find("\"peak_bytes\": " + std::to_string(s.peak_bytes)), std::string::npos)
+      << json;
+  const std::string table = SummaryTable({s}, ctx);
+  EXPECT_NE(table.find("cache 2.00 GiB (2,147,483,648 B)"), std::string::npos) << table;
+  EXPECT_NE(table.find("peak KV+SSM"), std::string::npos) << table;
+  EXPECT_NE(table.find(FormatBytes(s.peak_bytes, ByteUnits::kBinary)), std::string::npos) << table;
+}
+
 TEST(Sim, RetimeKeepsSessionGaps) {
   const Trace t = SyntheticMixed(10, 1.0, 2);
   const Trace fast = Retime(t, 4.0);

@@ -294,7 +294,7 @@ int Run(const ServeOptions& o) {
       config.pattern.c_str(), static_cast<long long>(config.d_model), o.kernels.c_str(),
       static_cast<long long>(n), trace->source.c_str(), static_cast<long long>(skipped),
       static_cast<long long>(o.max_input), static_cast<long long>(folded), o.decode.c_str(),
-      sim::FormatBytes(*capacity).c_str());
+      sim::FormatBytesExact(*capacity, sim::UnitsOf(o.capacity)).c_str());
   std::printf("%-16s %9s %11s %11s %12s %17s %8s %11s %10s %13s\n", "policy", "hit rate",
               "prefill s", "time saved", "FLOPs saved", "TTFT model saved", "load s", "peak bytes",
               "evictions", "exact / diff");
@@ -321,7 +321,8 @@ int Run(const ServeOptions& o) {
     }
     std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %10s %13s\n", l.name.c_str(),
                 100 * hit, l.prefill_s, 100 * (1 - l.prefill_s / base_s), flops.c_str(),
-                model_saved, l.load_s, sim::FormatBytes(l.peak_bytes).c_str(), evictions.c_str(),
+                model_saved, l.load_s,
+                sim::FormatBytes(l.peak_bytes, sim::UnitsOf(o.capacity)).c_str(), evictions.c_str(),
                 exact.c_str());
   }
   std::printf(

@@ -111,7 +111,11 @@ int Run(const SimOptions& o) {
   sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
                              " requests, " + std::to_string(trace->input_tokens()) +
                              " input tokens)",
-                         model->name(), *capacity, config.ttft.Describe(), trace->skipped_lines};
+                         model->name(),
+                         *capacity,
+                         config.ttft.Describe(),
+                         trace->skipped_lines,
+                         sim::UnitsOf(o.capacity)};
   const std::string text =
       o.format == "json" ? sim::SummaryJson(rows, ctx) : sim::SummaryTable(rows, ctx);
   std::fputs(text.c_str(), stdout);

@@ -29,6 +29,7 @@ Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
   s.flops_saved_fraction = st.flops_without_cache > 0 ? st.flops_saved / st.flops_without_cache : 0;
   s.peak_kv_bytes = st.peak_kv_bytes;
   s.peak_state_bytes = st.peak_state_bytes;
+  s.peak_bytes = st.peak_bytes;
   s.checkpoints_admitted = st.checkpoints_admitted;
   s.checkpoint_hits = st.hit_requests;
   s.evictions = st.evictions;
@@ -62,18 +63,37 @@ Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
   return s;
 }
 
-std::string FormatBytes(int64_t bytes) {
+ByteUnits UnitsOf(const std::string& text) {
+  return text.find("iB") != std::string::npos ? ByteUnits::kBinary : ByteUnits::kDecimal;
+}
+
+std::string FormatBytes(int64_t bytes, ByteUnits units) {
   if (bytes == PrefixCacheConfig::kUnlimited) return "unlimited";
+  const bool binary = units == ByteUnits::kBinary;
+  const double k = binary ? 1024.0 : 1000.0;
+  static const char* const kDecimalNames[] = {"KB", "MB", "GB", "TB"};
+  static const char* const kBinaryNames[] = {"KiB", "MiB", "GiB", "TiB"};
   char buf[32];
-  const double b = static_cast<double>(bytes);
-  if (b >= 1e9) {
-    std::snprintf(buf, sizeof(buf), "%.2f GB", b / 1e9);
-  } else if (b >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.2f MB", b / 1e6);
-  } else {
+  double v = static_cast<double>(bytes);
+  if (v < k && v > -k) {
     std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+    return buf;
   }
+  int i = -1;
+  while (i < 3 && (v >= k || v <= -k)) {
+    v /= k;
+    ++i;
+  }
+  std::snprintf(buf, sizeof(buf), "%.2f %s", v, binary ? kBinaryNames[i] : kDecimalNames[i]);
   return buf;
+}
+
+std::string FormatBytesExact(int64_t bytes, ByteUnits units) {
+  const std::string short_form = FormatBytes(bytes, units);
+  if (bytes == PrefixCacheConfig::kUnlimited || short_form.ends_with(" B")) return short_form;
+  std::string digits = std::to_string(bytes < 0 ? -bytes : bytes);
+  for (size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, ",");
+  return short_form + " (" + (bytes < 0 ? "-" : "") + digits + " B)";
 }
 
 Status CheckCapacity(const ModelSpec& model, int64_t bytes, const std::string& text) {
@@ -118,23 +138,26 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
   std::string o;
   char buf[512];
   std::snprintf(buf, sizeof(buf), "trace %s, model %s, cache %s, TTFT: %s\n", ctx.trace.c_str(),
-                ctx.model.c_str(), FormatBytes(ctx.capacity_bytes).c_str(), ctx.ttft.c_str());
+                ctx.model.c_str(), FormatBytesExact(ctx.capacity_bytes, ctx.units).c_str(),
+                ctx.ttft.c_str());
   o += buf;
   if (ctx.skipped_lines > 0) {
     o += "(" + std::to_string(ctx.skipped_lines) + " malformed trace lines skipped)\n";
   }
   o += "\n";
-  std::snprintf(buf, sizeof(buf), "%-14s %8s %8s %8s %9s %9s %9s %9s %9s %9s %8s %6s\n", "policy",
-                "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95", "peak KV",
-                "peak SSM", "ckpts", "evict", "alpha");
+  std::snprintf(buf, sizeof(buf), "%-14s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
+                "policy", "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95",
+                "peak KV+SSM", "peak KV", "peak SSM", "ckpts", "evict", "alpha");
   o += buf;
   for (const Summary& s : rows) {
     std::snprintf(
         buf, sizeof(buf),
-        "%-14s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %9s %9s %9lld %8lld %6.1f\n",
+        "%-14s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld %6.1f\n",
         s.policy.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
         100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50, s.ttft_ms_p95,
-        FormatBytes(s.peak_kv_bytes).c_str(), FormatBytes(s.peak_state_bytes).c_str(),
+        FormatBytes(s.peak_bytes, ctx.units).c_str(),
+        FormatBytes(s.peak_kv_bytes, ctx.units).c_str(),
+        FormatBytes(s.peak_state_bytes, ctx.units).c_str(),
         static_cast<long long>(s.checkpoints_admitted), static_cast<long long>(s.evictions),
         s.alpha);
     o += buf;
@@ -151,8 +174,10 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
       o += buf;
     }
   }
-  o += "\ntok hit: input tokens served from the cache; FLOPs: prefill FLOPs saved; ckpts: states "
-       "admitted.\n";
+  o += "\ntok hit: input tokens served from the cache; FLOPs: prefill FLOPs saved; peak KV+SSM: "
+       "the most the cache held at once (at most its capacity); peak KV, peak SSM: each one's own "
+       "peak, reached at different times (they can add up to more than the capacity); ckpts: "
+       "states admitted.\n";
   return o;
 }
 
@@ -178,6 +203,7 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     j["ttft_ms_p50"] = s.ttft_ms_p50;
     j["ttft_ms_p95"] = s.ttft_ms_p95;
     j["ttft_ms_mean"] = s.ttft_ms_mean;
+    j["peak_bytes"] = s.peak_bytes;
     j["peak_kv_bytes"] = s.peak_kv_bytes;
     j["peak_state_bytes"] = s.peak_state_bytes;
     j["checkpoints_admitted"] = s.checkpoints_admitted;

@@ -34,8 +34,9 @@ struct Summary {
   double flops_saved = 0;           // sum of ModelSpec::FlopsSaved over requests
   double flops_saved_fraction = 0;  // flops_saved / FLOPs of the same requests with no cache
   double ttft_ms_p5 = 0, ttft_ms_p50 = 0, ttft_ms_p95 = 0, ttft_ms_mean = 0;
-  int64_t peak_kv_bytes = 0;
-  int64_t peak_state_bytes = 0;
+  int64_t peak_kv_bytes = 0;     // the KV's own peak
+  int64_t peak_state_bytes = 0;  // the states' own peak (not at the same moment as the KV's)
+  int64_t peak_bytes = 0;        // peak of KV + states together: at most the capacity
   int64_t checkpoints_admitted = 0;
   int64_t checkpoint_hits = 0;  // requests that resumed from a checkpoint
   int64_t evictions = 0;
@@ -45,12 +46,19 @@ struct Summary {
 
 Summary Summarize(const PolicyResult& result, int64_t long_threshold = 7000);
 
+// Sizes are printed in the unit system the capacity was given in: decimal (GB, MB, KB: powers of
+// 1000) unless it was given in binary units (GiB, MiB, KiB: powers of 1024).
+enum class ByteUnits { kDecimal, kBinary };
+// kBinary when `text` (e.g. "1.5GiB") uses a binary unit.
+ByteUnits UnitsOf(const std::string& text);
+
 struct ReportContext {
   std::string trace;
   std::string model;
   int64_t capacity_bytes = 0;
   std::string ttft;
   int64_t skipped_lines = 0;
+  ByteUnits units = ByteUnits::kDecimal;
 };
 
 std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& ctx);
@@ -60,7 +68,10 @@ std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& r
 
 // "40GB" (decimal), "1.5GiB" (binary), "512MB", "123" (bytes), "inf" (unlimited).
 Result<int64_t> ParseBytes(const std::string& text);
-std::string FormatBytes(int64_t bytes);
+// "5.00 GB" / "4.66 GiB" (two decimals; plain bytes below 1 KB / 1 KiB), "unlimited".
+std::string FormatBytes(int64_t bytes, ByteUnits units = ByteUnits::kDecimal);
+// FormatBytes and the exact count: "1.00 GiB (1,073,741,824 B)"; plain "123 B" below a KB.
+std::string FormatBytesExact(int64_t bytes, ByteUnits units = ByteUnits::kDecimal);
 // kInvalidArgument when `bytes` (given as `text`) cannot hold one checkpoint and one token of KV
 // of `model`: the check PrefixCache::Create makes, run before a long job starts.
 Status CheckCapacity(const ModelSpec& model, int64_t bytes, const std::string& text);
