@@ -56,8 +56,37 @@ Result<Setup> MakeSetup(PolicyKind kind, const SimConfig& config, double alpha) 
   return s;
 }
 
+// The requests of a replay: the trace's, in its order, or in a schedule's order and times.
+struct Requests {
+  const Trace& trace;
+  const Schedule* schedule = nullptr;
+  size_t size() const { return schedule ? schedule->order.size() : trace.requests.size(); }
+  const TraceRequest& operator[](size_t k) const {
+    return schedule ? trace.requests[schedule->order[k]] : trace.requests[k];
+  }
+  double ts(size_t k) const { return schedule ? schedule->ts[k] : trace.requests[k].ts; }
+};
+
+Status ServeRequests(const Requests& requests, PrefixCache& cache,
+                     const std::function<void(size_t, const LookupResult&)>& on_lookup,
+                     AlphaTuner* tuner) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const TraceRequest& r = requests[i];
+    const double ts = requests.ts(i);
+    auto h = cache.BeginRequest(r.input, ts);
+    if (!h.ok()) return h.status();
+    if (on_lookup) on_lookup(i, h->lookup);
+    Status s = cache.CompleteRequest(std::move(h).value(), r.input, r.output, ts);
+    if (!s.ok()) return s;
+    if (tuner) {
+      if (Status t = tuner->Observe(cache, r.input, r.output, ts, ts); !t.ok()) return t;
+    }
+  }
+  return Status::Ok();
+}
+
 // One replay with a fixed setup; the tuner (if any) observes every request.
-Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig& config,
+Result<PolicyResult> Serve(const Requests& trace, PolicyKind kind, const SimConfig& config,
                            double alpha, bool tune) {
   auto policy = MakePolicy(kind, config, alpha, tune);
   if (!policy.ok()) return policy.status();
@@ -65,24 +94,24 @@ Result<PolicyResult> Serve(const Trace& trace, PolicyKind kind, const SimConfig&
   AlphaTuner* tuner = policy->tuner.get();
   PolicyResult out;
   out.policy = PolicyName(kind);
-  out.records.reserve(trace.requests.size());
+  out.records.reserve(trace.size());
   auto record = [&](size_t i, const LookupResult& lookup) {
-    const int64_t n = static_cast<int64_t>(trace.requests[i].input.size());
+    const int64_t n = static_cast<int64_t>(trace[i].input.size());
     const int64_t hit = lookup.reusable_tokens;
     out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
   };
-  if (Status s = ServeTrace(trace, *cache, record, tuner); !s.ok()) return s;
+  if (Status s = ServeRequests(trace, *cache, record, tuner); !s.ok()) return s;
   out.stats = cache->stats();
   out.alpha = cache->alpha();
   if (tuner) out.rounds = tuner->rounds();
   return out;
 }
 
-PolicyResult Vanilla(const Trace& trace, const SimConfig& config) {
+PolicyResult Vanilla(const Requests& trace, const SimConfig& config) {
   PolicyResult out;
   out.policy = "vanilla";
-  for (size_t i = 0; i < trace.requests.size(); ++i) {
-    const int64_t n = static_cast<int64_t>(trace.requests[i].input.size());
+  for (size_t i = 0; i < trace.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(trace[i].input.size());
     out.records.push_back({i, n, 0, config.ttft.Ms(config.model, 0, n)});
     ++out.stats.requests;
     out.stats.input_tokens += n;
@@ -91,7 +120,7 @@ PolicyResult Vanilla(const Trace& trace, const SimConfig& config) {
   return out;
 }
 
-Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
+Result<PolicyResult> Oracle(const Requests& trace, const SimConfig& config) {
   std::vector<double> grid = config.tuner.grid;
   std::sort(grid.begin(), grid.end());
   std::vector<Result<PolicyResult>> runs(grid.size(), Status::Unimplemented("not run"));
@@ -109,7 +138,7 @@ Result<PolicyResult> Oracle(const Trace& trace, const SimConfig& config) {
   PolicyResult out = std::move(runs[best]).value();
   out.alpha = grid[best];
   round.chosen_alpha = grid[best];
-  round.window = static_cast<int64_t>(trace.requests.size());
+  round.window = static_cast<int64_t>(trace.size());
   round.after_request = round.window;
   out.rounds = {round};
   return out;
@@ -143,18 +172,7 @@ Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, doub
 Status ServeTrace(const Trace& trace, PrefixCache& cache,
                   const std::function<void(size_t, const LookupResult&)>& on_lookup,
                   AlphaTuner* tuner) {
-  for (size_t i = 0; i < trace.requests.size(); ++i) {
-    const TraceRequest& r = trace.requests[i];
-    auto h = cache.BeginRequest(r.input, r.ts);
-    if (!h.ok()) return h.status();
-    if (on_lookup) on_lookup(i, h->lookup);
-    Status s = cache.CompleteRequest(std::move(h).value(), r.input, r.output, r.ts);
-    if (!s.ok()) return s;
-    if (tuner) {
-      if (Status t = tuner->Observe(cache, r.input, r.output, r.ts, r.ts); !t.ok()) return t;
-    }
-  }
-  return Status::Ok();
+  return ServeRequests(Requests{trace}, cache, on_lookup, tuner);
 }
 
 bool IsTuned(PolicyKind kind) {
@@ -196,15 +214,37 @@ Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list) {
   return out;
 }
 
-Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config) {
+namespace {
+
+Result<PolicyResult> Run(const Requests& requests, PolicyKind kind, const SimConfig& config) {
   switch (kind) {
     case PolicyKind::kVanilla:
-      return Vanilla(trace, config);
+      return Vanilla(requests, config);
     case PolicyKind::kOracle:
-      return Oracle(trace, config);
+      return Oracle(requests, config);
     default:
-      return Serve(trace, kind, config, 0.0, IsTuned(kind));
+      return Serve(requests, kind, config, 0.0, IsTuned(kind));
   }
+}
+
+}  // namespace
+
+Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config) {
+  return Run(Requests{trace}, kind, config);
+}
+
+Result<PolicyResult> RunPolicy(const Trace& trace, const Schedule& schedule, PolicyKind kind,
+                               const SimConfig& config) {
+  if (schedule.order.size() != schedule.ts.size()) {
+    return Status::InvalidArgument("schedule: order and ts differ in length");
+  }
+  for (size_t i : schedule.order) {
+    if (i >= trace.requests.size()) {
+      return Status::InvalidArgument("schedule: request " + std::to_string(i) +
+                                     " is not in the trace");
+    }
+  }
+  return Run(Requests{trace, &schedule}, kind, config);
 }
 
 }  // namespace marconi::sim

@@ -84,6 +84,10 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
 // same ts with its output (the paper's simulator does the same). kResourceExhausted cannot occur
 // (no request is in flight during an insert); other errors are returned.
 Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config);
+// The same over `schedule`'s order and times (records' index: the step in the schedule).
+// kInvalidArgument if the schedule does not fit the trace.
+Result<PolicyResult> RunPolicy(const Trace& trace, const Schedule& schedule, PolicyKind kind,
+                               const SimConfig& config);
 
 }  // namespace marconi::sim
 

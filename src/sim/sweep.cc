@@ -20,10 +20,20 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
       spec.policies.empty()) {
     return Status::InvalidArgument("sweep: every dimension needs at least one value");
   }
-  // Re-timed traces, one per arrival rate, shared read-only by the cells.
-  std::vector<Trace> traces;
+  // One schedule per arrival rate over the one trace (only the order and times differ: the
+  // tokens are shared), read-only by the cells. 0 keeps the trace's own order and times.
+  std::vector<Schedule> schedules;
   for (double sps : spec.sessions_per_second) {
-    traces.push_back(sps > 0 ? Retime(trace, sps) : trace);
+    if (sps > 0) {
+      schedules.push_back(RetimeSchedule(trace, sps));
+    } else {
+      Schedule own;
+      for (size_t i = 0; i < trace.requests.size(); ++i) {
+        own.order.push_back(i);
+        own.ts.push_back(trace.requests[i].ts);
+      }
+      schedules.push_back(std::move(own));
+    }
   }
   struct Job {
     size_t model, capacity, sps, policy;
@@ -45,7 +55,7 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
     config.model = spec.models[j.model];
     config.capacity_bytes = spec.capacities[j.capacity];
     config.threads = 1;  // parallelism is across cells
-    auto r = RunPolicy(traces[j.sps], spec.policies[j.policy], config);
+    auto r = RunPolicy(trace, schedules[j.sps], spec.policies[j.policy], config);
     if (!r.ok()) {
       out[i] = Status(r.status().code(),
                       config.model.name() + ", " + FormatBytes(config.capacity_bytes) + ", " +

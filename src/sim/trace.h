@@ -34,6 +34,14 @@ struct Trace {
   int64_t input_tokens() const;
 };
 
+// An order and arrival times over a trace's requests: replay step k serves
+// trace.requests[order[k]] at ts[k]. Replays at several arrival rates share one copy of the
+// tokens this way (marconi sweep) instead of one re-timed copy of the trace each.
+struct Schedule {
+  std::vector<size_t> order;
+  std::vector<double> ts;  // non-decreasing
+};
+
 struct TraceReadOptions {
   bool skip_bad_lines = false;  // skip and count malformed lines instead of failing
 };
