@@ -1,14 +1,19 @@
 #!/bin/sh
-# expect_exit.sh CODE PATTERN [--no-stdout] -- COMMAND [ARGS...]
+# expect_exit.sh CODE PATTERN [--no-stdout] [--no-stderr] -- COMMAND [ARGS...]
 # Runs COMMAND and passes when it exits with exactly CODE and its stderr matches the extended
 # regular expression PATTERN ('' matches anything). --no-stdout also requires an empty stdout
-# (e.g. a bad output path refused before the run printed anything).
+# (e.g. a bad output path refused before the run printed anything); --no-stderr an empty stderr.
 code=$1
 pattern=$2
 shift 2
 no_stdout=0
+no_stderr=0
 if [ "$1" = "--no-stdout" ]; then
   no_stdout=1
+  shift
+fi
+if [ "$1" = "--no-stderr" ]; then
+  no_stderr=1
   shift
 fi
 [ "$1" = "--" ] && shift
@@ -26,6 +31,10 @@ if [ -n "$pattern" ] && ! grep -Eq -- "$pattern" "$tmp/err"; then
 fi
 if [ "$no_stdout" -eq 1 ] && [ -s "$tmp/out" ]; then
   echo "expected no stdout: $*"
+  fail=1
+fi
+if [ "$no_stderr" -eq 1 ] && [ -s "$tmp/err" ]; then
+  echo "expected no stderr: $*"
   fail=1
 fi
 if [ "$fail" -ne 0 ]; then

@@ -4,6 +4,7 @@
 
 #include "cli_util.h"
 #include "marconi/model_spec.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/placement_experiment.h"
@@ -33,7 +34,10 @@ int RunPlace(const PlaceOptions& o) {
   options.chunk_tokens = o.chunk;
   options.budgets = o.budgets;
   options.attention_aware = o.attention_aware;
+  Progress progress("place");
+  options.progress = progress.Callback("strategy runs");
   auto points = sim::RunPlacementExperiment(*trace, *model, options);
+  progress.Finish();
   if (!points.ok()) return ReportError("place", points.status());
   if (trace->skipped_lines > 0) {
     std::fprintf(stderr, "marconi place: skipped %lld malformed lines of %s\n",

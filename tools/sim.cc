@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli_util.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
@@ -102,12 +103,15 @@ int Run(const SimOptions& o) {
   if (Status s = sim::CheckCapacity(*model, *capacity, o.capacity); !s.ok()) return Fail(s);
   std::vector<sim::PolicyResult> results;
   std::vector<sim::Summary> rows;
+  Progress progress("sim");
   for (sim::PolicyKind kind : *policies) {
+    config.progress = progress.Callback("requests", sim::PolicyName(kind));
     auto r = sim::RunPolicy(*trace, kind, config);
     if (!r.ok()) return Fail(r.status());
     rows.push_back(sim::Summarize(*r));
     results.push_back(std::move(r).value());
   }
+  progress.Finish();
   sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
                              " requests, " + std::to_string(trace->input_tokens()) +
                              " input tokens)",

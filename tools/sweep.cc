@@ -1,12 +1,11 @@
 #include "sweep.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <memory>
 #include <thread>
 
 #include "cli_util.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/sweep.h"
@@ -65,17 +64,9 @@ int Run(const SweepOptions& o) {
     spec.base.ttft = *t;
   }
   spec.threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  auto progress = [tty](size_t done, size_t total) {
-    if (!tty) return;
-    const int width = 40;
-    const int filled = static_cast<int>(width * done / total);
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu runs",
-                 std::string(static_cast<size_t>(filled), '#').c_str(),
-                 std::string(static_cast<size_t>(width - filled), '.').c_str(), done, total);
-    if (done == total) std::fputc('\n', stderr);
-  };
-  auto cells = sim::RunSweep(*trace, spec, progress);
+  Progress progress("sweep");
+  auto cells = sim::RunSweep(*trace, spec, progress.Callback("runs"));
+  progress.Finish();
   if (!cells.ok()) return Fail(cells.status());
   const std::string csv_path = o.out + "/sweep.csv";
   auto plots = sim::WriteSweepPlots(*cells, o.out);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli_util.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/trace_builder.h"
 #include "sim/trace_stats.h"
@@ -46,7 +47,10 @@ int RunBuild(BuildArgs a) {
   if (!encoder.ok()) return Fail("build", encoder.status());
   auto writer = sim::TraceWriter::Open(a.output);
   if (!writer.ok()) return Fail("build", writer.status());
+  Progress progress("trace build");
+  a.options.progress = progress.Callback("sessions tokenised");
   auto report = sim::BuildTrace(a.input, a.options, *encoder, **writer);
+  progress.Finish();
   if (!report.ok()) {
     (void)(*writer)->Close();
     std::remove(a.output.c_str());  // no half-written trace left behind

@@ -99,6 +99,7 @@ Result<PolicyResult> Serve(const Requests& trace, PolicyKind kind, const SimConf
     const int64_t n = static_cast<int64_t>(trace[i].input.size());
     const int64_t hit = lookup.reusable_tokens;
     out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
+    if (config.progress) config.progress(i + 1, trace.size());
   };
   if (Status s = ServeRequests(trace, *cache, record, tuner); !s.ok()) return s;
   out.stats = cache->stats();
@@ -116,6 +117,7 @@ PolicyResult Vanilla(const Requests& trace, const SimConfig& config) {
     ++out.stats.requests;
     out.stats.input_tokens += n;
     out.stats.flops_without_cache += config.model.PrefillFlops(0, n);
+    if (config.progress) config.progress(i + 1, trace.size());
   }
   return out;
 }
@@ -124,9 +126,12 @@ Result<PolicyResult> Oracle(const Requests& trace, const SimConfig& config) {
   std::vector<double> grid = config.tuner.grid;
   std::sort(grid.begin(), grid.end());
   std::vector<Result<PolicyResult>> runs(grid.size(), Status::Unimplemented("not run"));
-  internal::ParallelFor(
-      grid.size(), static_cast<size_t>(std::max(1, config.threads)),
-      [&](size_t i) { runs[i] = Serve(trace, PolicyKind::kOracle, config, grid[i], false); });
+  internal::ParallelFor(grid.size(), static_cast<size_t>(std::max(1, config.threads)),
+                        [&](size_t i) {
+                          SimConfig c = config;
+                          if (i > 0) c.progress = nullptr;  // one replay reports, from one thread
+                          runs[i] = Serve(trace, PolicyKind::kOracle, c, grid[i], false);
+                        });
   size_t best = 0;
   TuningRound round;
   round.alphas = grid;

@@ -44,6 +44,9 @@ struct SimConfig {
   int64_t block_size = 32;  // vllm+
   AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
   int threads = 1;          // the oracle's grid and the tuner's replays
+  // Called with (requests done, requests) after each request of RunPolicy's replay (the oracle:
+  // of its first grid replay only), from the replaying thread.
+  std::function<void(size_t, size_t)> progress;
 };
 
 struct RequestRecord {

@@ -54,7 +54,8 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
     SimConfig config = spec.base;
     config.model = spec.models[j.model];
     config.capacity_bytes = spec.capacities[j.capacity];
-    config.threads = 1;  // parallelism is across cells
+    config.threads = 1;         // parallelism is across cells
+    config.progress = nullptr;  // progress is per cell (RunSweep's own callback)
     auto r = RunPolicy(trace, schedules[j.sps], spec.policies[j.policy], config);
     if (!r.ok()) {
       out[i] = Status(r.status().code(),
