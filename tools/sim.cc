@@ -31,6 +31,7 @@ struct SimOptions {
   double multiplier = 5;
   std::string objective = "hit";
   bool retune = false;
+  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -51,6 +52,9 @@ int Run(const SimOptions& o) {
       o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = o.multiplier;
   config.tuner.retune = o.retune;
+  auto recency = ParseRecency(o.recency);
+  if (!recency.ok()) return Fail(recency.status());
+  config.recency = *recency;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
   if (!o.roofline.empty()) {
@@ -143,6 +147,10 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::IsMember({"hit", "flops"}));
   cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
+  cmd->add_option("--recency", o->recency,
+                  "FLOP-aware eviction's recency: inverse-requests (1 / requests since the last "
+                  "access, as the authors' simulator) or linear-time (trace time)")
+      ->capture_default_str();
   cmd->callback([o, exit_code] { *exit_code = Run(*o); });
 }
 

@@ -50,7 +50,7 @@ Result<Setup> MakeSetup(PolicyKind kind, const SimConfig& config, double alpha) 
       s.admission = MakeJudiciousAdmission();
       break;
   }
-  auto e = MakeFlopAwareEviction({alpha});
+  auto e = MakeFlopAwareEviction({alpha, config.recency});
   if (!e.ok()) return e.status();
   s.eviction = std::move(e).value();
   return s;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "marconi/alpha_tuner.h"
+#include "marconi/policies.h"
 #include "marconi/prefix_cache.h"
 #include "sim/trace.h"
 #include "sim/ttft_model.h"
@@ -43,6 +44,8 @@ struct SimConfig {
   TtftModel ttft = TtftModel::Linear(17.8, 0.05296);
   int64_t block_size = 32;  // vllm+
   AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
+  // What recency means in FLOP-aware eviction (marconi, marconi-retune, oracle, sparse).
+  FlopAwareEvictionConfig::Recency recency = FlopAwareEvictionConfig{}.recency;
   int threads = 1;          // the oracle's grid and the tuner's replays
 };
 
