@@ -46,7 +46,7 @@ struct SimConfig {
   AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
   // What recency means in FLOP-aware eviction (marconi, marconi-retune, oracle, sparse).
   FlopAwareEvictionConfig::Recency recency = FlopAwareEvictionConfig{}.recency;
-  int threads = 1;          // the oracle's grid and the tuner's replays
+  int threads = 1;  // the oracle's grid and the tuner's replays
 };
 
 struct RequestRecord {
