@@ -30,7 +30,6 @@ struct SimOptions {
   int64_t block_size = 32;
   double multiplier = 5;
   std::string objective = "hit";
-  bool retune = false;
   std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
 };
 
@@ -51,7 +50,6 @@ int Run(const SimOptions& o) {
   config.threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = o.multiplier;
-  config.tuner.retune = o.retune;
   auto recency = ParseRecency(o.recency);
   if (!recency.ok()) return Fail(recency.status());
   config.recency = *recency;
@@ -116,7 +114,7 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option(
          "--policy", o->policies,
-         "Policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or all")
+         "Policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or all")
       ->capture_default_str();
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
@@ -146,7 +144,6 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
       ->capture_default_str()
       ->check(CLI::IsMember({"hit", "flops"}));
-  cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
   cmd->add_option("--recency", o->recency,
                   "FLOP-aware eviction's recency: inverse-requests (1 / requests since the last "
                   "access, as the authors' simulator) or linear-time (trace time)")

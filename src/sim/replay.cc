@@ -16,7 +16,7 @@ constexpr std::pair<PolicyKind, const char*> kNames[] = {
     {PolicyKind::kMarconi, "marconi"},
     {PolicyKind::kOracle, "oracle"},
     {PolicyKind::kSparse, "sparse"},
-    {PolicyKind::kMarconiRetune, "marconi-retune"}};
+    {PolicyKind::kMarconiOneShot, "marconi-oneshot"}};
 
 struct Setup {
   std::unique_ptr<AdmissionPolicy> admission;
@@ -132,7 +132,7 @@ Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, doub
   if (tune) {
     AlphaTunerConfig tc = config.tuner;
     tc.threads = config.threads;
-    if (kind == PolicyKind::kMarconiRetune) tc.retune = true;
+    if (kind == PolicyKind::kMarconiOneShot) tc.retune = false;
     auto t = AlphaTuner::Create(tc);
     if (!t.ok()) return t.status();
     out.tuner = std::move(t).value();
@@ -158,7 +158,7 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
 }
 
 bool IsTuned(PolicyKind kind) {
-  return kind == PolicyKind::kMarconi || kind == PolicyKind::kMarconiRetune ||
+  return kind == PolicyKind::kMarconi || kind == PolicyKind::kMarconiOneShot ||
          kind == PolicyKind::kSparse;
 }
 
@@ -188,7 +188,7 @@ Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list) {
     if (!found) {
       return Status::InvalidArgument(
           "unknown policy '" + item +
-          "' (policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or "
+          "' (policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or "
           "all)");
     }
   }
