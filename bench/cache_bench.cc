@@ -13,6 +13,14 @@ namespace {
 
 ModelSpec BenchModel() { return ModelSpec::Preset("paper-7b").value(); }
 
+// A policy by name, plus "flop_aware_linear": FLOP-aware eviction with recency linear in time.
+std::unique_ptr<EvictionPolicy> MakeBenchEviction(const std::string& name) {
+  if (name == "flop_aware_linear") {
+    return MakeFlopAwareEviction({0.0, FlopAwareEvictionConfig::Recency::kLinearTime}).value();
+  }
+  return MakeEvictionByName(name).value();
+}
+
 std::vector<Token> Random(std::mt19937_64& rng, size_t n) {
   std::vector<Token> v(n);
   for (Token& t : v) t = static_cast<Token>(rng() % 32000);
@@ -42,14 +50,13 @@ std::unique_ptr<PrefixCache> FilledCache(const std::string& eviction, int leaves
   };
   const ModelSpec model = BenchModel();
   auto unbounded =
-      PrefixCache::Create({}, model, MakeLastTokenAdmission(), MakeEvictionByName(eviction).value())
-          .value();
+      PrefixCache::Create({}, model, MakeLastTokenAdmission(), MakeBenchEviction(eviction)).value();
   fill(*unbounded);
   PrefixCacheConfig config;
   config.capacity_bytes = unbounded->stats().bytes();
-  auto cache = PrefixCache::Create(config, model, MakeLastTokenAdmission(),
-                                   MakeEvictionByName(eviction).value())
-                   .value();
+  auto cache =
+      PrefixCache::Create(config, model, MakeLastTokenAdmission(), MakeBenchEviction(eviction))
+          .value();
   fill(*cache);
   return cache;
 }
@@ -91,21 +98,25 @@ BENCHMARK_CAPTURE(BM_LookupInsert32K, lru, std::string("lru"))->Unit(benchmark::
 // The policy alone: choose a victim among 100K candidates, remove it, add a fresh candidate
 // (what a steady-state cache does per eviction).
 void BM_EvictionDecision100K(benchmark::State& state, const std::string& name) {
-  auto policy = MakeEvictionByName(name).value();
+  auto policy = MakeBenchEviction(name);
   (void)policy->SetAlpha(1.0);
   std::mt19937_64 rng(3);
   double now = 0;
+  int64_t clock = 0;
   auto candidate = [&](NodeId id) {
+    // Every candidate from a request of its own: the worst case for the request-recency index.
     EvictionCandidate c;
     c.node = id;
     c.last_access = now += 1;
+    c.access_seq = ++clock;
+    c.access_clock = clock;
     c.flops_saved = static_cast<double>(rng() % 100000 + 1) * 1e9;
     c.bytes_freed = static_cast<int64_t>(rng() % 1000 + 1) * 100000;
     return c;
   };
   for (NodeId id = 0; id < 100000; ++id) policy->Upsert(candidate(id));
   for (auto _ : state) {
-    const NodeId victim = policy->Victim();
+    const NodeId victim = policy->Victim(clock);
     policy->OnEvicted(candidate(victim));
     policy->Erase(victim);
     policy->Upsert(candidate(victim));
@@ -113,6 +124,8 @@ void BM_EvictionDecision100K(benchmark::State& state, const std::string& name) {
   state.counters["candidates"] = static_cast<double>(policy->size());
 }
 BENCHMARK_CAPTURE(BM_EvictionDecision100K, flop_aware, std::string("flop_aware"))
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_EvictionDecision100K, flop_aware_linear, std::string("flop_aware_linear"))
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_EvictionDecision100K, lru, std::string("lru"))->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_EvictionDecision100K, gdsf, std::string("gdsf"))
@@ -136,6 +149,8 @@ void BM_CacheEvictingInsert100K(benchmark::State& state, const std::string& evic
       static_cast<double>(state.iterations());
 }
 BENCHMARK_CAPTURE(BM_CacheEvictingInsert100K, flop_aware, std::string("flop_aware"))
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_CacheEvictingInsert100K, flop_aware_linear, std::string("flop_aware_linear"))
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_CacheEvictingInsert100K, lru, std::string("lru"))
     ->Unit(benchmark::kMicrosecond);

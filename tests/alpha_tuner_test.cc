@@ -62,6 +62,7 @@ TEST(AlphaTuner, TunesOnceAfterTheWindowAndAdoptsTheBest) {
   const auto reqs = Workload(5, 300);
   AlphaTunerConfig config;
   config.threads = 2;
+  config.retune = false;  // the paper's one-shot tuning
   const TunedRun run = Serve(reqs, config);
   ASSERT_GT(run.before_eviction, 0);
   ASSERT_EQ(run.rounds.size(), 1u);
@@ -102,6 +103,7 @@ TEST(AlphaTuner, TiesGoToTheSmallestAlpha) {
     reqs.push_back({std::vector<Token>(600, static_cast<Token>(i)), {1}});
   AlphaTunerConfig config;
   config.grid = {1.5, 0.5, 1.0};
+  config.retune = false;
   const TunedRun run = Serve(reqs, config);
   ASSERT_EQ(run.rounds.size(), 1u);
   EXPECT_EQ(run.rounds[0].alphas, (std::vector<double>{0.5, 1.0, 1.5}));

@@ -20,33 +20,40 @@ double Efficiency(const EvictionCandidate& c) {
 
 struct LruTraits {
   static std::unique_ptr<EvictionPolicy> Make() { return MakeLruEviction(); }
-  // Brute force: the least recent, ties to the smaller id.
+  // Brute force: the least recent, ties to the older access (seq).
   struct Model {
     void Upsert(const EvictionCandidate&) {}
     void OnEvicted(const EvictionCandidate&) {}
-    double Score(const Candidates& all, NodeId id) const { return all.at(id).last_access; }
+    double Score(const Candidates& all, NodeId id, int64_t) const { return all.at(id).last_access; }
   };
   static constexpr bool kExactTies = true;
 };
 
-template <int kAlphaTenths>
+using Recency = FlopAwareEvictionConfig::Recency;
+
+template <int kAlphaTenths, Recency kRecency>
 struct FlopAwareTraits {
   static std::unique_ptr<EvictionPolicy> Make() {
-    return MakeFlopAwareEviction({kAlphaTenths / 10.0}).value();
+    return MakeFlopAwareEviction({kAlphaTenths / 10.0, kRecency}).value();
   }
   struct Model {
     void Upsert(const EvictionCandidate&) {}
     void OnEvicted(const EvictionCandidate&) {}
+    static double Recent(const EvictionCandidate& c, int64_t clock) {
+      return kRecency == Recency::kLinearTime
+                 ? c.last_access
+                 : 1.0 / static_cast<double>(clock - c.access_clock + 1);
+    }
     // Marconi's S(n) with min-max normalisation over the current candidates.
-    double Score(const Candidates& all, NodeId id) const {
+    double Score(const Candidates& all, NodeId id, int64_t clock) const {
       double tmin = INFINITY, tmax = -INFINITY, emin = INFINITY, emax = -INFINITY;
       for (const auto& [k, c] : all) {
-        tmin = std::min(tmin, c.last_access), tmax = std::max(tmax, c.last_access);
+        tmin = std::min(tmin, Recent(c, clock)), tmax = std::max(tmax, Recent(c, clock));
         emin = std::min(emin, Efficiency(c)), emax = std::max(emax, Efficiency(c));
       }
       const EvictionCandidate& c = all.at(id);
       const double alpha = kAlphaTenths / 10.0;
-      return (tmax > tmin ? (c.last_access - tmin) / (tmax - tmin) : 0) +
+      return (tmax > tmin ? (Recent(c, clock) - tmin) / (tmax - tmin) : 0) +
              (alpha > 0 && emax > emin ? alpha * (Efficiency(c) - emin) / (emax - emin) : 0);
     }
   };
@@ -62,7 +69,7 @@ struct GdsfTraits {
       h[c.node] = clock + static_cast<double>(1 + c.hits) * Efficiency(c);
     }
     void OnEvicted(const EvictionCandidate& c) { clock = std::max(clock, h.at(c.node)); }
-    double Score(const Candidates&, NodeId id) const { return h.at(id); }
+    double Score(const Candidates&, NodeId id, int64_t) const { return h.at(id); }
   };
   static constexpr bool kExactTies = false;
 };
@@ -70,13 +77,16 @@ struct GdsfTraits {
 template <typename Traits>
 class EvictionConformance : public ::testing::Test {};
 
-using AllPolicies = ::testing::Types<LruTraits, FlopAwareTraits<0>, FlopAwareTraits<5>,
-                                     FlopAwareTraits<15>, GdsfTraits>;
+using AllPolicies = ::testing::Types<
+    LruTraits, FlopAwareTraits<0, Recency::kLinearTime>, FlopAwareTraits<5, Recency::kLinearTime>,
+    FlopAwareTraits<15, Recency::kLinearTime>, FlopAwareTraits<0, Recency::kInverseRequests>,
+    FlopAwareTraits<5, Recency::kInverseRequests>, FlopAwareTraits<15, Recency::kInverseRequests>,
+    GdsfTraits>;
 TYPED_TEST_SUITE(EvictionConformance, AllPolicies);
 
 TYPED_TEST(EvictionConformance, EmptyPolicyHasNoVictim) {
   auto p = TypeParam::Make();
-  EXPECT_EQ(p->Victim(), kNoNode);
+  EXPECT_EQ(p->Victim(0), kNoNode);
   EXPECT_EQ(p->size(), 0);
   p->Erase(3);  // absent: ignored
   EXPECT_FALSE(p->Contains(3));
@@ -89,10 +99,15 @@ TYPED_TEST(EvictionConformance, MatchesBruteForceOrdering) {
     typename TypeParam::Model model;
     Candidates all;
     double now = 0;
+    int64_t seq = 0, clock = 0;
     auto random_candidate = [&](NodeId id) {
+      // Times and clocks repeat (ties), seq never does, and ids are unrelated to either: ties
+      // must follow the access order, not the ids.
       EvictionCandidate c;
       c.node = id;
       c.last_access = (now += static_cast<double>(testing::Uniform(rng, 0, 2)));
+      c.access_seq = ++seq;
+      c.access_clock = (clock += testing::Uniform(rng, 0, 1));
       c.hits = testing::Uniform(rng, 0, 3);
       c.depth = testing::Uniform(rng, 1, 5000);
       c.flops_saved = static_cast<double>(testing::Uniform(rng, 1, 1000)) * 1e9;
@@ -111,7 +126,7 @@ TYPED_TEST(EvictionConformance, MatchesBruteForceOrdering) {
         policy->Erase(id);
         all.erase(id);
       } else {
-        const NodeId victim = policy->Victim();
+        const NodeId victim = policy->Victim(clock);
         ASSERT_EQ(policy->size(), static_cast<int64_t>(all.size()));
         if (all.empty()) {
           ASSERT_EQ(victim, kNoNode);
@@ -119,15 +134,16 @@ TYPED_TEST(EvictionConformance, MatchesBruteForceOrdering) {
         }
         ASSERT_TRUE(all.count(victim)) << "victim " << victim << " is not a candidate";
         double best_score = INFINITY;
-        for (const auto& [k, c] : all) best_score = std::min(best_score, model.Score(all, k));
-        const double got = model.Score(all, victim);
+        for (const auto& [k, c] : all) {
+          best_score = std::min(best_score, model.Score(all, k, clock));
+        }
+        const double got = model.Score(all, victim, clock);
         ASSERT_NEAR(got, best_score, 1e-9 * std::max(1.0, std::abs(best_score))) << "step " << step;
         if (TypeParam::kExactTies) {
-          // Equal scores go to the older access, then the smaller id.
+          // Equal scores go to the older access (seq, unique here), whatever the ids.
           for (const auto& [k, c] : all) {
-            if (model.Score(all, k) == got) {
-              ASSERT_TRUE(c.last_access > all[victim].last_access ||
-                          (c.last_access == all[victim].last_access && k >= victim));
+            if (model.Score(all, k, clock) == got) {
+              ASSERT_GE(c.access_seq, all[victim].access_seq) << "step " << step;
             }
           }
         }
@@ -145,17 +161,20 @@ TYPED_TEST(EvictionConformance, CloneBehavesIdentically) {
   auto rng = testing::SeededRng(77);
   auto a = TypeParam::Make();
   for (NodeId id = 0; id < 500; ++id) {
-    EvictionCandidate c{id,
-                        static_cast<double>(testing::Uniform(rng, 0, 100)),
-                        testing::Uniform(rng, 0, 3),
-                        10,
-                        1e9 * static_cast<double>(id % 17 + 1),
-                        1000 * (id % 5 + 1)};
+    EvictionCandidate c;
+    c.node = id;
+    c.last_access = static_cast<double>(testing::Uniform(rng, 0, 100));
+    c.access_seq = id;
+    c.access_clock = testing::Uniform(rng, 0, 100);
+    c.hits = testing::Uniform(rng, 0, 3);
+    c.depth = 10;
+    c.flops_saved = 1e9 * static_cast<double>(id % 17 + 1);
+    c.bytes_freed = 1000 * (id % 5 + 1);
     a->Upsert(c);
   }
   auto b = a->Clone();
   for (int i = 0; i < 200; ++i) {
-    const NodeId va = a->Victim(), vb = b->Victim();
+    const NodeId va = a->Victim(100), vb = b->Victim(100);
     ASSERT_EQ(va, vb);
     a->Erase(va);
     b->Erase(vb);

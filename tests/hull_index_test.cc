@@ -14,6 +14,7 @@ namespace {
 
 struct Pt {
   double e, t;
+  int64_t seq = 0;
 };
 
 // Exact evaluation of S over all points; returns the minimum score.
@@ -58,8 +59,9 @@ TEST_P(HullIndexRandom, MatchesBruteForce) {
     const int op = static_cast<int>(marconi::testing::Uniform(rng, 0, 9));
     const NodeId id = static_cast<NodeId>(marconi::testing::Uniform(rng, 0, 199));
     if (op < 5) {
-      const Pt p{value(1e6), value(1e4)};
-      index.Set(id, p.e, p.t);
+      // seq grows with every update while ids are random: ties of t must follow seq, not ids.
+      const Pt p{value(1e6), value(1e4), step};
+      index.Set(id, p.e, p.t, p.seq);
       pts[id] = p;
     } else if (op < 7) {
       index.Erase(id);
@@ -78,10 +80,13 @@ TEST_P(HullIndexRandom, MatchesBruteForce) {
       ASSERT_TRUE(pts.count(got)) << "victim " << got << " is not a candidate";
       ASSERT_NEAR(ScoreOf(pts, alpha, got), best, 1e-9) << "step " << step << " alpha " << alpha;
       if (alpha == 0) {
-        // Recency alone has exact ties: the oldest, then the smallest id.
+        // Recency alone has exact ties: the oldest, then the older access (seq).
         NodeId oldest = kNoNode;
         for (const auto& [k, p] : pts) {
-          if (oldest == kNoNode || p.t < pts[oldest].t) oldest = k;
+          if (oldest == kNoNode || p.t < pts[oldest].t ||
+              (p.t == pts[oldest].t && p.seq < pts[oldest].seq)) {
+            oldest = k;
+          }
         }
         ASSERT_EQ(got, oldest);
       }
@@ -97,9 +102,9 @@ INSTANTIATE_TEST_SUITE_P(Values, HullIndexRandom, ::testing::Values(0, 3, 40));
 TEST(HullIndex, EmptyAndSingle) {
   HullIndex index;
   EXPECT_EQ(index.MinScore(1), kNoNode);
-  index.Set(5, 1, 1);
+  index.Set(5, 1, 1, 0);
   EXPECT_EQ(index.MinScore(1), 5);
-  index.Set(5, 2, 2);  // replace
+  index.Set(5, 2, 2, 1);  // replace
   EXPECT_EQ(index.size(), 1);
   index.Erase(5);
   index.Erase(5);  // absent: ignored
@@ -108,9 +113,9 @@ TEST(HullIndex, EmptyAndSingle) {
 
 TEST(HullIndex, AlphaTradesRecencyForEfficiency) {
   HullIndex index;
-  index.Set(1, /*e=*/100, /*t=*/0);  // old but efficient
-  index.Set(2, /*e=*/1, /*t=*/10);   // recent but inefficient
-  index.Set(3, /*e=*/50, /*t=*/5);
+  index.Set(1, /*e=*/100, /*t=*/0, 0);  // old but efficient
+  index.Set(2, /*e=*/1, /*t=*/10, 1);   // recent but inefficient
+  index.Set(3, /*e=*/50, /*t=*/5, 2);
   EXPECT_EQ(index.MinScore(0), 1);    // LRU: the oldest
   EXPECT_EQ(index.MinScore(2.0), 2);  // S = 1 + 0 < 0 + 2 (node 1), 0.5 + 0.99 (node 3)
 }

@@ -157,8 +157,8 @@ TEST(Sim, PoliciesKeepTheirOrderOnAContendedMixedWorkload) {
   EXPECT_GT(hit["sglang+"], 3 * hit["vllm+"]);  // judicious admission
   EXPECT_GT(hit["marconi"], hit["sglang+"]);    // FLOP-aware eviction
   EXPECT_GE(hit["oracle"], hit["sglang+"]);
-  // Re-tuning follows the latest window; it must not fall far below SGLang+ here.
-  EXPECT_GE(hit["marconi-retune"], 0.9 * hit["sglang+"]);
+  // The paper's one-shot tuning follows the first window only; not far below SGLang+ here.
+  EXPECT_GE(hit["marconi-oneshot"], 0.9 * hit["sglang+"]);
 }
 
 TEST(Sim, DeterministicAcrossRunsAndThreadCounts) {

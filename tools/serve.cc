@@ -363,7 +363,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option(
          "--policy", o->policies,
-         "Comma-separated policies (vllm+, sglang+, marconi, marconi-retune, sparse) or all "
+         "Comma-separated policies (vllm+, sglang+, marconi, marconi-oneshot, sparse) or all "
          "(but the oracle); vanilla always runs as the baseline")
       ->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache capacity per policy (KV + states, fp32)")

@@ -34,9 +34,10 @@ struct SimOptions {
   int64_t block_size = 32;
   double multiplier = 5;
   std::string objective = "hit";
-  bool retune = false;
-  bool tuner_flags = false;  // --tuner-multiplier, --tuner-objective or --retune given
+  bool tuner_flags = false;  // --tuner-multiplier or --tuner-objective given
   bool block_size_flag = false;
+  bool recency_flag = false;
+  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -54,11 +55,17 @@ int Run(const SimOptions& o) {
     }
     return false;
   };
-  if (o.tuner_flags && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiRetune,
+  if (o.tuner_flags && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiOneShot,
                              sim::PolicyKind::kSparse})) {
     return Fail(Status::InvalidArgument(
-        "--tuner-multiplier, --tuner-objective and --retune need a tuned policy (marconi, "
-        "marconi-retune or sparse) in --policy"));
+        "--tuner-multiplier and --tuner-objective need a tuned policy (marconi, marconi-oneshot "
+        "or sparse) in --policy"));
+  }
+  if (o.recency_flag && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiOneShot,
+                              sim::PolicyKind::kOracle, sim::PolicyKind::kSparse})) {
+    return Fail(Status::InvalidArgument(
+        "--recency needs a FLOP-aware policy (marconi, marconi-oneshot, oracle or sparse) in "
+        "--policy"));
   }
   if (o.block_size_flag && !has({sim::PolicyKind::kVllmPlus})) {
     return Fail(Status::InvalidArgument("--block-size needs vllm+ in --policy"));
@@ -74,7 +81,9 @@ int Run(const SimOptions& o) {
   config.threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = o.multiplier;
-  config.tuner.retune = o.retune;
+  auto recency = ParseRecency(o.recency);
+  if (!recency.ok()) return Fail(recency.status());
+  config.recency = *recency;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
   if (!o.roofline.empty()) {
@@ -144,7 +153,7 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option(
          "--policy", o->policies,
-         "Policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or all")
+         "Policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or all")
       ->capture_default_str();
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
@@ -181,10 +190,16 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
           ->capture_default_str()
           ->check(CLI::IsMember({"hit", "flops"}));
-  auto* retune = cmd->add_flag("--retune", o->retune, "Re-tune alpha after every window");
-  cmd->callback([o, exit_code, block, multiplier, objective, retune] {
-    o->tuner_flags = multiplier->count() + objective->count() + retune->count() > 0;
+  auto* recency =
+      cmd->add_option(
+             "--recency", o->recency,
+             "FLOP-aware eviction's recency: inverse-requests (1 / requests since the last "
+             "access, as the authors' simulator) or linear-time (trace time)")
+          ->capture_default_str();
+  cmd->callback([o, exit_code, block, multiplier, objective, recency] {
+    o->tuner_flags = multiplier->count() + objective->count() > 0;
     o->block_size_flag = block->count() > 0;
+    o->recency_flag = recency->count() > 0;
     *exit_code = Run(*o);
   });
 }

@@ -25,6 +25,7 @@ struct SweepOptions {
   int threads = 0;
   int sessions = 80;
   bool skip_bad_lines = false;
+  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
 };
 
 int Fail(const Status& s) { return ReportError("sweep", s); }
@@ -48,6 +49,9 @@ int Run(const SweepOptions& o) {
   auto policies = sim::ParsePolicies(o.policies);
   if (!policies.ok()) return Fail(policies.status());
   spec.policies = *policies;
+  auto recency = ParseRecency(o.recency);
+  if (!recency.ok()) return Fail(recency.status());
+  spec.base.recency = *recency;
   Result<sim::Trace> trace = o.trace.empty()
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
@@ -108,6 +112,9 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
       ->excludes(trace);
   cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
       ->needs(trace);
+  cmd->add_option("--recency", o->recency,
+                  "FLOP-aware eviction's recency: inverse-requests or linear-time")
+      ->capture_default_str();
   cmd->callback([o, exit_code] { *exit_code = Run(*o); });
 }
 

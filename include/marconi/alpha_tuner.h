@@ -5,8 +5,11 @@
 // W = ceil(multiplier x N) requests, N being the requests seen up to the first eviction, replays
 // them from the snapshot once per alpha of the grid on a thread pool, and sets the cache's alpha
 // to the best by the objective; ties go to the smaller alpha, so the result is deterministic.
-// With retune, every following window of W requests is replayed from a snapshot taken at its
-// start in the same way.
+// With retune (the default), every following window of W requests is replayed from a snapshot
+// taken at its start in the same way. Without it (the paper's one-shot tuning) the first window
+// decides for good, and that window (the one just after the cache filled) is often unlike the
+// rest: on ShareGPT at 1 GB it chose alpha 2.0 and lost 24% of SGLang+'s hit rate, where
+// re-tuning stays within 3% (docs/results-discussion.md).
 //
 // Thread safety: none for the tuner itself; the replays run on worker threads over private
 // clones and never touch the live cache.
@@ -27,8 +30,8 @@ struct AlphaTunerConfig {
                               1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0};
   enum class Objective { kTokenHitRate, kFlopsSaved };
   Objective objective = Objective::kTokenHitRate;
-  bool retune = false;  // tune again after every window
-  int threads = 0;      // replay threads; 0 = the machine's hardware concurrency
+  bool retune = true;  // tune again after every window (false: the paper's one-shot)
+  int threads = 0;     // replay threads; 0 = the machine's hardware concurrency
 };
 
 // One completed tuning: when it happened and what each alpha scored on the window.

@@ -39,6 +39,9 @@ struct CacheStats {
   int64_t evicted_checkpoints = 0;    // states dropped by evictions
   int64_t evicted_tokens = 0;         // KV tokens dropped by evictions (leaf edges)
   int64_t over_capacity_inserts = 0;  // inserts that left the cache over capacity (all pinned)
+  // checkpoints that an insert evicted among those it had just stored or the resume node of its
+  // request: only once every other candidate was gone, i.e. the new content alone did not fit
+  int64_t self_evictions = 0;
 
   // hit_tokens / input_tokens (0 when no input).
   double token_hit_rate() const {

@@ -23,6 +23,14 @@ struct EvictionCandidate {
   NodeId node = kNoNode;
   // Time of the last access that counts for this policy (see EvictionPolicy::touches_path()).
   Timestamp last_access = 0;
+  // The cache's access sequence number at that access: strictly increasing from one access to
+  // the next, so it orders accesses that share a timestamp (a request's lookup and insert, or two
+  // requests of a trace with equal times). Every policy breaks ties by it: the older access goes
+  // first, whatever the node ids.
+  int64_t access_seq = 0;
+  // The cache's logical clock at that access: it ticks once per request (BeginRequest, or an
+  // Insert made outside a request). For recency measured in requests rather than trace time.
+  int64_t access_clock = 0;
   // Number of lookups that resumed from this node.
   int64_t hits = 0;
   // Tokens from the root to the node (the prefix its checkpoint represents).
@@ -56,9 +64,10 @@ class EvictionPolicy {
   virtual void Upsert(const EvictionCandidate& c) = 0;
   // Removes `node` from the candidates; a node that is not a candidate is ignored.
   virtual void Erase(NodeId node) = 0;
-  // The candidate to evict next, or kNoNode when there are none. Deterministic: the same sequence
-  // of calls gives the same answer. Does not remove it: the cache calls OnEvicted then Erase.
-  virtual NodeId Victim() = 0;
+  // The candidate to evict next, or kNoNode when there are none. `clock` is the cache's logical
+  // clock now (>= every candidate's access_clock). Deterministic: the same sequence of calls gives
+  // the same answer. Does not remove it: the cache calls OnEvicted then Erase.
+  virtual NodeId Victim(int64_t clock) = 0;
   // Called once the cache has evicted `c` (GDSF advances its clock here).
   virtual void OnEvicted(const EvictionCandidate& c) { (void)c; }
   virtual int64_t size() const = 0;

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "marconi/admission_policy.h"
 #include "marconi/eviction_policy.h"
@@ -65,24 +66,40 @@ struct HeuristicPlacementAdmissionConfig {
 Result<std::unique_ptr<AdmissionPolicy>> MakeHeuristicPlacementAdmission(
     const HeuristicPlacementAdmissionConfig& config);
 
-// LRU over leaves, the whole path touched on access (the SGLang+ baseline). Ties: older node id.
+// LRU over leaves, the whole path touched on access (the SGLang+ baseline). Ties: the older
+// access (access_seq), then the smaller node id.
 struct LruEvictionConfig {};
 std::unique_ptr<EvictionPolicy> MakeLruEviction(const LruEvictionConfig& = {});
 
 // Marconi's FLOP-aware eviction over nodes with <= 1 child, only the node used touched:
 // S(n) = recency(n) + alpha * flop_efficiency(n), both min-max normalised over the current
 // candidates (a constant attribute normalises to 0); the lowest S is evicted, ties to the older
-// last access then the smaller node id. flop_efficiency = flops_saved / bytes_freed.
+// access (access_seq) then the smaller node id. flop_efficiency = flops_saved / bytes_freed.
 // alpha = 0 is LRU over the same candidates.
 struct FlopAwareEvictionConfig {
+  // What "recency" is before normalisation. The paper says only "normalised recency".
+  enum class Recency {
+    // 1 / (clock - access_clock + 1) on the cache's logical clock, which ticks once per request:
+    // the authors' simulator (1 / (now - last access) on a per-call counter). Hyperbolic: the
+    // last few requests' nodes are far apart, everything older is bunched near 0, so alpha
+    // weighs efficiency against "recent or not" more than against age.
+    kInverseRequests,
+    // last_access, the trace time of the last access: linear in age.
+    kLinearTime,
+  };
   double alpha = 0.0;  // must be finite and >= 0
+  Recency recency = Recency::kInverseRequests;
 };
 Result<std::unique_ptr<EvictionPolicy>> MakeFlopAwareEviction(
     const FlopAwareEvictionConfig& config);
+// "inverse-requests" | "linear-time"; kInvalidArgument names the choices.
+Result<FlopAwareEvictionConfig::Recency> ParseRecency(std::string_view name);
+std::string_view RecencyName(FlopAwareEvictionConfig::Recency recency);
 
 // Greedy-Dual-Size-Frequency over nodes with <= 1 child, for comparison with size-aware caching:
 // H(n) = clock + (1 + hits) * flops_saved / bytes_freed, recomputed whenever the node changes;
-// the lowest H is evicted and the clock advances to it.
+// the lowest H is evicted (ties: older last_access, then older access_seq) and the clock
+// advances to it.
 struct GdsfEvictionConfig {};
 std::unique_ptr<EvictionPolicy> MakeGdsfEviction(const GdsfEvictionConfig& = {});
 

@@ -41,10 +41,11 @@ void Lease::Release() {
 // ---------------------------------------------------------------------------------------------
 // Impl
 
-LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q) const {
+LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q, NodeId* deepest) const {
   LookupResult r;
   const int64_t n = static_cast<int64_t>(q.size());
   NodeId at = RadixTree::kRoot;
+  if (deepest != nullptr) *deepest = RadixTree::kRoot;
   int64_t pos = 0;
   while (pos < n) {
     const NodeId child = tree.FindChild(at, q[static_cast<size_t>(pos)]);
@@ -63,11 +64,13 @@ LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q) const {
     if (k < static_cast<int64_t>(c.edge.size())) {
       // Partial edge: never a resume point (the authors' prototype wrongly continued here).
       if (pos + k < n) r.branch_point = pos + k;
+      if (deepest != nullptr && k > 0) *deepest = child;
       pos += k;
       break;
     }
     pos += k;
     at = child;
+    if (deepest != nullptr) *deepest = child;
     if (c.has_checkpoint) {
       r.reusable_tokens = pos;
       r.resume_node = child;
@@ -106,6 +109,8 @@ EvictionCandidate PrefixCache::Impl::CandidateOf(NodeId id) const {
   EvictionCandidate c;
   c.node = id;
   c.last_access = n.last_access;
+  c.access_seq = n.access_seq;
+  c.access_clock = n.access_clock;
   c.hits = n.hits;
   c.depth = n.depth;
   c.flops_saved = model.PrefillFlops(0, n.depth) - model.PrefillFlops(0, parent_depth);
@@ -136,19 +141,24 @@ void PrefixCache::Impl::SyncPolicy() {
   }
 }
 
-void PrefixCache::Impl::Touch(NodeId id, Timestamp now) {
-  if (!eviction->touches_path()) {
-    tree.node(id).last_access = now;
-    tree.MarkDirty(id);
-    return;
-  }
-  for (NodeId at = id; at != RadixTree::kRoot; at = tree.node(at).parent) {
-    tree.node(at).last_access = now;
-    tree.MarkDirty(at);
-  }
+void PrefixCache::Impl::Stamp(NodeId id, Timestamp now, int64_t seq) {
+  Node& n = tree.node(id);
+  n.last_access = now;
+  n.access_seq = seq;
+  n.access_clock = clock;
+  tree.MarkDirty(id);
 }
 
-void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now) {
+void PrefixCache::Impl::Touch(NodeId id, Timestamp now) {
+  const int64_t seq = ++last_seq;
+  if (!eviction->touches_path()) {
+    Stamp(id, now, seq);
+    return;
+  }
+  for (NodeId at = id; at != RadixTree::kRoot; at = tree.node(at).parent) Stamp(at, now, seq);
+}
+
+void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq) {
   Node& n = tree.node(id);
   if (!n.has_checkpoint) {
     n.has_checkpoint = true;
@@ -156,8 +166,7 @@ void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now) {
     ++stats.checkpoints_admitted;
     stats.state_bytes += model.StateBytesPerCheckpoint();
   }
-  n.last_access = now;
-  tree.MarkDirty(id);
+  Stamp(id, now, seq);
 }
 
 bool PrefixCache::Impl::OverBudget() const {
@@ -216,7 +225,8 @@ void PrefixCache::Impl::UpdatePeaks() {
 }
 
 Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
-                                     std::span<const int64_t> checkpoints, Timestamp now) {
+                                     std::span<const int64_t> checkpoints, Timestamp now,
+                                     NodeId held) {
   // Plan: validate everything before the first mutation, so a rejected call changes nothing.
   if (seq.empty()) return Status::InvalidArgument("Insert: empty sequence");
   if (checkpoints.empty()) return Status::InvalidArgument("Insert: no checkpoint position");
@@ -232,14 +242,19 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
   if (Status s = CheckTime(now); !s.ok()) return s;
   AdvanceTime(now);
 
-  // Mutate: walk and extend the path up to the last checkpoint.
+  // Mutate: walk and extend the path up to the last checkpoint. The whole insert is one access.
+  const int64_t access = ++last_seq;
   const int64_t end = checkpoints.back();
+  std::vector<NodeId> own;  // what the inserting request holds: its checkpoints, its resume node
+  own.reserve(checkpoints.size() + 1);
+  if (held != kNoNode) own.push_back(held);
   NodeId at = RadixTree::kRoot;
   int64_t pos = 0;
   size_t next = 0;
   while (true) {
     if (next < checkpoints.size() && checkpoints[next] == pos) {
-      SetCheckpoint(at, now);
+      SetCheckpoint(at, now, access);
+      own.push_back(at);
       ++next;
     }
     if (pos == end) break;
@@ -248,7 +263,7 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
     const NodeId child = tree.FindChild(at, rest[0]);
     if (child == kNoNode) {
       at = tree.AddLeaf(at, rest);
-      tree.node(at).last_access = now;
+      Stamp(at, now, access);
       stats.cached_tokens += target - pos;
       stats.kv_bytes += (target - pos) * model.KvBytesPerToken();
       pos = target;
@@ -260,22 +275,46 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
     at = k < static_cast<int64_t>(edge.size()) ? tree.Split(child, k) : child;
     pos += k;
   }
-  if (eviction->touches_path()) Touch(at, now);
+  if (eviction->touches_path()) {
+    for (NodeId id = at; id != RadixTree::kRoot; id = tree.node(id).parent) Stamp(id, now, access);
+  }
   ++stats.inserts;
 
-  // Evict until every budget holds.
+  // Evict until every budget holds. The request being inserted still holds its states while it
+  // finishes, as in an engine: they are pinned while everything else is considered (without
+  // this, a policy that ranks an old efficient node above the newest leaf evicts the state this
+  // very call stored). Evicting a node never frees another one's id: merges keep the child, and
+  // a pinned node is neither a victim nor a stateless parent merged away.
+  for (NodeId id : own) {
+    ++tree.node(id).pins;
+    tree.MarkDirty(id);
+  }
+  const auto evict_until_within_budget = [&]() {
+    while (OverBudget()) {
+      SyncPolicy();
+      const NodeId victim = eviction->Victim(clock);
+      if (victim == kNoNode) return false;
+      Evict(victim);
+    }
+    return true;
+  };
+  const bool fits_with_own_content = evict_until_within_budget();
+  for (NodeId id : own) {
+    --tree.node(id).pins;
+    tree.MarkDirty(id);
+  }
   Status result;
-  while (OverBudget()) {
-    SyncPolicy();
-    const NodeId victim = eviction->Victim();
-    if (victim == kNoNode) {
+  if (!fits_with_own_content) {
+    // Everything else is gone and the new content alone does not fit: it goes too, in the
+    // policy's order, as if the request had released it and the cache then made room.
+    const int64_t evicted_before = stats.evicted_checkpoints;
+    if (!evict_until_within_budget()) {
       ++stats.over_capacity_inserts;
       result = Status::ResourceExhausted(
           "cache holds " + std::to_string(stats.kv_bytes + stats.state_bytes) +
           " bytes, over its capacity, and every remaining node is pinned by a request in flight");
-      break;
     }
-    Evict(victim);
+    stats.self_evictions += stats.evicted_checkpoints - evicted_before;
   }
   SyncPolicy();
   UpdatePeaks();
@@ -334,8 +373,10 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   if (input.empty()) return Status::InvalidArgument("BeginRequest: empty input");
   if (Status s = impl_->CheckTime(now); !s.ok()) return s;
   impl_->AdvanceTime(now);
+  ++impl_->clock;
   RequestHandle h;
-  h.lookup = impl_->Lookup(input);
+  NodeId deepest = RadixTree::kRoot;
+  h.lookup = impl_->Lookup(input, &deepest);
   const int64_t n = static_cast<int64_t>(input.size());
   const int64_t hit = h.lookup.reusable_tokens;
   CacheStats& st = impl_->stats;
@@ -350,8 +391,14 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
     Node& node = impl_->tree.node(h.lookup.resume_node);
     ++node.hits;
     ++node.pins;
-    impl_->Touch(h.lookup.resume_node, now);
     h.lease = Lease(this, h.lookup.resume_node);
+  }
+  if (impl_->eviction->touches_path()) {
+    // LRU over leaves refreshes every node the lookup went through, the one whose edge matched
+    // only partly included (as SGLang's _match_prefix_helper does), hit or not.
+    if (deepest != RadixTree::kRoot) impl_->Touch(deepest, now);
+  } else if (h.lookup.resume_node != kNoNode) {
+    impl_->Touch(h.lookup.resume_node, now);  // only the state actually used
   }
   const AdmissionContext ctx{n, h.lookup};
   impl_->admission->Observe(ctx);
@@ -368,17 +415,20 @@ Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token
   impl_->admission->PlanDecode(ctx, static_cast<int64_t>(output.size()), &positions);
   std::sort(positions.begin(), positions.end());
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  // The resume node stays held through the insert (InsertImpl pins it with the new states).
+  const NodeId resume = request.lease.held() ? request.lease.node() : kNoNode;
   request.lease.Release();
   if (positions.empty()) return Status::Ok();  // the policy admits nothing for this request
   std::vector<Token> sequence;
   sequence.reserve(input.size() + output.size());
   sequence.insert(sequence.end(), input.begin(), input.end());
   sequence.insert(sequence.end(), output.begin(), output.end());
-  return impl_->InsertImpl(sequence, positions, now);
+  return impl_->InsertImpl(sequence, positions, now, resume);
 }
 
 Status PrefixCache::Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
                            Timestamp now) {
+  ++impl_->clock;  // a request of its own; a rejected call leaves an unobservable extra tick
   return impl_->InsertImpl(sequence, checkpoints, now);
 }
 
@@ -406,6 +456,8 @@ std::unique_ptr<PrefixCache> PrefixCache::Clone() const {
   impl->stats = impl_->stats;
   impl->last_now = impl_->last_now;
   impl->any_call = impl_->any_call;
+  impl->clock = impl_->clock;
+  impl->last_seq = impl_->last_seq;
   // No request is in flight in the copy: drop the pins and let the nodes become candidates.
   for (size_t i = 0; i < impl->tree.slots(); ++i) {
     const NodeId id = static_cast<NodeId>(i);

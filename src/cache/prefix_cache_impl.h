@@ -20,8 +20,12 @@ struct PrefixCache::Impl {
   std::vector<Token> path_buffer;  // the evicted node's path, for the listener
   Timestamp last_now = 0;
   bool any_call = false;
+  int64_t clock = 0;     // logical clock: ticks once per request (EvictionCandidate::access_clock)
+  int64_t last_seq = 0;  // the last access sequence number handed out
 
-  LookupResult Lookup(std::span<const Token> tokens) const;
+  // `deepest`, if given, receives the node whose edge holds the last matched token (a partly
+  // matched edge included), or the root when nothing matched.
+  LookupResult Lookup(std::span<const Token> tokens, NodeId* deepest = nullptr) const;
   Status CheckTime(Timestamp now) const;
   void AdvanceTime(Timestamp now);
 
@@ -30,8 +34,11 @@ struct PrefixCache::Impl {
   EvictionCandidate CandidateOf(NodeId id) const;
   // Brings the policy up to date with every node changed since the last sync.
   void SyncPolicy();
+  // Records an access to `id` at `now` with sequence number `seq` and the current clock.
+  void Stamp(NodeId id, Timestamp now, int64_t seq);
+  // One access (a new sequence number): `id`, and its ancestors if the policy touches paths.
   void Touch(NodeId id, Timestamp now);
-  void SetCheckpoint(NodeId id, Timestamp now);
+  void SetCheckpoint(NodeId id, Timestamp now, int64_t seq);
   bool OverBudget() const;
   // Tells the listener (if any) that `victim`'s state, and its edge's KV if `leaf`, are going.
   void NotifyEviction(NodeId victim, bool leaf);
@@ -39,8 +46,12 @@ struct PrefixCache::Impl {
   void Evict(NodeId victim);
   void EraseFromPolicy(NodeId id);
   void UpdatePeaks();
+  // Inserts, then evicts until every budget holds. The nodes holding this call's checkpoints, and
+  // `held` (the resume node of the request being completed, if any), are what the inserting
+  // request holds: they are pinned while the others are evicted, and become candidates again only
+  // if evicting every other candidate was not enough (counted in insert_self_evictions).
   Status InsertImpl(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                    Timestamp now);
+                    Timestamp now, NodeId held = kNoNode);
 };
 
 // Defined in invariant_checker.cc.

@@ -91,6 +91,8 @@ NodeId RadixTree::Split(NodeId child, int64_t k) {
   m.edge.assign(c.edge.begin(), c.edge.begin() + k);
   m.depth = c.depth - static_cast<int64_t>(c.edge.size()) + k;
   m.last_access = c.last_access;
+  m.access_seq = c.access_seq;
+  m.access_clock = c.access_clock;
   c.edge.erase(c.edge.begin(), c.edge.begin() + k);
   m.children.push_back({c.edge[0], child});
   ReplaceChild(m.parent, child, mid);

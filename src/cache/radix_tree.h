@@ -24,6 +24,8 @@ struct Node {
   std::vector<Token> edge;  // the tokens between the parent and this node (their KV)
   std::vector<std::pair<Token, NodeId>> children;  // sorted by first token of the child's edge
   Timestamp last_access = 0;
+  int64_t access_seq = 0;    // the cache's access sequence number at last_access
+  int64_t access_clock = 0;  // the cache's logical clock (requests) at last_access
   int64_t hits = 0;
   int32_t pins = 0;
   bool alive = false;

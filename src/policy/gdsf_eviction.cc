@@ -13,10 +13,11 @@ class GdsfEviction final : public EvictionPolicy {
   bool touches_path() const override { return false; }
   void Upsert(const EvictionCandidate& c) override {
     const double value = c.bytes_freed > 0 ? c.flops_saved / static_cast<double>(c.bytes_freed) : 0;
-    index_.Set(c.node, clock_ + static_cast<double>(1 + c.hits) * value, c.last_access);
+    index_.Set(c.node, clock_ + static_cast<double>(1 + c.hits) * value, c.last_access,
+               c.access_seq);
   }
   void Erase(NodeId node) override { index_.Erase(node); }
-  NodeId Victim() override { return index_.Min(); }
+  NodeId Victim(int64_t) override { return index_.Min(); }
   void OnEvicted(const EvictionCandidate& c) override {
     // Inflate the clock to the victim's priority, so that entries not used since age out.
     clock_ = std::max(clock_, index_.KeyOf(c.node));

@@ -5,7 +5,7 @@
 
 namespace marconi::internal {
 
-void HullIndex::Set(NodeId node, double e, double t) {
+void HullIndex::Set(NodeId node, double e, double t, int64_t seq) {
   Erase(node);
   const size_t id = static_cast<size_t>(node);
   if (id >= block_of_.size()) {
@@ -22,7 +22,7 @@ void HullIndex::Set(NodeId node, double e, double t) {
   }
   const uint32_t bi = open_.back();
   Block& b = blocks_[bi];
-  const Point p{e, t, node};
+  const Point p{e, t, seq, node};
   b.points.insert(std::lower_bound(b.points.begin(), b.points.end(), p), p);
   b.dirty = true;
   block_of_[id] = static_cast<int32_t>(bi);
@@ -57,7 +57,7 @@ void HullIndex::Rebuild(Block& b) {
   b.min_t = b.points[0];
   b.max_t = b.points[0].t;
   for (const Point& p : b.points) {
-    if (p.t < b.min_t.t || (p.t == b.min_t.t && p.node < b.min_t.node)) b.min_t = p;
+    if (p.OlderThan(b.min_t)) b.min_t = p;
     b.max_t = std::max(b.max_t, p.t);
   }
   // Andrew's monotone chain, lower hull; stops at the lowest point: for lambda >= 0 the minimum
@@ -94,8 +94,7 @@ NodeId HullIndex::MinScore(double alpha) {
   };
   auto better = [&](const Point& a, double sa, const Point& b, double sb) {
     if (sa != sb) return sa < sb;
-    if (a.t != b.t) return a.t < b.t;
-    return a.node < b.node;
+    return a.OlderThan(b);
   };
   Point best;
   double best_score = kInf;
@@ -103,10 +102,10 @@ NodeId HullIndex::MinScore(double alpha) {
   for (const Block& b : blocks_) {
     if (b.points.empty()) continue;
     // No point of the block scores below its least t combined with its least e.
-    const Point bound{b.points.front().e, b.min_t.t, kNoNode};
+    const Point bound{b.points.front().e, b.min_t.t, 0, kNoNode};
     if (have && score(bound) > best_score) continue;
     if (!use_e) {
-      // Recency alone: the oldest point (ties by node id).
+      // Recency alone: the oldest point (ties by seq, then node id).
       const double s = score(b.min_t);
       if (!have || better(b.min_t, s, best, best_score))
         best = b.min_t, best_score = s, have = true;

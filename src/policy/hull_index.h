@@ -26,31 +26,38 @@ class HullIndex {
  public:
   explicit HullIndex(size_t block_size = 512) : block_size_(block_size) {}
 
-  // Inserts or replaces the point of `node`. e and t must be finite.
-  void Set(NodeId node, double e, double t);
+  // Inserts or replaces the point of `node`; `seq` breaks ties of t (smaller first). e and t must
+  // be finite.
+  void Set(NodeId node, double e, double t, int64_t seq);
   void Erase(NodeId node);
   bool Contains(NodeId node) const;
   int64_t size() const { return size_; }
 
-  // The node of minimum S for `alpha` (ties: smaller t, then smaller node id, up to floating
-  // rounding between near-equal scores), or kNoNode when empty.
+  // The node of minimum S for `alpha` (ties: smaller t, then smaller seq, then smaller node id,
+  // up to floating rounding between near-equal scores), or kNoNode when empty.
   NodeId MinScore(double alpha);
 
  private:
   struct Point {
     double e = 0;
     double t = 0;
+    int64_t seq = 0;
     NodeId node = kNoNode;
     bool operator<(const Point& o) const {
       if (e != o.e) return e < o.e;
+      return OlderThan(o);
+    }
+    // The recency order alone: (t, seq, node).
+    bool OlderThan(const Point& o) const {
       if (t != o.t) return t < o.t;
+      if (seq != o.seq) return seq < o.seq;
       return node < o.node;
     }
   };
   struct Block {
-    std::vector<Point> points;  // sorted by (e, t, node)
+    std::vector<Point> points;  // sorted by (e, t, seq, node)
     std::vector<Point> hull;    // the lower hull, left to right, up to the lowest point
-    Point min_t;                // the point of least (t, node)
+    Point min_t;                // the point of least (t, seq, node)
     double max_t = 0;           // the greatest t
     bool dirty = false;
     bool open = true;  // listed in open_ (has room)

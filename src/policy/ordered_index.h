@@ -3,6 +3,7 @@
 #ifndef MARCONI_POLICY_ORDERED_INDEX_H_
 #define MARCONI_POLICY_ORDERED_INDEX_H_
 
+#include <cstdint>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -14,10 +15,11 @@ namespace marconi::internal {
 class OrderedIndex {
  public:
   // Sets the priority of `node` (inserting it if absent). Lower is evicted first; equal keys go
-  // by `tie` (lower first), then by node id.
-  void Set(NodeId node, double key, double tie) {
+  // by `tie` (lower first), then by `seq` (the access sequence number: older first), then by node
+  // id.
+  void Set(NodeId node, double key, double tie, int64_t seq) {
     Erase(node);
-    const Entry e{key, tie, node};
+    const Entry e{key, tie, seq, node};
     order_.insert(e);
     where_.emplace(node, e);
   }
@@ -32,12 +34,12 @@ class OrderedIndex {
     auto it = where_.find(node);
     return it == where_.end() ? 0.0 : std::get<0>(it->second);
   }
-  NodeId Min() const { return order_.empty() ? kNoNode : std::get<2>(*order_.begin()); }
+  NodeId Min() const { return order_.empty() ? kNoNode : std::get<3>(*order_.begin()); }
   int64_t size() const { return static_cast<int64_t>(where_.size()); }
   bool Contains(NodeId node) const { return where_.count(node) > 0; }
 
  private:
-  using Entry = std::tuple<double, double, NodeId>;
+  using Entry = std::tuple<double, double, int64_t, NodeId>;
   std::set<Entry> order_;
   std::unordered_map<NodeId, Entry> where_;
 };

@@ -16,7 +16,7 @@ constexpr std::pair<PolicyKind, const char*> kNames[] = {
     {PolicyKind::kMarconi, "marconi"},
     {PolicyKind::kOracle, "oracle"},
     {PolicyKind::kSparse, "sparse"},
-    {PolicyKind::kMarconiRetune, "marconi-retune"}};
+    {PolicyKind::kMarconiOneShot, "marconi-oneshot"}};
 
 struct Setup {
   std::unique_ptr<AdmissionPolicy> admission;
@@ -50,7 +50,7 @@ Result<Setup> MakeSetup(PolicyKind kind, const SimConfig& config, double alpha) 
       s.admission = MakeJudiciousAdmission();
       break;
   }
-  auto e = MakeFlopAwareEviction({alpha});
+  auto e = MakeFlopAwareEviction({alpha, config.recency});
   if (!e.ok()) return e.status();
   s.eviction = std::move(e).value();
   return s;
@@ -166,7 +166,7 @@ Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, doub
   if (tune) {
     AlphaTunerConfig tc = config.tuner;
     tc.threads = config.threads;
-    if (kind == PolicyKind::kMarconiRetune) tc.retune = true;
+    if (kind == PolicyKind::kMarconiOneShot) tc.retune = false;
     auto t = AlphaTuner::Create(tc);
     if (!t.ok()) return t.status();
     out.tuner = std::move(t).value();
@@ -181,7 +181,7 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
 }
 
 bool IsTuned(PolicyKind kind) {
-  return kind == PolicyKind::kMarconi || kind == PolicyKind::kMarconiRetune ||
+  return kind == PolicyKind::kMarconi || kind == PolicyKind::kMarconiOneShot ||
          kind == PolicyKind::kSparse;
 }
 
@@ -211,7 +211,7 @@ Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list) {
     if (!found) {
       return Status::InvalidArgument(
           "unknown policy '" + item +
-          "' (policies: vanilla, vllm+, sglang+, marconi, marconi-retune, oracle, sparse, or "
+          "' (policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or "
           "all)");
     }
   }

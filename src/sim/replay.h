@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "marconi/alpha_tuner.h"
+#include "marconi/policies.h"
 #include "marconi/prefix_cache.h"
 #include "sim/trace.h"
 #include "sim/ttft_model.h"
@@ -16,11 +17,11 @@ namespace marconi::sim {
 
 // vanilla: no cache. vllm+: a state every block_size tokens, LRU over leaves (blocks).
 // sglang+: Marconi's admission, LRU over leaves with the path touched. marconi: Marconi's
-// admission and FLOP-aware eviction with the online alpha tuner. oracle: the same eviction with
-// the best fixed alpha of the grid in hindsight (by token hit rate). sparse: sparse placement
-// (relative DP) with FLOP-aware eviction and the tuner. marconi-retune: marconi re-tuning alpha
-// after every window instead of once (ours: one-shot tuning can lock in an alpha that suits the
-// first window only; see docs/results.md).
+// admission and FLOP-aware eviction with the online alpha tuner, re-tuning after every window
+// (AlphaTunerConfig's default). oracle: the same eviction with the best fixed alpha of the grid in
+// hindsight (by token hit rate). sparse: sparse placement (relative DP) with FLOP-aware eviction
+// and the tuner. marconi-oneshot: marconi tuning alpha once, as the paper does (it can lock in an
+// alpha that suits the first window only; see docs/results.md).
 enum class PolicyKind {
   kVanilla,
   kVllmPlus,
@@ -28,11 +29,11 @@ enum class PolicyKind {
   kMarconi,
   kOracle,
   kSparse,
-  kMarconiRetune
+  kMarconiOneShot
 };
 
 const char* PolicyName(PolicyKind kind);
-// Whether the system tunes its eviction alpha online (marconi, marconi-retune, sparse).
+// Whether the system tunes its eviction alpha online (marconi, marconi-oneshot, sparse).
 bool IsTuned(PolicyKind kind);
 // "all", or a comma-separated list of names; kInvalidArgument names the unknown one.
 Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list);
@@ -43,7 +44,9 @@ struct SimConfig {
   TtftModel ttft = TtftModel::Linear(17.8, 0.05296);
   int64_t block_size = 32;  // vllm+
   AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
-  int threads = 1;          // the oracle's grid and the tuner's replays
+  // What recency means in FLOP-aware eviction (marconi, marconi-oneshot, oracle, sparse).
+  FlopAwareEvictionConfig::Recency recency = FlopAwareEvictionConfig{}.recency;
+  int threads = 1;  // the oracle's grid and the tuner's replays
   // Called with (requests done, requests) after each request of RunPolicy's replay (the oracle:
   // of its first grid replay only), from the replaying thread.
   std::function<void(size_t, size_t)> progress;
@@ -67,7 +70,7 @@ struct PolicyResult {
 // A cache configured as one of the compared systems, and its alpha tuner when it has one.
 struct PolicyInstance {
   std::unique_ptr<PrefixCache> cache;
-  std::unique_ptr<AlphaTuner> tuner;  // null unless tuned (marconi, marconi-retune, sparse)
+  std::unique_ptr<AlphaTuner> tuner;  // null unless tuned (marconi, marconi-oneshot, sparse)
 };
 // The cache of `kind` (vanilla has none: kInvalidArgument) for config.model and
 // config.capacity_bytes, with eviction alpha `alpha`, and a tuner if `tune`. For the oracle, one

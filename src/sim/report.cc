@@ -33,7 +33,9 @@ Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
   s.checkpoints_admitted = st.checkpoints_admitted;
   s.checkpoint_hits = st.hit_requests;
   s.evictions = st.evictions;
+  s.self_evictions = st.self_evictions;
   s.alpha = r.alpha;
+  s.tuning_rounds = r.rounds;
   std::vector<double> all, shorts, longs;
   BucketSummary sb{"short (< " + std::to_string(long_threshold) + ")"};
   BucketSummary lb{"long (>= " + std::to_string(long_threshold) + ")"};
@@ -209,7 +211,17 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     j["checkpoints_admitted"] = s.checkpoints_admitted;
     j["checkpoint_hits"] = s.checkpoint_hits;
     j["evictions"] = s.evictions;
+    j["self_evictions"] = s.self_evictions;
     j["alpha"] = s.alpha;
+    nlohmann::ordered_json rounds = nlohmann::ordered_json::array();
+    for (const TuningRound& t : s.tuning_rounds) {
+      rounds.push_back({{"after_request", t.after_request},
+                        {"window", t.window},
+                        {"chosen_alpha", t.chosen_alpha},
+                        {"alphas", t.alphas},
+                        {"objective", t.objective}});
+    }
+    j["tuning_rounds"] = rounds;
     nlohmann::ordered_json buckets = nlohmann::ordered_json::array();
     for (const BucketSummary& b : s.buckets) {
       buckets.push_back({{"name", b.name},

@@ -40,8 +40,12 @@ struct Summary {
   int64_t checkpoints_admitted = 0;
   int64_t checkpoint_hits = 0;  // requests that resumed from a checkpoint
   int64_t evictions = 0;
+  int64_t self_evictions = 0;  // CacheStats::self_evictions: content that did not fit at all
   double alpha = 0;
   std::vector<BucketSummary> buckets;
+  // The alpha tuner's rounds (for the oracle: its grid over the whole trace). In JSON as
+  // "tuning_rounds": [{"after_request", "window", "chosen_alpha", "alphas", "objective"}].
+  std::vector<TuningRound> tuning_rounds;
 };
 
 Summary Summarize(const PolicyResult& result, int64_t long_threshold = 7000);
