@@ -41,6 +41,10 @@ for art in 5 7.5 10; do
   $M sweep --trace "$T/swe-art$art.jsonl.zst" --capacities 40GB,60GB,80GB,100GB \
     --sps 1,10 --policy $POLICIES -o "$T/swe-art$art" >&2
 done
+$M sweep --trace "$T/docqa.jsonl.zst" --capacities 2GB,5GB,10GB,20GB --policy $POLICIES \
+  -o "$T/docqa" >&2
+$M sweep --trace "$T/sysprompt.jsonl.zst" --capacities 1GB,2GB,5GB,10GB --policy $POLICIES \
+  -o "$T/sysprompt" >&2
 # Run from $T with relative names: the plots' titles name the trace, and must not name the
 # temporary directory (or every regeneration would change them).
 (cd "$T" && "$M_ABS" place --trace docqa.jsonl.zst --budgets 1,2,4,8 --format csv \
@@ -53,10 +57,13 @@ for plot in hit_rate_vs_capacity marconi_win ttft_cdf; do
 done
 
 # Tables: token hit rate per policy for every (arrival rate, capacity), and the headline ratios.
+# Columns are found by their header names, so that new columns in sweep.csv change nothing here.
+COLS='FNR == 1 { for (i = 1; i <= NF; ++i) col[$i] = i; next }'
 table() {  # $1 = sweep.csv
-  awk -F, 'NR > 1 {
-      key = $3 "," $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      hit[key, $4] = $8; p95[key, $4] = $13
+  awk -F, "$COLS"'{
+      key = $col["sessions_per_second"] "," $col["capacity_bytes"]
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      hit[key, $col["policy"]] = $col["token_hit_rate"]; p95[key, $col["policy"]] = $col["ttft_ms_p95"]
     }
     END {
       print "| sessions/s | cache | vanilla | vLLM+ | SGLang+ | Marconi | Marconi one-shot | oracle | Marconi / vLLM+ | Marconi vs SGLang+ | one-shot vs SGLang+ | P95 TTFT vs no cache |"
@@ -67,6 +74,7 @@ table() {  # $1 = sweep.csv
         win = hit[k, "sglang+"] > 0 ? sprintf("%+.1f%%", 100 * (hit[k, "marconi"] / hit[k, "sglang+"] - 1)) : "-"
         rwin = hit[k, "sglang+"] > 0 ? sprintf("%+.1f%%", 100 * (hit[k, "marconi-oneshot"] / hit[k, "sglang+"] - 1)) : "-"
         ttft = p95[k, "vanilla"] > 0 ? sprintf("%+.1f%%", 100 * (p95[k, "marconi"] / p95[k, "vanilla"] - 1)) : "-"
+        if (f[1] == 0) f[1] = "as built"
         printf "| %s | %.0f GB | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %s | %s | %s | %s |\n", f[1], f[2] / 1e9,
           100 * hit[k, "vanilla"], 100 * hit[k, "vllm+"], 100 * hit[k, "sglang+"], 100 * hit[k, "marconi"],
           100 * hit[k, "marconi-oneshot"], 100 * hit[k, "oracle"], ratio, win, rwin, ttft
@@ -74,8 +82,10 @@ table() {  # $1 = sweep.csv
     }' "$1"
 }
 headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLang+, best P95 TTFT cut
-  cat "$@" | awk -F, '$1 != "model" {
-      key = FILENAME "," $1 "," $2 "," $3; hit[key, $4] = $8; p95[key, $4] = $13; keys[key] = 1
+  awk -F, "$COLS"'{
+      key = FILENAME "," $col["model"] "," $col["capacity_bytes"] "," $col["sessions_per_second"]
+      hit[key, $col["policy"]] = $col["token_hit_rate"]; p95[key, $col["policy"]] = $col["ttft_ms_p95"]
+      keys[key] = 1
     }
     END {
       for (k in keys) {
@@ -98,7 +108,7 @@ headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLan
       printf "Marconi / vLLM+ token hit rate, mean over configurations: **%.1fx**; ", sum / n
       printf "P95 of Marconi'"'"'s win over SGLang+: **%+.1f%%** (one-shot tuning: **%+.1f%%**; worst case %+.1f%%, one-shot %+.1f%%); ", wins[idx], rwins[idx], wins[1], rwins[1]
       printf "largest P95 TTFT reduction against no cache: **%.1f%%**.\n", best
-    }'
+    }' "$@"
 }
 
 {
@@ -150,6 +160,20 @@ MID
   echo "![hit rate](results/swe-art7.5_hit_rate_vs_capacity_paper-7b_sps10.svg)"
   echo "![win](results/swe-art7.5_marconi_win_paper-7b_sps10.svg)"
   echo "![TTFT](results/swe-art7.5_ttft_cdf_paper-7b_sps10.svg)"
+  echo
+  echo "## Doc-QA and system prompts through the simulator"
+  echo
+  echo "The same systems on the L-Eval documents (45 documents, their questions arriving 2 s apart"
+  echo "on average; no output) and on system prompts with first-turn user queries (200 prompts,"
+  echo "5 queries each, 2 sessions/s). The paper did not evaluate these workloads."
+  for t in docqa sysprompt; do
+    echo
+    echo "### $t"
+    echo
+    echo "$(headline "$T/$t/sweep.csv")"
+    echo
+    table "$T/$t/sweep.csv"
+  done
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"
   echo
