@@ -17,6 +17,8 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$DOCS/results"
 mkdir -p "$DOCS/results"
+RESULTS_ABS=$(cd "$DOCS/results" && pwd)
+M_ABS="$PWD/$M"
 
 echo "== building traces" >&2
 $M trace build "$DATA/chat/sharegpt.jsonl.zst" --workload chat --min-turns 5 --sessions 100 \
@@ -32,53 +34,65 @@ $M trace build "$DATA/sysprompts/system-prompts.jsonl.zst" --workload sysprompt 
   --tokenizer "$TOK" -o "$T/sysprompt.jsonl.zst" >&2
 
 echo "== sweeps" >&2
-POLICIES=vanilla,vllm+,sglang+,marconi,marconi-retune,oracle
+POLICIES=vanilla,vllm+,sglang+,marconi,marconi-oneshot,oracle
 $M sweep --trace "$T/sharegpt.jsonl.zst" --capacities 1GB,2GB,4GB,6GB,8GB,10GB \
   --sps 0.25,1,5,10 --policy $POLICIES -o "$T/sharegpt" >&2
 for art in 5 7.5 10; do
   $M sweep --trace "$T/swe-art$art.jsonl.zst" --capacities 40GB,60GB,80GB,100GB \
     --sps 1,10 --policy $POLICIES -o "$T/swe-art$art" >&2
 done
-$M place --trace "$T/docqa.jsonl.zst" --budgets 1,2,4,8 --format csv -o "$T/place-docqa.csv" \
-  --svg "$DOCS/results/place_docqa.svg"
-$M place --trace "$T/sysprompt.jsonl.zst" --budgets 1,2,4,8 --format csv \
-  -o "$T/place-sysprompt.csv" --svg "$DOCS/results/place_sysprompt.svg"
+$M sweep --trace "$T/docqa.jsonl.zst" --capacities 2GB,5GB,10GB,20GB --policy $POLICIES \
+  -o "$T/docqa" >&2
+$M sweep --trace "$T/sysprompt.jsonl.zst" --capacities 1GB,2GB,5GB,10GB --policy $POLICIES \
+  -o "$T/sysprompt" >&2
+# Run from $T with relative names: the plots' titles name the trace, and must not name the
+# temporary directory (or every regeneration would change them).
+(cd "$T" && "$M_ABS" place --trace docqa.jsonl.zst --budgets 1,2,4,8 --format csv \
+  -o place-docqa.csv --svg "$RESULTS_ABS/place_docqa.svg")
+(cd "$T" && "$M_ABS" place --trace sysprompt.jsonl.zst --budgets 1,2,4,8 --format csv \
+  -o place-sysprompt.csv --svg "$RESULTS_ABS/place_sysprompt.svg")
 for plot in hit_rate_vs_capacity marconi_win ttft_cdf; do
   cp "$T/sharegpt/${plot}_paper-7b_sps1.svg" "$DOCS/results/"
   cp "$T/swe-art7.5/${plot}_paper-7b_sps10.svg" "$DOCS/results/swe-art7.5_${plot}_paper-7b_sps10.svg"
 done
 
 # Tables: token hit rate per policy for every (arrival rate, capacity), and the headline ratios.
+# Columns are found by their header names, so that new columns in sweep.csv change nothing here.
+COLS='FNR == 1 { for (i = 1; i <= NF; ++i) col[$i] = i; next }'
 table() {  # $1 = sweep.csv
-  awk -F, 'NR > 1 {
-      key = $3 "," $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      hit[key, $4] = $8; p95[key, $4] = $13
+  awk -F, "$COLS"'{
+      key = $col["sessions_per_second"] "," $col["capacity_bytes"]
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      hit[key, $col["policy"]] = $col["token_hit_rate"]; p95[key, $col["policy"]] = $col["ttft_ms_p95"]
     }
     END {
-      print "| sessions/s | cache | vanilla | vLLM+ | SGLang+ | Marconi | Marconi re-tuned | oracle | Marconi / vLLM+ | Marconi vs SGLang+ | re-tuned vs SGLang+ | P95 TTFT vs no cache |"
+      print "| sessions/s | cache | vanilla | vLLM+ | SGLang+ | Marconi | Marconi one-shot | oracle | Marconi / vLLM+ | Marconi vs SGLang+ | one-shot vs SGLang+ | P95 TTFT vs no cache |"
       print "|---|---|---|---|---|---|---|---|---|---|---|---|"
       for (i = 1; i <= n; ++i) {
         k = order[i]; split(k, f, ",")
         ratio = hit[k, "vllm+"] > 0 ? sprintf("%.1fx", hit[k, "marconi"] / hit[k, "vllm+"]) : "-"
         win = hit[k, "sglang+"] > 0 ? sprintf("%+.1f%%", 100 * (hit[k, "marconi"] / hit[k, "sglang+"] - 1)) : "-"
-        rwin = hit[k, "sglang+"] > 0 ? sprintf("%+.1f%%", 100 * (hit[k, "marconi-retune"] / hit[k, "sglang+"] - 1)) : "-"
+        rwin = hit[k, "sglang+"] > 0 ? sprintf("%+.1f%%", 100 * (hit[k, "marconi-oneshot"] / hit[k, "sglang+"] - 1)) : "-"
         ttft = p95[k, "vanilla"] > 0 ? sprintf("%+.1f%%", 100 * (p95[k, "marconi"] / p95[k, "vanilla"] - 1)) : "-"
+        if (f[1] == 0) f[1] = "as built"
         printf "| %s | %.0f GB | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %s | %s | %s | %s |\n", f[1], f[2] / 1e9,
           100 * hit[k, "vanilla"], 100 * hit[k, "vllm+"], 100 * hit[k, "sglang+"], 100 * hit[k, "marconi"],
-          100 * hit[k, "marconi-retune"], 100 * hit[k, "oracle"], ratio, win, rwin, ttft
+          100 * hit[k, "marconi-oneshot"], 100 * hit[k, "oracle"], ratio, win, rwin, ttft
       }
     }' "$1"
 }
 headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLang+, best P95 TTFT cut
-  cat "$@" | awk -F, '$1 != "model" {
-      key = FILENAME "," $1 "," $2 "," $3; hit[key, $4] = $8; p95[key, $4] = $13; keys[key] = 1
+  awk -F, "$COLS"'{
+      key = FILENAME "," $col["model"] "," $col["capacity_bytes"] "," $col["sessions_per_second"]
+      hit[key, $col["policy"]] = $col["token_hit_rate"]; p95[key, $col["policy"]] = $col["ttft_ms_p95"]
+      keys[key] = 1
     }
     END {
       for (k in keys) {
         if (hit[k, "vllm+"] > 0) { sum += hit[k, "marconi"] / hit[k, "vllm+"]; n++ }
         if (hit[k, "sglang+"] > 0) {
           wins[++m] = 100 * (hit[k, "marconi"] / hit[k, "sglang+"] - 1)
-          rwins[m] = 100 * (hit[k, "marconi-retune"] / hit[k, "sglang+"] - 1)
+          rwins[m] = 100 * (hit[k, "marconi-oneshot"] / hit[k, "sglang+"] - 1)
         }
         cut = 100 * (1 - p95[k, "marconi"] / p95[k, "vanilla"]); if (cut > best) best = cut
       }
@@ -92,9 +106,9 @@ headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLan
       }
       idx = int(0.95 * (m - 1)) + 1
       printf "Marconi / vLLM+ token hit rate, mean over configurations: **%.1fx**; ", sum / n
-      printf "P95 of Marconi'"'"'s win over SGLang+: **%+.1f%%** (re-tuned: **%+.1f%%**; worst case %+.1f%%, re-tuned %+.1f%%); ", wins[idx], rwins[idx], wins[1], rwins[1]
+      printf "P95 of Marconi'"'"'s win over SGLang+: **%+.1f%%** (one-shot tuning: **%+.1f%%**; worst case %+.1f%%, one-shot %+.1f%%); ", wins[idx], rwins[idx], wins[1], rwins[1]
       printf "largest P95 TTFT reduction against no cache: **%.1f%%**.\n", best
-    }'
+    }' "$@"
 }
 
 {
@@ -106,7 +120,8 @@ the paper's 7B hybrid (`paper-7b`: 4 attention, 24 SSM, 28 MLP layers, D = 4096,
 TTFT from the least-squares line through the paper's Jamba-1.5-Mini profile
 (17.8 ms + 0.05296 ms/token); policies as in SYSTEM.md section 4 (vLLM+: a state every 32
 tokens, LRU; SGLang+: Marconi's admission, LRU over leaves; Marconi: FLOP-aware eviction with
-the online alpha tuner; oracle: best fixed alpha in hindsight).
+recency in requests as in the authors' simulator, alpha re-tuned online after every window;
+Marconi one-shot: alpha tuned once, as in the paper; oracle: best fixed alpha in hindsight).
 
 ## Traces
 
@@ -145,6 +160,20 @@ MID
   echo "![hit rate](results/swe-art7.5_hit_rate_vs_capacity_paper-7b_sps10.svg)"
   echo "![win](results/swe-art7.5_marconi_win_paper-7b_sps10.svg)"
   echo "![TTFT](results/swe-art7.5_ttft_cdf_paper-7b_sps10.svg)"
+  echo
+  echo "## Doc-QA and system prompts through the simulator"
+  echo
+  echo "The same systems on the L-Eval documents (45 documents, their questions arriving 2 s apart"
+  echo "on average; no output) and on system prompts with first-turn user queries (200 prompts,"
+  echo "5 queries each, 2 sessions/s). The paper did not evaluate these workloads."
+  for t in docqa sysprompt; do
+    echo
+    echo "### $t"
+    echo
+    echo "$(headline "$T/$t/sweep.csv")"
+    echo
+    table "$T/$t/sweep.csv"
+  done
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"
   echo
