@@ -44,7 +44,7 @@ SimConfig TinyConfig() {
   return c;
 }
 
-std::vector<int64_t> Hits(const PolicyResult& r) {
+std::vector<int64_t> Hits(const SystemResult& r) {
   std::vector<int64_t> h;
   for (const auto& rec : r.records) h.push_back(rec.hit_tokens);
   return h;
@@ -55,19 +55,19 @@ TEST(Sim, GoldenTraceHandComputedHitRates) {
   SimConfig config = TinyConfig();
   // SGLang+: A1 resumes after A0's last token (12); B0 discovers the branch at 5 and
   // checkpoints it; C0 (3rd occurrence of [1..5]) hits it.
-  auto sglang = RunPolicy(trace, PolicyKind::kSglangPlus, config).value();
+  auto sglang = RunSystem(trace, SystemKind::kSglangPlus, config).value();
   EXPECT_EQ(Hits(sglang), (std::vector<int64_t>{0, 12, 0, 5}));
   EXPECT_DOUBLE_EQ(Summarize(sglang).token_hit_rate, 17.0 / 37.0);
   EXPECT_DOUBLE_EQ(Summarize(sglang).request_hit_rate, 0.5);
   // vLLM+ with 4-token blocks: states at 4, 8, 12 from A0; B0 and C0 resume at 4.
-  config.block_size = 4;
-  auto vllm = RunPolicy(trace, PolicyKind::kVllmPlus, config).value();
+  config.params["vllm+.block_size"] = 4;
+  auto vllm = RunSystem(trace, SystemKind::kVllmPlus, config).value();
   EXPECT_EQ(Hits(vllm), (std::vector<int64_t>{0, 12, 4, 4}));
   // With 32-token blocks nothing of this short trace is ever cached.
-  config.block_size = 32;
-  EXPECT_EQ(Hits(RunPolicy(trace, PolicyKind::kVllmPlus, config).value()),
+  config.params["vllm+.block_size"] = 32;
+  EXPECT_EQ(Hits(RunSystem(trace, SystemKind::kVllmPlus, config).value()),
             (std::vector<int64_t>{0, 0, 0, 0}));
-  auto vanilla = RunPolicy(trace, PolicyKind::kVanilla, config).value();
+  auto vanilla = RunSystem(trace, SystemKind::kVanilla, config).value();
   EXPECT_EQ(Summarize(vanilla).hit_tokens, 0);
   EXPECT_EQ(Summarize(vanilla).input_tokens, 37);
   EXPECT_DOUBLE_EQ(vanilla.records[0].ttft_ms, 17.8 + 0.05296 * 10);
@@ -128,8 +128,8 @@ TEST(Sim, BlockSizeOneWithUnboundedCacheReachesTheOracleHitRate) {
     oracle += best;
   }
   SimConfig config = TinyConfig();
-  config.block_size = 1;
-  auto r = RunPolicy(trace, PolicyKind::kVllmPlus, config).value();
+  config.params["vllm+.block_size"] = 1;
+  auto r = RunSystem(trace, SystemKind::kVllmPlus, config).value();
   EXPECT_EQ(r.stats.hit_tokens, oracle);
   EXPECT_GT(oracle, 0);
 }
@@ -142,12 +142,12 @@ TEST(Sim, PoliciesKeepTheirOrderOnAContendedMixedWorkload) {
   config.capacity_bytes = 5'000'000'000;
   config.threads = 2;
   std::map<std::string, double> hit;
-  const std::vector<PolicyKind> all = ParsePolicies("all").value();
-  for (PolicyKind k : all) {
-    auto r = RunPolicy(trace, k, config);
+  const std::vector<SystemKind> all = ParseSystems("all").value();
+  for (SystemKind k : all) {
+    auto r = RunSystem(trace, k, config);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    hit[r->policy] = r->stats.token_hit_rate();
-    if (k == PolicyKind::kOracle) {
+    hit[r->system] = r->stats.token_hit_rate();
+    if (k == SystemKind::kOracle) {
       ASSERT_EQ(r->rounds.size(), 1u);
       for (double o : r->rounds[0].objective) EXPECT_LE(o, r->stats.token_hit_rate());
     }
@@ -170,8 +170,8 @@ TEST(Sim, DeterministicAcrossRunsAndThreadCounts) {
   for (int threads : {1, 2}) {
     config.threads = threads;
     std::vector<Summary> rows;
-    for (PolicyKind k : {PolicyKind::kMarconi, PolicyKind::kOracle}) {
-      rows.push_back(Summarize(RunPolicy(trace, k, config).value()));
+    for (SystemKind k : {SystemKind::kMarconi, SystemKind::kOracle}) {
+      rows.push_back(Summarize(RunSystem(trace, k, config).value()));
     }
     runs.push_back(rows[0]);
     runs.push_back(rows[1]);
@@ -340,7 +340,7 @@ TEST(Sim, ReportsThePeakOfKvAndStatesTogether) {
   SimConfig config;
   config.model = ModelSpec::Preset("paper-7b").value();
   config.capacity_bytes = ParseBytes("2GiB").value();
-  const PolicyResult r = RunPolicy(trace, PolicyKind::kSglangPlus, config).value();
+  const SystemResult r = RunSystem(trace, SystemKind::kSglangPlus, config).value();
   const Summary s = Summarize(r);
   EXPECT_GT(s.peak_bytes, 0);
   EXPECT_EQ(s.peak_bytes, r.stats.peak_bytes);
@@ -375,21 +375,21 @@ TEST(Sim, RetimeKeepsSessionGaps) {
 TEST(Sim, ReportsAreWellFormed) {
   const Trace trace = Golden();
   SimConfig config = TinyConfig();
-  std::vector<PolicyResult> results;
+  std::vector<SystemResult> results;
   std::vector<Summary> rows;
-  for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kSglangPlus}) {
-    results.push_back(RunPolicy(trace, k, config).value());
+  for (SystemKind k : {SystemKind::kVanilla, SystemKind::kSglangPlus}) {
+    results.push_back(RunSystem(trace, k, config).value());
     rows.push_back(Summarize(results.back()));
   }
   const ReportContext ctx{"golden", "tiny", 1000, "line", 0};
   const std::string json = SummaryJson(rows, ctx);
-  for (const char* key : {"\"policy\": \"sglang+\"", "\"token_hit_rate\"", "\"ttft_ms_p95\"",
-                          "\"peak_state_bytes\"", "\"buckets\""}) {
+  for (const char* key : {"\"system\": \"sglang+\"", "\"params\"", "\"token_hit_rate\"",
+                          "\"ttft_ms_p95\"", "\"peak_state_bytes\"", "\"buckets\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
   }
   const std::string csv = PerRequestCsv(trace, results);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms");
+            "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms");
   EXPECT_NE(csv.find("sglang+,1,A,1,14,12,"), std::string::npos);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 4);
   EXPECT_NE(SummaryTable(rows, ctx).find("sglang+"), std::string::npos);

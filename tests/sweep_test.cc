@@ -15,7 +15,7 @@ SweepSpec SmallSpec(int threads) {
   spec.models = {ModelSpec::Preset("paper-7b").value(), ModelSpec::Preset("nemotron-h-8b").value()};
   spec.capacities = {1'000'000'000, 3'000'000'000};
   spec.sessions_per_second = {1, 4};
-  spec.policies = ParsePolicies("vanilla,sglang+,marconi").value();
+  spec.systems = ParseSystems("vanilla,sglang+,marconi").value();
   spec.threads = threads;
   return spec;
 }
@@ -62,13 +62,13 @@ TEST(Sweep, ArrivalRatesShareTheTraceAndGiveTheRetimedCopysResults) {
       EXPECT_EQ(trace.requests[schedule.order[k]].input, copy.requests[k].input);
       EXPECT_EQ(schedule.ts[k], copy.requests[k].ts);
     }
-    for (PolicyKind kind : {PolicyKind::kVanilla, PolicyKind::kSglangPlus, PolicyKind::kMarconi,
-                            PolicyKind::kOracle}) {
-      const PolicyResult a = RunPolicy(copy, kind, config).value();
-      const PolicyResult b = RunPolicy(trace, schedule, kind, config).value();
-      EXPECT_EQ(a.stats.hit_tokens, b.stats.hit_tokens) << PolicyName(kind);
-      EXPECT_EQ(a.stats.evictions, b.stats.evictions) << PolicyName(kind);
-      EXPECT_EQ(a.alpha, b.alpha) << PolicyName(kind);
+    for (SystemKind kind : {SystemKind::kVanilla, SystemKind::kSglangPlus, SystemKind::kMarconi,
+                            SystemKind::kOracle}) {
+      const SystemResult a = RunSystem(copy, kind, config).value();
+      const SystemResult b = RunSystem(trace, schedule, kind, config).value();
+      EXPECT_EQ(a.stats.hit_tokens, b.stats.hit_tokens) << SystemName(kind);
+      EXPECT_EQ(a.stats.evictions, b.stats.evictions) << SystemName(kind);
+      EXPECT_EQ(a.alpha, b.alpha) << SystemName(kind);
       ASSERT_EQ(a.records.size(), b.records.size());
       for (size_t k = 0; k < a.records.size(); ++k) {
         EXPECT_EQ(a.records[k].hit_tokens, b.records[k].hit_tokens);
@@ -79,7 +79,7 @@ TEST(Sweep, ArrivalRatesShareTheTraceAndGiveTheRetimedCopysResults) {
   Schedule bad;
   bad.order = {trace.requests.size()};
   bad.ts = {0};
-  EXPECT_EQ(RunPolicy(trace, bad, PolicyKind::kVanilla, config).status().code(),
+  EXPECT_EQ(RunSystem(trace, bad, SystemKind::kVanilla, config).status().code(),
             StatusCode::kInvalidArgument);
 }
 
@@ -89,7 +89,7 @@ TEST(Sweep, MoreCacheNeverHurtsLruHitRateHere) {
   spec.models.resize(1);
   spec.sessions_per_second = {1};
   spec.capacities = {500'000'000, 2'000'000'000, 8'000'000'000};
-  spec.policies = {PolicyKind::kSglangPlus};
+  spec.systems = {SystemKind::kSglangPlus};
   auto cells = RunSweep(trace, spec).value();
   ASSERT_EQ(cells.size(), 3u);
   EXPECT_LE(cells[0].summary.token_hit_rate, cells[1].summary.token_hit_rate);

@@ -13,6 +13,7 @@
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "sim/synthetic.h"
+#include "systems_options.h"
 
 namespace marconi::tools {
 namespace {
@@ -21,7 +22,6 @@ struct SimOptions {
   std::string trace;
   std::string model = "paper-7b";
   std::string capacity = "5GB";
-  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
   std::string format = "table";
   std::string per_request;
   std::string ttft_profile;
@@ -31,13 +31,10 @@ struct SimOptions {
   int sessions = 80;
   int threads = 0;
   bool skip_bad_lines = false;
-  int64_t block_size = 32;
   double multiplier = 5;
   std::string objective = "hit";
   bool tuner_flags = false;  // --tuner-multiplier or --tuner-objective given
-  bool block_size_flag = false;
-  bool recency_flag = false;
-  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
+  SystemsOptions systems;
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -47,43 +44,22 @@ int Run(const SimOptions& o) {
   if (!model.ok()) return Fail(model.status());
   auto capacity = sim::ParseBytes(o.capacity);
   if (!capacity.ok()) return Fail(capacity.status());
-  auto policies = sim::ParsePolicies(o.policies);
-  if (!policies.ok()) return Fail(policies.status());
-  auto has = [&](std::initializer_list<sim::PolicyKind> kinds) {
-    for (sim::PolicyKind k : *policies) {
-      if (std::find(kinds.begin(), kinds.end(), k) != kinds.end()) return true;
-    }
-    return false;
-  };
-  if (o.tuner_flags && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiOneShot,
-                             sim::PolicyKind::kSparse})) {
+  sim::SimConfig config;
+  std::vector<sim::SystemKind> systems;
+  if (Status s = ApplySystemsOptions(o.systems, &systems, &config); !s.ok()) return Fail(s);
+  if (o.tuner_flags && std::none_of(systems.begin(), systems.end(), sim::IsTuned)) {
     return Fail(Status::InvalidArgument(
-        "--tuner-multiplier and --tuner-objective need a tuned policy (marconi, marconi-oneshot "
-        "or sparse) in --policy"));
-  }
-  if (o.recency_flag && !has({sim::PolicyKind::kMarconi, sim::PolicyKind::kMarconiOneShot,
-                              sim::PolicyKind::kOracle, sim::PolicyKind::kSparse})) {
-    return Fail(Status::InvalidArgument(
-        "--recency needs a FLOP-aware policy (marconi, marconi-oneshot, oracle or sparse) in "
-        "--policy"));
-  }
-  if (o.block_size_flag && !has({sim::PolicyKind::kVllmPlus})) {
-    return Fail(Status::InvalidArgument("--block-size needs vllm+ in --policy"));
+        "--tuner-multiplier and --tuner-objective need a tuned system in --systems"));
   }
   if (!o.per_request.empty()) {
     if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
   }
 
-  sim::SimConfig config;
   config.model = *model;
   config.capacity_bytes = *capacity;
-  config.block_size = o.block_size;
   config.threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = o.multiplier;
-  auto recency = ParseRecency(o.recency);
-  if (!recency.ok()) return Fail(recency.status());
-  config.recency = *recency;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
   if (!o.roofline.empty()) {
@@ -110,12 +86,12 @@ int Run(const SimOptions& o) {
 
   // Validate the cache configuration once, before any replay.
   if (Status s = sim::CheckCapacity(*model, *capacity, o.capacity); !s.ok()) return Fail(s);
-  std::vector<sim::PolicyResult> results;
+  std::vector<sim::SystemResult> results;
   std::vector<sim::Summary> rows;
   Progress progress("sim");
-  for (sim::PolicyKind kind : *policies) {
-    config.progress = progress.Callback("requests", sim::PolicyName(kind));
-    auto r = sim::RunPolicy(*trace, kind, config);
+  for (sim::SystemKind kind : systems) {
+    config.progress = progress.Callback("requests", sim::SystemName(kind));
+    auto r = sim::RunSystem(*trace, kind, config);
     if (!r.ok()) return Fail(r.status());
     rows.push_back(sim::Summarize(*r));
     results.push_back(std::move(r).value());
@@ -145,16 +121,13 @@ int Run(const SimOptions& o) {
 void AddSimCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SimOptions>();
   auto* cmd = app.add_subcommand(
-      "sim", "Replay a trace (default: a built-in synthetic workload) through every policy");
+      "sim", "Replay a trace (default: a built-in synthetic workload) through every system");
   auto* trace = cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
                     ->check(CLI::ExistingFile);
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
       ->capture_default_str();
-  cmd->add_option(
-         "--policy", o->policies,
-         "Policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or all")
-      ->capture_default_str();
+  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
@@ -178,9 +151,6 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
       ->needs(trace);
-  auto* block = cmd->add_option("--block-size", o->block_size, "vllm+ block size in tokens")
-                    ->capture_default_str()
-                    ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   auto* multiplier =
       cmd->add_option("--tuner-multiplier", o->multiplier,
                       "Tuning window, in multiples of the requests before the first eviction")
@@ -190,16 +160,8 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
           ->capture_default_str()
           ->check(CLI::IsMember({"hit", "flops"}));
-  auto* recency =
-      cmd->add_option(
-             "--recency", o->recency,
-             "FLOP-aware eviction's recency: inverse-requests (1 / requests since the last "
-             "access, as the authors' simulator) or linear-time (trace time)")
-          ->capture_default_str();
-  cmd->callback([o, exit_code, block, multiplier, objective, recency] {
+  cmd->callback([o, exit_code, multiplier, objective] {
     o->tuner_flags = multiplier->count() + objective->count() > 0;
-    o->block_size_flag = block->count() > 0;
-    o->recency_flag = recency->count() > 0;
     *exit_code = Run(*o);
   });
 }

@@ -10,6 +10,7 @@
 #include "sim/file_io.h"
 #include "sim/sweep.h"
 #include "sim/synthetic.h"
+#include "systems_options.h"
 
 namespace marconi::tools {
 namespace {
@@ -19,13 +20,12 @@ struct SweepOptions {
   std::vector<std::string> models = {"paper-7b"};
   std::vector<std::string> capacities = {"2GB", "3GB", "5GB", "7GB", "10GB"};
   std::vector<double> sps;
-  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
   std::string out = "sweep-out";
   std::string ttft_profile;
   int threads = 0;
   int sessions = 80;
   bool skip_bad_lines = false;
-  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
+  SystemsOptions systems;
 };
 
 int Fail(const Status& s) { return ReportError("sweep", s); }
@@ -46,12 +46,9 @@ int Run(const SweepOptions& o) {
     }
     spec.capacities.push_back(*bytes);
   }
-  auto policies = sim::ParsePolicies(o.policies);
-  if (!policies.ok()) return Fail(policies.status());
-  spec.policies = *policies;
-  auto recency = ParseRecency(o.recency);
-  if (!recency.ok()) return Fail(recency.status());
-  spec.base.recency = *recency;
+  if (Status s = ApplySystemsOptions(o.systems, &spec.systems, &spec.base); !s.ok()) {
+    return Fail(s);
+  }
   Result<sim::Trace> trace = o.trace.empty()
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
@@ -87,7 +84,7 @@ int Run(const SweepOptions& o) {
 void AddSweepCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SweepOptions>();
   auto* cmd = app.add_subcommand(
-      "sweep", "Run a grid of models x capacities x arrival rates x policies; CSV and SVG plots");
+      "sweep", "Run a grid of models x capacities x arrival rates x systems; CSV and SVG plots");
   auto* trace = cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
                     ->check(CLI::ExistingFile);
   cmd->add_option("--models", o->models, "Model presets or config.json files")
@@ -101,7 +98,7 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
                   "0.5,1,2 for the synthetic workload, 0 for a trace")
       ->delimiter(',')
       ->check(NonNegative());
-  cmd->add_option("--policy", o->policies, "Policies, or all")->capture_default_str();
+  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
   cmd->add_option("-o,--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--ttft-profile", o->ttft_profile, "Prefill profile CSV (least-squares line)");
   cmd->add_option("--threads", o->threads, "Concurrent runs (0: all cores)")
@@ -112,9 +109,6 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
       ->excludes(trace);
   cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
       ->needs(trace);
-  cmd->add_option("--recency", o->recency,
-                  "FLOP-aware eviction's recency: inverse-requests or linear-time")
-      ->capture_default_str();
   cmd->callback([o, exit_code] { *exit_code = Run(*o); });
 }
 

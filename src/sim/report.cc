@@ -16,10 +16,11 @@ double Percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
+Summary Summarize(const SystemResult& r, int64_t long_threshold) {
   Summary s;
   const CacheStats& st = r.stats;
-  s.policy = r.policy;
+  s.system = r.system;
+  s.params = r.params;
   s.requests = st.requests;
   s.input_tokens = st.input_tokens;
   s.hit_tokens = st.hit_tokens;
@@ -147,15 +148,15 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
     o += "(" + std::to_string(ctx.skipped_lines) + " malformed trace lines skipped)\n";
   }
   o += "\n";
-  std::snprintf(buf, sizeof(buf), "%-14s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
-                "policy", "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95",
+  std::snprintf(buf, sizeof(buf), "%-16s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
+                "system", "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95",
                 "peak KV+SSM", "peak KV", "peak SSM", "ckpts", "evict", "alpha");
   o += buf;
   for (const Summary& s : rows) {
     std::snprintf(
         buf, sizeof(buf),
-        "%-14s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld %6.1f\n",
-        s.policy.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
+        "%-16s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld %6.1f\n",
+        s.system.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
         100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50, s.ttft_ms_p95,
         FormatBytes(s.peak_bytes, ctx.units).c_str(),
         FormatBytes(s.peak_kv_bytes, ctx.units).c_str(),
@@ -170,8 +171,8 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
       if (b.requests == 0) continue;
       std::snprintf(
           buf, sizeof(buf),
-          "  %-14s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
-          s.policy.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
+          "  %-16s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
+          s.system.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
           100 * b.token_hit_rate, b.ttft_ms_p50, b.ttft_ms_p95);
       o += buf;
     }
@@ -193,7 +194,8 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
   nlohmann::ordered_json policies = nlohmann::ordered_json::array();
   for (const Summary& s : rows) {
     nlohmann::ordered_json j;
-    j["policy"] = s.policy;
+    j["system"] = s.system;
+    j["params"] = s.params;
     j["requests"] = s.requests;
     j["input_tokens"] = s.input_tokens;
     j["hit_tokens"] = s.hit_tokens;
@@ -235,14 +237,14 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     j["buckets"] = buckets;
     policies.push_back(j);
   }
-  out["policies"] = policies;
+  out["systems"] = policies;
   return out.dump(2) + "\n";
 }
 
-std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& results) {
-  std::string o = "policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms\n";
+std::string PerRequestCsv(const Trace& trace, const std::vector<SystemResult>& results) {
+  std::string o = "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms\n";
   char buf[128];
-  for (const PolicyResult& r : results) {
+  for (const SystemResult& r : results) {
     for (const RequestRecord& rec : r.records) {
       const TraceRequest& t = trace.requests[rec.index];
       std::string sid = t.session_id;
@@ -254,7 +256,7 @@ std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& r
       std::snprintf(buf, sizeof(buf), ",%lld,%lld,%lld,%.3f\n", static_cast<long long>(t.turn_id),
                     static_cast<long long>(rec.input_tokens),
                     static_cast<long long>(rec.hit_tokens), rec.ttft_ms);
-      o += r.policy + "," + std::to_string(rec.index) + "," + sid + buf;
+      o += r.system + "," + std::to_string(rec.index) + "," + sid + buf;
     }
   }
   return o;

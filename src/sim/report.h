@@ -1,7 +1,8 @@
-// Metrics of replayed policies and their presentation: terminal table, JSON, per-request CSV.
+// Metrics of replayed systems and their presentation: terminal table, JSON, per-request CSV.
 #ifndef MARCONI_SIM_REPORT_H_
 #define MARCONI_SIM_REPORT_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,10 @@ struct BucketSummary {
   double ttft_ms_p95 = 0;
 };
 
-// One policy's results. Field names are the JSON keys (stable).
+// One system's results. Field names are the JSON keys (stable).
 struct Summary {
-  std::string policy;
+  std::string system;
+  std::map<std::string, double> params;  // its effective parameters (systems.h)
   int64_t requests = 0;
   int64_t input_tokens = 0;
   int64_t hit_tokens = 0;
@@ -48,7 +50,7 @@ struct Summary {
   std::vector<TuningRound> tuning_rounds;
 };
 
-Summary Summarize(const PolicyResult& result, int64_t long_threshold = 7000);
+Summary Summarize(const SystemResult& result, int64_t long_threshold = 7000);
 
 // Sizes are printed in the unit system the capacity was given in: decimal (GB, MB, KB: powers of
 // 1000) unless it was given in binary units (GiB, MiB, KiB: powers of 1024).
@@ -68,7 +70,7 @@ struct ReportContext {
 std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& ctx);
 std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& ctx);
 // policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms
-std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& results);
+std::string PerRequestCsv(const Trace& trace, const std::vector<SystemResult>& results);
 
 // "40GB" (decimal), "1.5GiB" (binary), "512MB", "123" (bytes), "inf" (unlimited).
 Result<int64_t> ParseBytes(const std::string& text);
