@@ -101,19 +101,20 @@ TEST(HybridModel, CaptureByRollForwardMatchesTwoPassPrefill) {
   SequenceState one = m.NewSequence();
   std::vector<Checkpoint> rolled;
   const std::vector<int64_t> at = {branch};
-  (void)m.Prefill(one, tokens, ScanKernel::kChunked, at, &rolled).value();
+  ASSERT_TRUE(m.Prefill(one, tokens, ScanKernel::kChunked, at, &rolled).ok());
   // With reference products, the conv inputs (projections) are computed identically in both.
   SequenceState ref = m.NewSequence();
   std::vector<Checkpoint> ref_rolled;
   const Kernels ref_kernels{ScanKernel::kChunked, MatmulKernel::kReference};
-  (void)m.Prefill(ref, tokens, ref_kernels, at, &ref_rolled).value();
+  ASSERT_TRUE(m.Prefill(ref, tokens, ref_kernels, at, &ref_rolled).ok());
   SequenceState ref_two = m.NewSequence();
-  (void)m.Prefill(ref_two, std::span<const Token>(tokens).first(branch), ref_kernels).value();
+  ASSERT_TRUE(m.Prefill(ref_two, std::span<const Token>(tokens).first(branch), ref_kernels).ok());
   for (size_t li = 0; li < ref_two.recurrent.size(); ++li)
     EXPECT_EQ(ref_two.recurrent[li].conv, ref_rolled[0].layers[li].conv);
   // Two-pass: prefill to the branch point, read the state, continue.
   SequenceState two = m.NewSequence();
-  (void)m.Prefill(two, std::span<const Token>(tokens).first(branch), ScanKernel::kChunked).value();
+  ASSERT_TRUE(
+      m.Prefill(two, std::span<const Token>(tokens).first(branch), ScanKernel::kChunked).ok());
   for (size_t li = 0; li < two.recurrent.size(); ++li) {
     EXPECT_LT(MaxRelDiff(two.recurrent[li].ssm, rolled[0].layers[li].ssm), 1e-5f);
     EXPECT_LT(MaxRelDiff(two.recurrent[li].conv, rolled[0].layers[li].conv), 1e-5f);
@@ -130,7 +131,7 @@ TEST(HybridModel, CheckpointsSerialiseAndBadInputIsRejected) {
   SequenceState s = m.NewSequence();
   std::vector<Checkpoint> cps;
   const std::vector<int64_t> at = {5};
-  (void)m.Prefill(s, Prompt(5, 9), ScanKernel::kSequential, at, &cps).value();
+  ASSERT_TRUE(m.Prefill(s, Prompt(5, 9), ScanKernel::kSequential, at, &cps).ok());
   const std::string bytes = SerializeCheckpoint(cps[0]);
   EXPECT_EQ(bytes.size(), 16 + 6 * 16 + static_cast<size_t>(m.CheckpointBytes()));
   auto back = DeserializeCheckpoint(bytes);
