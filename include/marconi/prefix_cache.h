@@ -140,10 +140,10 @@ class PrefixCache {
   // cached tokens); for tests and debugging. Returns the first violation found.
   Status CheckInvariants() const;
 
-  struct Impl;
-
  private:
+  struct Impl;  // src/cache/prefix_cache_impl.h
   friend class Lease;
+  friend Status CheckCacheInvariants(const Impl& impl);  // src/cache/invariant_checker.cc
   explicit PrefixCache(std::unique_ptr<Impl> impl);
   void Unpin(NodeId node);
   std::unique_ptr<Impl> impl_;
