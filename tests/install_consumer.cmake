@@ -1,7 +1,8 @@
 # Installs the build tree BUILD into a scratch prefix under WORK, checks that the package holds
 # the core and nothing of the simulator or the engine, then configures, builds and runs
 # tests/install_consumer against it.
-#   cmake -DBUILD=... -DWORK=... -DSOURCE=.../tests/install_consumer -DCONFIG=Release -P this
+#   cmake -DBUILD=... -DWORK=... -DSOURCE=.../tests/install_consumer -DCONFIG=Release
+#         [-DFLAGS=<compile and link flags, e.g. the library's sanitizer>] -P this
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT rc EQUAL 0)
@@ -39,6 +40,7 @@ endforeach()
 
 # An outside project finds it through the prefix alone (no package registry, no source tree).
 run(${CMAKE_COMMAND} -S ${SOURCE} -B ${WORK}/consumer -DCMAKE_BUILD_TYPE=${CONFIG}
-    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+    "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK}/consumer --config ${CONFIG})
 run(${WORK}/consumer/consumer)
