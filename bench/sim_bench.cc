@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "sim/replay.h"
 #include "sim/synthetic.h"
@@ -14,7 +15,10 @@ namespace {
 const std::string& AgentTracePath() {
   static const std::string path = [] {
     const std::string p = "/tmp/marconi_bench_agent_trace.jsonl";
-    (void)WriteTrace(p, SyntheticAgent(24, 1));
+    if (const Status s = WriteTrace(p, SyntheticAgent(24, 1)); !s.ok()) {
+      std::fprintf(stderr, "sim_bench: %s\n", s.ToString().c_str());
+      std::abort();
+    }
     return p;
   }();
   return path;

@@ -52,6 +52,8 @@ int RunBuild(BuildArgs a) {
   auto report = sim::BuildTrace(a.input, a.options, *encoder, **writer);
   progress.Finish();
   if (!report.ok()) {
+    // The half-written file is removed just below and the build's error is the one to report:
+    // a failure to close it adds nothing.
     (void)(*writer)->Close();
     std::remove(a.output.c_str());  // no half-written trace left behind
     return Fail("build", report.status());
