@@ -30,12 +30,24 @@ TEST(Trace, ParsesAndSortsByTimestamp) {
   EXPECT_EQ(t->input_tokens(), 8);
 }
 
+struct Case {
+  const char* text;
+  const char* expect;  // a part of the error message
+};
+
+// Every case fails to parse as "bad.jsonl" with a parse error whose message contains `expect`.
+void ExpectParseErrors(const std::vector<Case>& cases) {
+  for (const Case& c : cases) {
+    auto t = ParseTrace(c.text, "bad.jsonl");
+    ASSERT_FALSE(t.ok()) << c.text;
+    EXPECT_EQ(t.status().code(), StatusCode::kParseError);
+    EXPECT_NE(t.status().message().find(c.expect), std::string::npos)
+        << "got: " << t.status().message() << "\nwant: " << c.expect;
+  }
+}
+
 TEST(Trace, ErrorsNameFileAndLine) {
-  struct Case {
-    const char* text;
-    const char* expect;
-  };
-  const Case cases[] = {
+  const std::vector<Case> cases = {
       {"{\"ts\": 1, \"input_tokens\": [1]}\n{\"ts\": 2}\n",
        "bad.jsonl:2: missing field 'input_tokens'"},
       {"{\"input_tokens\": [1]}\n", "bad.jsonl:1: missing field 'ts'"},
@@ -50,22 +62,12 @@ TEST(Trace, ErrorsNameFileAndLine) {
       {"", "bad.jsonl: no request in the trace"},
       {"\n  \n", "no request"},
   };
-  for (const Case& c : cases) {
-    auto t = ParseTrace(c.text, "bad.jsonl");
-    ASSERT_FALSE(t.ok()) << c.text;
-    EXPECT_EQ(t.status().code(), StatusCode::kParseError);
-    EXPECT_NE(t.status().message().find(c.expect), std::string::npos)
-        << "got: " << t.status().message() << "\nwant: " << c.expect;
-  }
+  ExpectParseErrors(cases);
 }
 
 // Each fault is named (simdjson alone said "not a JSON object" or a generic structure error).
 TEST(Trace, ParseErrorsSayWhatIsWrong) {
-  struct Case {
-    const char* text;
-    const char* expect;
-  };
-  const Case cases[] = {
+  const std::vector<Case> cases = {
       {"{\"ts\": 1, \"input_tokens\": [1]} xyz\n",
        "bad.jsonl:1: trailing content after the JSON object (column 32)"},
       {"{\"ts\": 1, \"input_tokens\": [1, 2\n", "bad.jsonl:1: truncated"},
@@ -88,13 +90,7 @@ TEST(Trace, ParseErrorsSayWhatIsWrong) {
       {"{\"ts\": 1, \"input_tokens\": [1],}\n", "bad.jsonl:1: malformed JSON"},
       {"ts: 1\n", "bad.jsonl:1: not a JSON object (the line starts with 't')"},
   };
-  for (const Case& c : cases) {
-    auto t = ParseTrace(c.text, "bad.jsonl");
-    ASSERT_FALSE(t.ok()) << c.text;
-    EXPECT_EQ(t.status().code(), StatusCode::kParseError);
-    EXPECT_NE(t.status().message().find(c.expect), std::string::npos)
-        << "got: " << t.status().message() << "\nwant: " << c.expect;
-  }
+  ExpectParseErrors(cases);
 }
 
 TEST(Trace, ByteOrderMarkAtTheStartIsSkipped) {
