@@ -30,6 +30,239 @@ bool Contains(const std::string& s, const std::string& part) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// config.json
+
+TEST(BadConfig, NumberTooLargeForADoubleNamesFileFieldAndLine) {
+  const auto top = ModelSpec::FromHfConfigJson(
+      "{\"model_type\": \"llama\",\n \"hidden_size\": 4096,\n \"rope_theta\": 1e400}", "cfg.json");
+  ASSERT_FALSE(top.ok());
+  EXPECT_EQ(top.status().code(), StatusCode::kParseError);
+  EXPECT_TRUE(Contains(top.status().message(), "cfg.json:3:")) << top.status().message();
+  EXPECT_TRUE(Contains(top.status().message(), "'rope_theta'")) << top.status().message();
+
+  const auto nested = ModelSpec::FromHfConfigJson(
+      R"({"model_type": "llama", "rope_scaling": {"type": "yarn", "factor": -1e999}})", "n.json");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_TRUE(Contains(nested.status().message(), "'rope_scaling.factor'"))
+      << nested.status().message();
+
+  const auto in_array =
+      ModelSpec::FromHfConfigJson(R"({"model_type": "llama", "eos": [1, 2, [3e500]]})", "a.json");
+  ASSERT_FALSE(in_array.ok());
+  EXPECT_TRUE(Contains(in_array.status().message(), "'eos[2][0]'")) << in_array.status().message();
+}
+
+TEST(BadConfig, IntegerBeyondInt64IsAnErrorNotAWrappedValue) {
+  const auto r = ModelSpec::FromHfConfigJson(
+      R"({"model_type": "mamba2", "hidden_size": 18446744073709551615, "num_hidden_layers": 2,
+          "state_size": 16})",
+      "u.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status().message(), "'hidden_size'")) << r.status().message();
+}
+
+TEST(BadConfig, Zamba2ZeroAttentionHeadsIsAnErrorNamingTheField) {
+  const auto r = ModelSpec::FromHfConfigJson(
+      R"({"model_type": "zamba2", "hidden_size": 256, "num_hidden_layers": 2,
+          "num_attention_heads": 0, "mamba_d_state": 16, "intermediate_size": 512,
+          "layers_block_type": ["hybrid", "mamba"]})",
+      "z.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kParseError);
+  EXPECT_TRUE(Contains(r.status().message(), "z.json")) << r.status().message();
+  EXPECT_TRUE(Contains(r.status().message(), "'num_attention_heads'")) << r.status().message();
+}
+
+TEST(BadConfig, HugeLayerCountIsAnErrorNotAnAllocation) {
+  const auto r = ModelSpec::FromHfConfigJson(
+      R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2000000000,
+          "state_size": 16})",
+      "l.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status().message(), "'num_hidden_layers'")) << r.status().message();
+}
+
+// One valid config per family; every integer field in turn is set to extreme values. Each load
+// must either fail with a message naming the source, or give a model whose costs are finite and
+// non-negative for every token count up to kMaxTokens (no overflow: UBSan checks it too).
+TEST(BadConfig, ExtremeValuesOfEveryFieldNeverOverflow) {
+  const char* bases[] = {
+      R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128})",
+      R"({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "num_heads": 2,
+          "head_dim": 64, "state_size": 16, "n_groups": 1, "expand": 2, "conv_kernel": 4})",
+      R"({"model_type": "jamba", "hidden_size": 64, "num_hidden_layers": 4,
+          "attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2,
+          "expert_layer_offset": 1, "intermediate_size": 128, "mamba_expand": 2,
+          "mamba_dt_rank": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "num_experts": 4,
+          "num_experts_per_tok": 2, "num_attention_heads": 4, "num_key_value_heads": 2})",
+      R"({"model_type": "nemotron_h", "hidden_size": 64, "hybrid_override_pattern": "M-*E",
+          "mamba_num_heads": 2, "mamba_head_dim": 32, "ssm_state_size": 16, "n_groups": 1,
+          "conv_kernel": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+          "intermediate_size": 128, "n_routed_experts": 4, "num_experts_per_tok": 2,
+          "moe_intermediate_size": 32, "moe_shared_expert_intermediate_size": 32})",
+      R"({"model_type": "zamba2", "hidden_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 4, "mamba_d_state": 16,
+          "n_mamba_heads": 2, "mamba_headdim": 64, "mamba_ngroups": 1, "mamba_d_conv": 4,
+          "intermediate_size": 128, "layers_block_type": ["hybrid", "mamba"]})",
+      R"({"model_type": "granitemoehybrid", "hidden_size": 64,
+          "layer_types": ["mamba", "attention"], "num_attention_heads": 4,
+          "num_key_value_heads": 2, "mamba_n_heads": 2, "mamba_d_head": 64,
+          "mamba_d_state": 16, "mamba_n_groups": 1, "mamba_d_conv": 4, "num_local_experts": 4,
+          "num_experts_per_tok": 2, "intermediate_size": 32, "shared_intermediate_size": 64})",
+      R"({"model_type": "falcon_h1", "hidden_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+          "mamba_n_heads": 2, "mamba_d_head": 64, "mamba_d_state": 16, "mamba_n_groups": 1,
+          "mamba_d_conv": 4, "intermediate_size": 128})",
+      R"({"model_type": "qwen3_next", "hidden_size": 64, "num_hidden_layers": 4,
+          "full_attention_interval": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+          "linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_conv_kernel_dim": 4,
+          "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+          "shared_expert_intermediate_size": 32})",
+  };
+  const char* values[] = {"0",
+                          "-1",
+                          "3",
+                          "65536",
+                          "4294967296",
+                          "1099511627776",
+                          "4611686018427387904",
+                          "9223372036854775807",
+                          "-9223372036854775808",
+                          "18446744073709551615"};
+  int loaded = 0, rejected = 0;
+  for (const char* base : bases) {
+    const nlohmann::json j = nlohmann::json::parse(base);
+    ASSERT_TRUE(ModelSpec::FromHfConfigJson(base, "base.json").ok()) << base;
+    for (const auto& [key, v] : j.items()) {
+      if (!v.is_number_integer()) continue;
+      for (const char* value : values) {
+        nlohmann::json changed = j;
+        changed[key] = "@@";
+        std::string text = changed.dump();
+        text.replace(text.find("\"@@\""), 4, value);
+        const auto r = ModelSpec::FromHfConfigJson(text, "x.json");
+        if (!r.ok()) {
+          ++rejected;
+          EXPECT_TRUE(Contains(r.status().message(), "x.json")) << r.status().message();
+          continue;
+        }
+        ++loaded;
+        SCOPED_TRACE(text);
+        EXPECT_GE(r->KvBytesPerToken(), 0);
+        EXPECT_GE(r->StateBytesPerCheckpoint(), 0);
+        EXPECT_GT(r->KvBytesPerToken() + r->StateBytesPerCheckpoint(), 0);
+        // The cache multiplies these by token and checkpoint counts up to kMaxTokens.
+        int64_t product = 0;
+        EXPECT_FALSE(__builtin_mul_overflow(r->KvBytesPerToken() + r->StateBytesPerCheckpoint(),
+                                            int64_t{1} << 31, &product));
+        const double f = r->PrefillFlops(int64_t{1} << 31, int64_t{1} << 31);
+        EXPECT_TRUE(std::isfinite(f) && f > 0) << f;
+        EXPECT_GT(r->linear_flops_per_token(), 0);
+        EXPECT_GE(r->attention_pair_flops(), 0);
+        EXPECT_GE(r->FlopsSaved(int64_t{1} << 30, int64_t{1} << 31), 0);
+      }
+    }
+  }
+  std::printf("loaded %d, rejected %d variants\n", loaded, rejected);
+  EXPECT_GT(loaded, 0);
+  EXPECT_GT(rejected, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelSpec::Create
+
+TEST(BadModelSpec, FieldsBeyondTheBoundAreErrorsNamingFieldAndBound) {
+  const auto head_dim = ModelSpec::Create("x", 8, 2, {AttentionLayer{1, 1, int64_t{1} << 62}});
+  ASSERT_FALSE(head_dim.ok());  // KV bytes per token were 2 * 2^62 * 2 = 0 (mod 2^64)
+  EXPECT_TRUE(Contains(head_dim.status().message(), "layer 0 (attention): head_dim"))
+      << head_dim.status().message();
+  EXPECT_TRUE(Contains(head_dim.status().message(), "16777216")) << head_dim.status().message();
+
+  const auto d_model = ModelSpec::Create("x", int64_t{1} << 40, 2, {PaperSsmLayer{16, 4}});
+  ASSERT_FALSE(d_model.ok());
+  EXPECT_TRUE(Contains(d_model.status().message(), "d_model")) << d_model.status().message();
+
+  // Every field within its bound, but a state that no cache could multiply by kMaxTokens.
+  const int64_t big = int64_t{1} << 20;
+  const auto state = ModelSpec::Create("x", 8, 8, {GatedDeltaNetLayer{1, big, big, big, 4}});
+  ASSERT_FALSE(state.ok());
+  EXPECT_TRUE(Contains(state.status().message(), "state bytes")) << state.status().message();
+}
+
+TEST(BadModelSpec, LayerCountIsBounded) {
+  std::vector<LayerSpec> layers(70000, MlpLayer{4, true});
+  const auto r = ModelSpec::Create("x", 8, 2, std::move(layers));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status().message(), "70000 layers")) << r.status().message();
+}
+
+// Random layers with sizes drawn log-uniformly from 1..2^62: whatever Create accepts has
+// non-negative costs that the cache can multiply by up to kMaxTokens without overflow.
+TEST(BadModelSpec, RandomHugeShapesNeverOverflow) {
+  const uint64_t seed = 20261123;
+  std::printf("[ seed     ] %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  auto size = [&] {
+    // Half the draws within the field bound (2^24), where only the byte bounds can reject.
+    const int bits = std::uniform_int_distribution<int>(0, rng() % 2 ? 62 : 23)(rng);
+    return std::max<int64_t>(1, static_cast<int64_t>(rng() >> (64 - bits - 1)) >> 1);
+  };
+  int accepted = 0, rejected = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<LayerSpec> layers;
+    const int n = std::uniform_int_distribution<int>(1, 4)(rng);
+    for (int i = 0; i < n; ++i) {
+      switch (std::uniform_int_distribution<int>(0, 6)(rng)) {
+        case 0: {
+          const int64_t kv = size();
+          layers.push_back(
+              AttentionLayer{kv * std::uniform_int_distribution<int64_t>(1, 4)(rng), kv, size()});
+          break;
+        }
+        case 1:
+          layers.push_back(Mamba1Layer{size(), size(), size(), size()});
+          break;
+        case 2:
+          layers.push_back(Mamba2Layer{size(), size(), size(), size(), size()});
+          break;
+        case 3:
+          layers.push_back(GatedDeltaNetLayer{size(), size(), size(), size(), size()});
+          break;
+        case 4:
+          layers.push_back(PaperSsmLayer{size(), size()});
+          break;
+        case 5:
+          layers.push_back(MlpLayer{size(), true});
+          break;
+        default: {
+          const int64_t e = size();
+          layers.push_back(MoeLayer{e, std::max<int64_t>(1, e / 2), size(), size(), true});
+        }
+      }
+    }
+    const auto r = ModelSpec::Create("r", size(), 8, std::move(layers));
+    if (!r.ok()) {
+      ++rejected;
+      continue;
+    }
+    ++accepted;
+    ASSERT_GE(r->KvBytesPerToken(), 0);
+    ASSERT_GE(r->StateBytesPerCheckpoint(), 0);
+    int64_t product = 0;
+    ASSERT_FALSE(__builtin_mul_overflow(r->KvBytesPerToken() + r->StateBytesPerCheckpoint(),
+                                        int64_t{1} << 31, &product));
+    const double f = r->PrefillFlops(int64_t{1} << 31, int64_t{1} << 31);
+    ASSERT_TRUE(std::isfinite(f) && f > 0) << "trial " << trial << ": " << f;
+    ASSERT_GT(r->linear_flops_per_token(), 0) << "trial " << trial;
+  }
+  std::printf("accepted %d, rejected %d\n", accepted, rejected);
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(rejected, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Files
 
 std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
