@@ -360,5 +360,45 @@ TEST(BadFile, ADirectoryIsAClearErrorEverywhere) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tuner window
+
+TEST(BadTuner, MultiplierBeyondTheBoundIsAnError) {
+  for (double bad : {1e300, 1e7, std::numeric_limits<double>::infinity(), std::nan(""), 0.0}) {
+    AlphaTunerConfig config;
+    config.multiplier = bad;
+    const auto t = AlphaTuner::Create(config);
+    ASSERT_FALSE(t.ok()) << bad;
+    EXPECT_TRUE(Contains(t.status().message(), "multiplier")) << t.status().message();
+  }
+  AlphaTunerConfig config;
+  config.multiplier = AlphaTuner::kMaxMultiplier;
+  EXPECT_TRUE(AlphaTuner::Create(config).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweep arrival rates
+
+TEST(BadSweep, NonFiniteOrNegativeArrivalRatesAreErrors) {
+  const sim::Trace trace = sim::SyntheticMixed(2, 1.0, 5);
+  sim::SweepSpec spec;
+  spec.models = {ModelSpec::Preset("paper-7b").value()};
+  spec.capacities = {1'000'000'000};
+  spec.policies = sim::ParsePolicies("vanilla").value();
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -1.0}) {
+    spec.sessions_per_second = {1, bad};
+    const auto r = sim::RunSweep(trace, spec);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(Contains(r.status().message(), "sessions per second")) << r.status().message();
+  }
+  spec.sessions_per_second = {1};
+  auto cells = sim::RunSweep(trace, spec).value();
+  cells[0].sessions_per_second = std::nan("");
+  const auto plots = sim::WriteSweepPlots(cells, TempPath("nan_sweep"));
+  ASSERT_FALSE(plots.ok());
+  EXPECT_EQ(plots.status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace marconi

@@ -1,9 +1,11 @@
 #include "sim.h"
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <thread>
 
+#include "marconi/alpha_tuner.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
@@ -42,6 +44,11 @@ int Run(const SimOptions& o) {
   if (!capacity.ok()) return Fail(capacity.status());
   auto policies = sim::ParsePolicies(o.policies);
   if (!policies.ok()) return Fail(policies.status());
+  // 0 is the default (keep the trace's times); CLI11's range check lets NaN through.
+  if (!std::isfinite(o.sps) || o.sps < 0) {
+    return Fail(
+        Status::InvalidArgument("--sps must be a finite number > 0, got " + std::to_string(o.sps)));
+  }
 
   sim::SimConfig config;
   config.model = *model;
@@ -53,6 +60,10 @@ int Run(const SimOptions& o) {
   config.tuner.retune = o.retune;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
+  // Validated here, not only by the policies that tune: a bad value is never silently ignored.
+  if (auto tuner = AlphaTuner::Create(config.tuner); !tuner.ok()) {
+    return Fail(Status::InvalidArgument("--tuner-multiplier: " + tuner.status().message()));
+  }
   if (!o.roofline.empty()) {
     if (o.roofline.size() != 2) {
       return Fail(Status::InvalidArgument("--roofline takes PEAK_FLOPS,EFFICIENCY"));

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -52,6 +53,14 @@ int Run(const SweepOptions& o) {
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return Fail(trace.status());
   spec.sessions_per_second = o.sps;
+  for (double sps : o.sps) {
+    // CLI11's range check lets NaN through.
+    if (!std::isfinite(sps) || sps < 0) {
+      return Fail(Status::InvalidArgument(
+          "--sps values must be finite and >= 0 (0: the trace's times), got " +
+          std::to_string(sps)));
+    }
+  }
   if (spec.sessions_per_second.empty()) {
     spec.sessions_per_second =
         o.trace.empty() ? std::vector<double>{0.5, 1, 2} : std::vector<double>{0};
