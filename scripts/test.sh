@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every test twice: an optimised build, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build. Warnings are errors; sources must be clang-formatted.
+# UndefinedBehaviorSanitizer build, then runs the fuzzing harnesses briefly. Warnings are errors;
+# sources must be clang-formatted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -21,3 +22,6 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMARCONI_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== fuzzing harnesses (clang, libFuzzer; 15 s each)"
+bash scripts/fuzz.sh 15

@@ -20,10 +20,12 @@ std::string LimitMessage(const std::string& path, size_t max_bytes) {
   return path + ": decompresses to more than the limit of " + std::to_string(max_bytes) + " bytes";
 }
 
+}  // namespace
+
 // Streams every frame of `compressed` through one decoder, never holding more than `max_bytes`
 // of output: neither a frame header's declared size nor a small bomb can make it allocate more.
-Result<std::string> Decompress(const std::string& compressed, const std::string& path,
-                               size_t max_bytes) {
+Result<std::string> DecompressZstd(std::string_view compressed, const std::string& path,
+                                   size_t max_bytes) {
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!ctx) return Status::IoError(path + ": cannot create a zstd decoder");
   std::string out;
@@ -65,13 +67,11 @@ Result<std::string> Decompress(const std::string& compressed, const std::string&
   return out;
 }
 
-}  // namespace
-
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   // Spare capacity lets parsers that read a little past the end (simdjson) avoid a copy.
   Result<std::string> data = internal::ReadWholeFile(path, kReadSlack, max_bytes);
   if (!data.ok() || !EndsWith(path, ".zst")) return data;
-  return Decompress(*data, path, max_bytes);
+  return DecompressZstd(*data, path, max_bytes);
 }
 
 Status WriteFile(const std::string& path, std::string_view data) {

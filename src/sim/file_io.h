@@ -20,6 +20,12 @@ inline constexpr size_t kReadSlack = 128;
 // a frame header declares). A corrupt or truncated zstd stream is a kParseError.
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes = internal::kMaxReadBytes);
 
+// Decompresses every zstd frame of `compressed` (the content of `source`, named in errors) as
+// ReadFile does: streaming, kIoError beyond `max_bytes`, kParseError for corrupt or truncated
+// data. The output has kReadSlack bytes of spare capacity.
+Result<std::string> DecompressZstd(std::string_view compressed, const std::string& source,
+                                   size_t max_bytes = internal::kMaxReadBytes);
+
 // Writes `data` to `path` (zstd level 3 if it ends in ".zst"). kIoError names the path.
 Status WriteFile(const std::string& path, std::string_view data);
 
