@@ -292,6 +292,25 @@ TEST(BadFile, ZstdFrameDeclaringSixtyGigabytesIsAnError) {
   EXPECT_TRUE(Contains(t.status().message(), path)) << t.status().message();
 }
 
+// Found by fuzz/fuzz_zstd: the streaming decoder accepted a frame whose header declares 256 KiB
+// and whose only block is empty (zstd's one-shot decoder rejects it).
+TEST(BadFile, ZstdFrameHoldingLessThanItDeclaresIsCorrupt) {
+  std::string frame = {'\x28', '\xb5', '\x2f', '\xfd', '\xc0', '\x01'};
+  for (int i = 0; i < 8; ++i) frame += static_cast<char>(((uint64_t{256} << 10) >> (8 * i)) & 0xff);
+  frame += std::string{'\x01', '\x00', '\x00'};
+  ASSERT_EQ(ZSTD_getFrameContentSize(frame.data(), frame.size()), 256u << 10);
+  const auto r = sim::DecompressZstd(frame, "short.zst");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kParseError);
+  EXPECT_TRUE(Contains(r.status().message(), "short.zst: corrupt zstd data"))
+      << r.status().message();
+  // The same frame declaring its true size (0) is fine, and so are both after a good frame.
+  std::string empty = frame;
+  std::fill(empty.begin() + 6, empty.begin() + 14, '\0');
+  EXPECT_TRUE(sim::DecompressZstd(empty, "empty.zst").ok());
+  EXPECT_FALSE(sim::DecompressZstd(empty + frame, "two.zst").ok());
+}
+
 // Compresses `size` zero bytes in a frame that does not declare its size (streamed in pieces).
 std::string ZeroBomb(size_t size) {
   ZSTD_CCtx* ctx = ZSTD_createCCtx();

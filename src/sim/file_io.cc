@@ -43,6 +43,7 @@ Result<std::string> DecompressZstd(std::string_view compressed, const std::strin
   std::string buffer(ZSTD_DStreamOutSize(), '\0');
   ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
   size_t last = 0;
+  size_t frame_in = 0, frame_out = 0;  // where the current frame starts, in input and output
   try {
     // Until all input is consumed and the decoder has flushed the last frame (last == 0).
     while (in.pos < in.size || last != 0) {
@@ -56,6 +57,21 @@ Result<std::string> DecompressZstd(std::string_view compressed, const std::strin
       out.append(buffer.data(), o.pos);
       if (in.pos == in.size && o.pos == 0 && in.pos == before && last != 0) {
         return Status::ParseError(path + ": truncated zstd data");
+      }
+      if (last == 0) {
+        // A frame ended (the decoder stops at each frame's end). The streaming decoder does not
+        // check the content size a frame declares (the one-shot decoder does): check it here.
+        const unsigned long long declared =
+            ZSTD_getFrameContentSize(compressed.data() + frame_in, compressed.size() - frame_in);
+        const size_t produced = out.size() - frame_out;
+        if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR &&
+            declared != produced) {
+          return Status::ParseError(path + ": corrupt zstd data: a frame declares " +
+                                    std::to_string(declared) + " bytes but holds " +
+                                    std::to_string(produced));
+        }
+        frame_in = in.pos;
+        frame_out = out.size();
       }
     }
     // Leave the spare capacity ReadFile promises, so that parsers need no padded copy.
