@@ -380,6 +380,39 @@ TEST(BadFile, ADirectoryIsAClearErrorEverywhere) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TTFT models: never a NaN or infinite time
+
+TEST(BadTtft, RooflineNeedsFiniteValuesThatDoNotUnderflow) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(sim::TtftModel::Roofline(1, 1e-320, 0).ok());  // 0 FLOPs per ms: NaN times
+  EXPECT_FALSE(sim::TtftModel::Roofline(inf, 1, 0).ok());     // every time 0
+  EXPECT_FALSE(sim::TtftModel::Roofline(1e15, 0.5, inf).ok());
+  const auto ok = sim::TtftModel::Roofline(1e15, 0.5, 2);
+  ASSERT_TRUE(ok.ok());
+  const ModelSpec model = ModelSpec::Preset("paper-7b").value();
+  EXPECT_TRUE(std::isfinite(ok->Ms(model, 0, ModelSpec::kMaxTokens)));
+}
+
+TEST(BadTtft, HugeProfilesAreErrorsNotNanLines) {
+  // Sums of squares overflowed: the fitted line was NaN, silently.
+  EXPECT_FALSE(sim::FitLine({{1e200, 1}, {2e200, 2}, {3e200, 3}}).ok());
+  const std::string huge = TempPath("huge_profile.csv");
+  WriteRaw(huge, "prefill_tokens,ttft_ms\n100,20\n1e300,30\n");
+  for (bool fit : {true, false}) {
+    const auto r = sim::TtftModel::FromProfileCsv(huge, fit);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kParseError);
+    EXPECT_TRUE(Contains(r.status().message(), huge + ":3:")) << r.status().message();
+  }
+  // Interpolating between 0 and 1e-300 tokens gave an infinite slope.
+  const std::string tiny = TempPath("tiny_profile.csv");
+  WriteRaw(tiny, "prefill_tokens,ttft_ms\n0,20\n1e-300,30\n");
+  const auto r = sim::TtftModel::FromProfileCsv(tiny, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status().message(), tiny + ":3:")) << r.status().message();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tuner window
 
 TEST(BadTuner, MultiplierBeyondTheBoundIsAnError) {
