@@ -50,6 +50,12 @@ TEST(BadConfig, NumberTooLargeForADoubleNamesFileFieldAndLine) {
       ModelSpec::FromHfConfigJson(R"({"model_type": "llama", "eos": [1, 2, [3e500]]})", "a.json");
   ASSERT_FALSE(in_array.ok());
   EXPECT_TRUE(Contains(in_array.status().message(), "'eos[2][0]'")) << in_array.status().message();
+
+  // A syntax error between members names no field (not the previous one).
+  const auto between = ModelSpec::FromHfConfigJson("{\"a\": 1,\n !}", "b.json");
+  ASSERT_FALSE(between.ok());
+  EXPECT_TRUE(Contains(between.status().message(), "b.json:2:")) << between.status().message();
+  EXPECT_FALSE(Contains(between.status().message(), "field 'a'")) << between.status().message();
 }
 
 TEST(BadConfig, IntegerBeyondInt64IsAnErrorNotAWrappedValue) {

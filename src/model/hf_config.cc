@@ -120,8 +120,14 @@ class ErrorLocator final : public nlohmann::json_sax<Json> {
     std::string key;    // objects: the current member's key
     int64_t index = 0;  // arrays: the current element's index; -1 for objects
   };
+  // A value is complete: move on to the next element, or forget the member's key.
   bool Value() {
-    if (!path_.empty() && path_.back().index >= 0) ++path_.back().index;
+    if (path_.empty()) return true;
+    if (path_.back().index >= 0) {
+      ++path_.back().index;
+    } else {
+      path_.back().key.clear();
+    }
     return true;
   }
   std::vector<Level> path_;
