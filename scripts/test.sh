@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every test twice: an optimised build, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build; then the tests that run threads under ThreadSanitizer.
-# Warnings are errors; sources must be clang-formatted.
+# UndefinedBehaviorSanitizer build; then the tests that run threads under ThreadSanitizer; then
+# the fuzzing harnesses, briefly. Warnings are errors; sources must be clang-formatted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -35,3 +35,6 @@ export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
 ./build-tsan/tests/marconi_core_tests --gtest_brief=1 --gtest_filter='ParallelFor.*:AlphaTuner.*'
 ./build-tsan/tests/marconi_sim_tests --gtest_brief=1 --gtest_filter='Sweep.*:TraceBuilder.*:'\
 'Sim.PoliciesKeepTheirOrderOnAContendedMixedWorkload:Sim.DeterministicAcrossRunsAndThreadCounts'
+
+echo "== fuzzing harnesses (clang, libFuzzer; 15 s each)"
+bash scripts/fuzz.sh 15

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli_util.h"
+#include "marconi/alpha_tuner.h"
 #include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
@@ -62,6 +63,10 @@ int Run(const SimOptions& o) {
   config.tuner.multiplier = o.multiplier;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
+  // Validated here, not only by the policies that tune: a bad value is never silently ignored.
+  if (auto tuner = AlphaTuner::Create(config.tuner); !tuner.ok()) {
+    return Fail(Status::InvalidArgument("--tuner-multiplier: " + tuner.status().message()));
+  }
   if (!o.roofline.empty()) {
     if (o.roofline.size() != 2) {
       return Fail(Status::InvalidArgument("--roofline takes PEAK_FLOPS,EFFICIENCY"));

@@ -45,8 +45,12 @@ struct TuningRound {
 
 class AlphaTuner {
  public:
-  // kInvalidArgument for an empty grid, a negative or non-finite alpha in it, multiplier <= 0 or
-  // threads < 0.
+  // The largest multiplier: a window of a million times the requests before the first eviction
+  // is already longer than any trace; larger values would overflow the window's request count.
+  static constexpr double kMaxMultiplier = 1e6;
+
+  // kInvalidArgument for an empty grid, a negative or non-finite alpha in it, a multiplier
+  // outside (0, kMaxMultiplier] or threads < 0.
   static Result<std::unique_ptr<AlphaTuner>> Create(AlphaTunerConfig config);
 
   // Reports one request that `cache` has completed (BeginRequest at `begin`, CompleteRequest at

@@ -85,7 +85,9 @@ std::string_view LayerKindName(const LayerSpec& layer);
 // True for layers with a recurrent state (Mamba1, Mamba2, GatedDeltaNet, PaperSsm).
 bool IsRecurrent(const LayerSpec& layer);
 
-// Per-layer costs. d_model and dtype_bytes are the model's.
+// Per-layer costs. d_model and dtype_bytes are the model's. For sizes whose byte counts do not fit
+// in int64 (never for a layer of a model that ModelSpec::Create accepts) the byte counts saturate
+// at INT64_MAX instead of overflowing.
 int64_t LayerKvBytesPerToken(const LayerSpec& layer, int64_t dtype_bytes);
 int64_t LayerStateBytes(const LayerSpec& layer, int64_t d_model, int64_t dtype_bytes);
 // FLOPs to prefill `new_tokens` tokens when `cached_tokens` precede them in the cache.
@@ -94,9 +96,22 @@ double LayerPrefillFlops(const LayerSpec& layer, int64_t d_model, int64_t cached
 
 class ModelSpec {
  public:
+  // Bounds that keep every cost exact and free of overflow. A model that Create accepts has at
+  // most kMaxLayers layers, every size (and d_model) in 1..kMaxDimension, KV bytes per token and
+  // state bytes per checkpoint of at most kMaxBytesPerTokenOrCheckpoint each. Hence for any
+  // token (and checkpoint) count up to kMaxTokens, (KvBytesPerToken() + StateBytesPerCheckpoint())
+  // times that count stays below 2^62, and PrefillFlops(P, L) is finite and exact in its closed
+  // form for P, L <= kMaxTokens. Real models are orders of magnitude below every bound.
+  static constexpr int64_t kMaxTokens = int64_t{1} << 31;
+  static constexpr int64_t kMaxLayers = int64_t{1} << 16;
+  static constexpr int64_t kMaxDimension = int64_t{1} << 24;
+  static constexpr int64_t kMaxBytesPerTokenOrCheckpoint = int64_t{1} << 30;
+
   // Validates and builds a model. Errors (kInvalidArgument) name the offending layer and field:
-  // d_model <= 0, dtype_bytes not in 1..8, no layers, any non-positive size, num_heads not a
-  // multiple of num_kv_heads, more active experts than experts.
+  // d_model outside 1..kMaxDimension, dtype_bytes not in 1..8, no layers or more than
+  // kMaxLayers, any size outside 1..kMaxDimension, num_heads not a multiple of num_kv_heads, more
+  // active experts than experts, KV bytes per token or state bytes per checkpoint above
+  // kMaxBytesPerTokenOrCheckpoint.
   static Result<ModelSpec> Create(std::string name, int64_t d_model, int64_t dtype_bytes,
                                   std::vector<LayerSpec> layers);
 

@@ -1,7 +1,9 @@
 // Loading a ModelSpec from a Hugging Face config.json. Only the fields that determine costs are
 // read; everything else is ignored so that newer configs keep loading.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <vector>
 
 #include "marconi/model_spec.h"
 #include "util/read_file.h"
@@ -16,13 +18,23 @@ struct FieldError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-int64_t Int(const Json& j, const char* key) {
+// Every integer read is a size, a count or a layer index: bounding each one keeps every product
+// computed here (at most two of them) far within int64; ModelSpec::Create bounds the results.
+int64_t Int(const Json& j, const char* key, int64_t max = ModelSpec::kMaxDimension) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
     throw FieldError(std::string("missing required field '") + key + "'");
   }
   if (!it->is_number_integer()) {
     throw FieldError(std::string("field '") + key + "' must be an integer, got " + it->dump());
+  }
+  // A non-negative literal is stored unsigned: compare it as such, never wrapped to int64.
+  const bool in_range = it->is_number_unsigned()
+                            ? it->get<uint64_t>() <= static_cast<uint64_t>(max)
+                            : it->get<int64_t>() >= 0 && it->get<int64_t>() <= max;
+  if (!in_range) {
+    throw FieldError(std::string("field '") + key + "' must be in 0.." + std::to_string(max) +
+                     ", got " + it->dump());
   }
   return it->get<int64_t>();
 }
@@ -32,6 +44,100 @@ int64_t IntOr(const Json& j, const char* key, int64_t fallback) {
   if (it == j.end() || it->is_null()) return fallback;
   return Int(j, key);
 }
+
+// A field used as a divisor (or a size that must not be 0).
+int64_t Positive(int64_t v, const char* key) {
+  if (v <= 0)
+    throw FieldError(std::string("field '") + key + "' must be > 0, got " + std::to_string(v));
+  return v;
+}
+
+// A first pass over the text that only finds the first error and where it is: nlohmann's own
+// exceptions do not say where a number too large for a double (1e400) is, nor in which field.
+class ErrorLocator final : public nlohmann::json_sax<Json> {
+ public:
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool string(string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override {
+    path_.push_back({"", -1});
+    return true;
+  }
+  bool key(string_t& k) override {
+    path_.back().key = k;
+    return true;
+  }
+  bool end_object() override {
+    path_.pop_back();
+    return Value();
+  }
+  bool start_array(std::size_t) override {
+    path_.push_back({"", 0});
+    return true;
+  }
+  bool end_array() override {
+    path_.pop_back();
+    return Value();
+  }
+  bool parse_error(std::size_t position, const std::string&, const Json::exception& e) override {
+    position_ = position;
+    what_ = e.what();
+    // "[json.exception.out_of_range.406] number overflow ..." -> "number overflow ...".
+    if (const size_t end = what_.find("] ");
+        what_.rfind("[json.exception.", 0) == 0 && end != std::string::npos) {
+      what_.erase(0, end + 2);
+    }
+    for (const Level& l : path_) {
+      if (l.index >= 0) {
+        field_ += "[" + std::to_string(l.index) + "]";
+      } else if (!l.key.empty()) {
+        field_ += (field_.empty() ? "" : ".") + l.key;
+      }
+    }
+    return false;
+  }
+
+  // "SOURCE:LINE:COLUMN: field 'a.b[2]': what", the position being where parsing stopped.
+  std::string Message(std::string_view text, const std::string& source) const {
+    const size_t end = std::min(position_, text.size());
+    size_t line = 1, line_start = 0;
+    for (size_t i = 0; i < end; ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        line_start = i + 1;
+      }
+    }
+    return source + ":" + std::to_string(line) + ":" + std::to_string(end - line_start + 1) + ": " +
+           (field_.empty() ? "" : "field '" + field_ + "': ") + what_;
+  }
+
+ private:
+  struct Level {
+    std::string key;    // objects: the current member's key
+    int64_t index = 0;  // arrays: the current element's index; -1 for objects
+  };
+  // A value is complete: move on to the next element, or forget the member's key.
+  bool Value() {
+    if (path_.empty()) return true;
+    if (path_.back().index >= 0) {
+      ++path_.back().index;
+    } else {
+      path_.back().key.clear();
+    }
+    return true;
+  }
+  std::vector<Level> path_;
+  size_t position_ = 0;
+  std::string what_;
+  std::string field_;
+};
+
+// A layer count: bounded so that a config cannot make the loader allocate without limit.
+int64_t LayerCount(const Json& j, const char* key) { return Int(j, key, ModelSpec::kMaxLayers); }
 
 std::string StrOr(const Json& j, const char* key, std::string fallback) {
   auto it = j.find(key);
@@ -47,9 +153,9 @@ int64_t DtypeBytes(const Json& j) {
 }
 
 AttentionLayer Attention(const Json& j, int64_t d_model) {
-  const int64_t heads = Int(j, "num_attention_heads");
+  const int64_t heads = Positive(Int(j, "num_attention_heads"), "num_attention_heads");
   const int64_t kv = IntOr(j, "num_key_value_heads", heads);
-  const int64_t head_dim = IntOr(j, "head_dim", heads > 0 ? d_model / heads : 0);
+  const int64_t head_dim = IntOr(j, "head_dim", d_model / heads);
   return AttentionLayer{heads, kv, head_dim};
 }
 
@@ -59,14 +165,14 @@ Mamba2Layer Mamba2(const Json& j, int64_t d_model, const char* heads_key, const 
   m.d_state = Int(j, state_key);
   m.n_groups = IntOr(j, groups_key, 1);
   m.d_conv = IntOr(j, conv_key, 4);
-  m.head_dim = IntOr(j, head_dim_key, 64);
+  m.head_dim = Positive(IntOr(j, head_dim_key, 64), head_dim_key);
   const int64_t expand = IntOr(j, "expand", 2);
-  m.num_heads = IntOr(j, heads_key, m.head_dim > 0 ? expand * d_model / m.head_dim : 0);
+  m.num_heads = IntOr(j, heads_key, expand * d_model / m.head_dim);
   return m;
 }
 
 std::vector<LayerSpec> Transformer(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   std::vector<LayerSpec> layers;
   for (int64_t i = 0; i < n; ++i) {
     layers.push_back(Attention(j, d_model));
@@ -76,7 +182,7 @@ std::vector<LayerSpec> Transformer(const Json& j, int64_t d_model) {
 }
 
 std::vector<LayerSpec> PureMamba2(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   std::vector<LayerSpec> layers;
   for (int64_t i = 0; i < n; ++i) {
     layers.push_back(
@@ -86,7 +192,7 @@ std::vector<LayerSpec> PureMamba2(const Json& j, int64_t d_model) {
 }
 
 std::vector<LayerSpec> Jamba(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   const int64_t attn_period = IntOr(j, "attn_layer_period", 8);
   const int64_t attn_offset = IntOr(j, "attn_layer_offset", 4);
   const int64_t expert_period = IntOr(j, "expert_layer_period", 2);
@@ -115,6 +221,10 @@ std::vector<LayerSpec> Jamba(const Json& j, int64_t d_model) {
 std::vector<LayerSpec> NemotronH(const Json& j, int64_t d_model) {
   const std::string pattern = StrOr(j, "hybrid_override_pattern", "");
   if (pattern.empty()) throw FieldError("missing required field 'hybrid_override_pattern'");
+  if (pattern.size() > static_cast<size_t>(ModelSpec::kMaxLayers)) {
+    throw FieldError("field 'hybrid_override_pattern' has " + std::to_string(pattern.size()) +
+                     " layers, more than the limit of " + std::to_string(ModelSpec::kMaxLayers));
+  }
   std::vector<LayerSpec> layers;
   for (size_t i = 0; i < pattern.size(); ++i) {
     switch (pattern[i]) {
@@ -142,7 +252,7 @@ std::vector<LayerSpec> NemotronH(const Json& j, int64_t d_model) {
 }
 
 std::vector<LayerSpec> Zamba2(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   const Json types = j.value("layers_block_type", Json::array());
   std::vector<LayerSpec> layers;
   for (int64_t i = 0; i < n; ++i) {
@@ -151,7 +261,7 @@ std::vector<LayerSpec> Zamba2(const Json& j, int64_t d_model) {
     const bool hybrid = i < static_cast<int64_t>(types.size()) && types[i] == "hybrid";
     if (hybrid) {
       // The shared block attends over the concatenation of the hidden state and the embedding.
-      const int64_t heads = Int(j, "num_attention_heads");
+      const int64_t heads = Positive(Int(j, "num_attention_heads"), "num_attention_heads");
       layers.push_back(
           AttentionLayer{heads, IntOr(j, "num_key_value_heads", heads), 2 * d_model / heads});
       layers.push_back(MlpLayer{Int(j, "intermediate_size"), true});
@@ -163,6 +273,10 @@ std::vector<LayerSpec> Zamba2(const Json& j, int64_t d_model) {
 std::vector<LayerSpec> GraniteHybrid(const Json& j, int64_t d_model) {
   const Json types = j.value("layer_types", Json::array());
   if (!types.is_array() || types.empty()) throw FieldError("missing required field 'layer_types'");
+  if (types.size() > static_cast<size_t>(ModelSpec::kMaxLayers)) {
+    throw FieldError("field 'layer_types' has " + std::to_string(types.size()) +
+                     " layers, more than the limit of " + std::to_string(ModelSpec::kMaxLayers));
+  }
   const int64_t experts = IntOr(j, "num_local_experts", 0);
   std::vector<LayerSpec> layers;
   for (const Json& t : types) {
@@ -186,7 +300,7 @@ std::vector<LayerSpec> GraniteHybrid(const Json& j, int64_t d_model) {
 }
 
 std::vector<LayerSpec> FalconH1(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   std::vector<LayerSpec> layers;
   for (int64_t i = 0; i < n; ++i) {
     layers.push_back(Attention(j, d_model));
@@ -198,7 +312,7 @@ std::vector<LayerSpec> FalconH1(const Json& j, int64_t d_model) {
 }
 
 std::vector<LayerSpec> Qwen3Next(const Json& j, int64_t d_model) {
-  const int64_t n = Int(j, "num_hidden_layers");
+  const int64_t n = LayerCount(j, "num_hidden_layers");
   const int64_t interval = IntOr(j, "full_attention_interval", 4);
   std::vector<LayerSpec> layers;
   for (int64_t i = 0; i < n; ++i) {
@@ -221,10 +335,14 @@ std::vector<LayerSpec> Qwen3Next(const Json& j, int64_t d_model) {
 
 Result<ModelSpec> ModelSpec::FromHfConfigJson(std::string_view json_text, std::string_view source) {
   const std::string where(source);
+  ErrorLocator locator;
+  if (!Json::sax_parse(json_text, &locator)) {
+    return Status::ParseError(locator.Message(json_text, where));
+  }
   Json j;
   try {
     j = Json::parse(json_text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
     return Status::ParseError(where + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) return Status::ParseError(where + ": top level must be a JSON object");

@@ -2,6 +2,8 @@
 // written as lin * L + pair * L * (P + L), so the model's total has the same closed form.
 #include "marconi/model_spec.h"
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace marconi {
@@ -21,12 +23,26 @@ struct Coefficients {
 
 double D(int64_t v) { return static_cast<double>(v); }
 
+// int64 arithmetic that saturates at INT64_MAX (or INT64_MIN) instead of overflowing.
+constexpr int64_t kSaturated = std::numeric_limits<int64_t>::max();
+int64_t Mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (!__builtin_mul_overflow(a, b, &r)) return r;
+  return (a < 0) != (b < 0) ? std::numeric_limits<int64_t>::min() : kSaturated;
+}
+int64_t Add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (!__builtin_add_overflow(a, b, &r)) return r;
+  return a < 0 ? std::numeric_limits<int64_t>::min() : kSaturated;
+}
+
 Coefficients LayerCoefficients(const LayerSpec& layer, int64_t d_model) {
   const double d = D(d_model);
   return std::visit(
       Overloaded{
           [&](const AttentionLayer& a) {
-            const double q = D(a.num_heads * a.head_dim), kv = D(a.num_kv_heads * a.head_dim);
+            const double q = D(a.num_heads) * D(a.head_dim);
+            const double kv = D(a.num_kv_heads) * D(a.head_dim);
             // Q and O projections (2 d q each), K and V projections (2 d kv each); QK^T and AV.
             return Coefficients{4 * d * q + 4 * d * kv, 4 * q};
           },
@@ -39,7 +55,7 @@ Coefficients LayerCoefficients(const LayerSpec& layer, int64_t d_model) {
                                 0};
           },
           [&](const Mamba2Layer& m) {
-            const double di = D(m.num_heads * m.head_dim), n = D(m.d_state);
+            const double di = D(m.num_heads) * D(m.head_dim), n = D(m.d_state);
             const double conv_dim = di + 2 * D(m.n_groups) * n;
             // in_proj (d -> z, x, B, C, dt), conv over x, B, C, SSD recurrence (~6 di n),
             // gated norm, out_proj.
@@ -48,9 +64,9 @@ Coefficients LayerCoefficients(const LayerSpec& layer, int64_t d_model) {
                                 0};
           },
           [&](const GatedDeltaNetLayer& g) {
-            const double kd = D(g.num_key_heads * g.key_head_dim);
-            const double vd = D(g.num_value_heads * g.value_head_dim);
-            const double state = D(g.num_value_heads * g.key_head_dim * g.value_head_dim);
+            const double kd = D(g.num_key_heads) * D(g.key_head_dim);
+            const double vd = D(g.num_value_heads) * D(g.value_head_dim);
+            const double state = D(g.num_value_heads) * D(g.key_head_dim) * D(g.value_head_dim);
             // in_proj (q, k, v, z, beta, alpha), conv over q, k, v, delta-rule update and
             // read-out (~8 elements of work per state entry), gated norm, out_proj.
             return Coefficients{2 * d * (2 * kd + 2 * vd + 2 * D(g.num_value_heads)) +
@@ -77,9 +93,10 @@ Coefficients LayerCoefficients(const LayerSpec& layer, int64_t d_model) {
 }
 
 Status Positive(int64_t v, size_t index, std::string_view layer, std::string_view field) {
-  if (v > 0) return Status::Ok();
+  if (v > 0 && v <= ModelSpec::kMaxDimension) return Status::Ok();
   std::ostringstream m;
-  m << "layer " << index << " (" << layer << "): " << field << " must be > 0, got " << v;
+  m << "layer " << index << " (" << layer << "): " << field << " must be in 1.."
+    << ModelSpec::kMaxDimension << ", got " << v;
   return Status::InvalidArgument(m.str());
 }
 
@@ -139,10 +156,11 @@ Status ValidateLayer(const LayerSpec& layer, size_t i) {
                                 {m.expert_d_ff, "expert_d_ff"}});
                 !s.ok())
               return s;
-            if (m.num_active > m.num_experts || m.shared_d_ff < 0) {
+            if (m.num_active > m.num_experts || m.shared_d_ff < 0 ||
+                m.shared_d_ff > ModelSpec::kMaxDimension) {
               return Status::InvalidArgument("layer " + std::to_string(i) +
                                              " (moe): num_active must be <= num_experts and "
-                                             "shared_d_ff >= 0");
+                                             "shared_d_ff in 0..16777216");
             }
             return Status::Ok();
           },
@@ -166,7 +184,7 @@ bool IsRecurrent(const LayerSpec& layer) {
 
 int64_t LayerKvBytesPerToken(const LayerSpec& layer, int64_t dtype_bytes) {
   if (const auto* a = std::get_if<AttentionLayer>(&layer)) {
-    return 2 * a->num_kv_heads * a->head_dim * dtype_bytes;  // K and V
+    return Mul(Mul(2, Mul(a->num_kv_heads, a->head_dim)), dtype_bytes);  // K and V
   }
   return 0;
 }
@@ -178,21 +196,24 @@ int64_t LayerStateBytes(const LayerSpec& layer, int64_t d_model, int64_t dtype_b
       Overloaded{
           [](const AttentionLayer&) -> int64_t { return 0; },
           [&](const Mamba1Layer& m) -> int64_t {
-            return (m.d_inner * m.d_state + m.d_inner * (m.d_conv - 1)) * dtype_bytes;
+            return Mul(Add(Mul(m.d_inner, m.d_state), Mul(m.d_inner, Add(m.d_conv, -1))),
+                       dtype_bytes);
           },
           [&](const Mamba2Layer& m) -> int64_t {
-            const int64_t di = m.num_heads * m.head_dim;
-            const int64_t conv_dim = di + 2 * m.n_groups * m.d_state;
-            return (di * m.d_state + conv_dim * (m.d_conv - 1)) * dtype_bytes;
+            const int64_t di = Mul(m.num_heads, m.head_dim);
+            const int64_t conv_dim = Add(di, Mul(2, Mul(m.n_groups, m.d_state)));
+            return Mul(Add(Mul(di, m.d_state), Mul(conv_dim, Add(m.d_conv, -1))), dtype_bytes);
           },
           [&](const GatedDeltaNetLayer& g) -> int64_t {
-            const int64_t state = g.num_value_heads * g.key_head_dim * g.value_head_dim;
-            const int64_t conv_dim =
-                2 * g.num_key_heads * g.key_head_dim + g.num_value_heads * g.value_head_dim;
-            return (state + conv_dim * (g.conv_kernel - 1)) * dtype_bytes;
+            const int64_t state = Mul(Mul(g.num_value_heads, g.key_head_dim), g.value_head_dim);
+            const int64_t conv_dim = Add(Mul(2, Mul(g.num_key_heads, g.key_head_dim)),
+                                         Mul(g.num_value_heads, g.value_head_dim));
+            return Mul(Add(state, Mul(conv_dim, Add(g.conv_kernel, -1))), dtype_bytes);
           },
           [&](const PaperSsmLayer& s) -> int64_t {
-            return (d_model * s.d_state + (2 * d_model + 2 * s.d_state) * s.d_conv) * dtype_bytes;
+            return Mul(Add(Mul(d_model, s.d_state),
+                           Mul(Add(Mul(2, d_model), Mul(2, s.d_state)), s.d_conv)),
+                       dtype_bytes);
           },
           [](const MlpLayer&) -> int64_t { return 0; },
           [](const MoeLayer&) -> int64_t { return 0; },
@@ -209,8 +230,9 @@ double LayerPrefillFlops(const LayerSpec& layer, int64_t d_model, int64_t cached
 
 Result<ModelSpec> ModelSpec::Create(std::string name, int64_t d_model, int64_t dtype_bytes,
                                     std::vector<LayerSpec> layers) {
-  if (d_model <= 0) {
-    return Status::InvalidArgument("model '" + name + "': d_model must be > 0, got " +
+  if (d_model <= 0 || d_model > kMaxDimension) {
+    return Status::InvalidArgument("model '" + name + "': d_model must be in 1.." +
+                                   std::to_string(kMaxDimension) + ", got " +
                                    std::to_string(d_model));
   }
   if (dtype_bytes < 1 || dtype_bytes > 8) {
@@ -218,16 +240,38 @@ Result<ModelSpec> ModelSpec::Create(std::string name, int64_t d_model, int64_t d
                                    std::to_string(dtype_bytes));
   }
   if (layers.empty()) return Status::InvalidArgument("model '" + name + "': no layers");
+  if (layers.size() > static_cast<size_t>(kMaxLayers)) {
+    return Status::InvalidArgument("model '" + name + "': " + std::to_string(layers.size()) +
+                                   " layers, more than the limit of " + std::to_string(kMaxLayers));
+  }
   ModelSpec m;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (Status s = ValidateLayer(layers[i], i); !s.ok()) {
       return Status::InvalidArgument("model '" + name + "': " + s.message());
     }
-    m.kv_bytes_per_token_ += LayerKvBytesPerToken(layers[i], dtype_bytes);
-    m.state_bytes_ += LayerStateBytes(layers[i], d_model, dtype_bytes);
+    // Sizes are now at most kMaxDimension, but their products can still exceed int64: Add and
+    // Mul saturate, and the bound below rejects what saturated.
+    m.kv_bytes_per_token_ =
+        Add(m.kv_bytes_per_token_, LayerKvBytesPerToken(layers[i], dtype_bytes));
+    m.state_bytes_ = Add(m.state_bytes_, LayerStateBytes(layers[i], d_model, dtype_bytes));
+    const std::pair<const char*, int64_t> totals[] = {
+        {"KV bytes per token", m.kv_bytes_per_token_},
+        {"state bytes per checkpoint", m.state_bytes_}};
+    for (const auto& [what, bytes] : totals) {
+      if (bytes > kMaxBytesPerTokenOrCheckpoint) {
+        return Status::InvalidArgument("model '" + name + "': " + what + " exceed the limit of " +
+                                       std::to_string(kMaxBytesPerTokenOrCheckpoint) +
+                                       " at layer " + std::to_string(i) + " (" +
+                                       std::string(LayerKindName(layers[i])) + ")");
+      }
+    }
     const Coefficients c = LayerCoefficients(layers[i], d_model);
     m.linear_flops_ += c.lin;
     m.pair_flops_ += c.pair;
+  }
+  // Finite by the bounds above (at most ~2^130); checked so that no caller ever sees inf.
+  if (!std::isfinite(m.PrefillFlops(kMaxTokens, kMaxTokens))) {
+    return Status::InvalidArgument("model '" + name + "': prefill FLOPs overflow a double");
   }
   m.name_ = std::move(name);
   m.d_model_ = d_model;

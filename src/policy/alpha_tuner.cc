@@ -15,8 +15,9 @@ Result<std::unique_ptr<AlphaTuner>> AlphaTuner::Create(AlphaTunerConfig config) 
                                      std::to_string(a));
     }
   }
-  if (!std::isfinite(config.multiplier) || config.multiplier <= 0) {
-    return Status::InvalidArgument("alpha tuner: multiplier must be > 0");
+  if (!(config.multiplier > 0 && config.multiplier <= kMaxMultiplier)) {
+    return Status::InvalidArgument("alpha tuner: multiplier must be in (0, 1e6], got " +
+                                   std::to_string(config.multiplier));
   }
   if (config.threads < 0) return Status::InvalidArgument("alpha tuner: threads must be >= 0");
   std::sort(config.grid.begin(), config.grid.end());
@@ -33,8 +34,10 @@ Status AlphaTuner::Observe(PrefixCache& cache, std::span<const Token> input,
     // Probe first, so that a cache without alpha leaves the tuner untouched.
     if (Status s = cache.SetAlpha(cache.alpha()); !s.ok()) return s;
     before_eviction_ = observed_;
+    // Clamped, so that the conversion to an integer is always defined.
     window_ = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(config_.multiplier * static_cast<double>(observed_))));
+        1, static_cast<int64_t>(
+               std::min(std::ceil(config_.multiplier * static_cast<double>(observed_)), 0x1p62)));
     snapshot_ = cache.Clone();
     recording_ = true;
     return Status::Ok();

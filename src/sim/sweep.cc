@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,13 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
   if (spec.models.empty() || spec.capacities.empty() || spec.sessions_per_second.empty() ||
       spec.systems.empty()) {
     return Status::InvalidArgument("sweep: every dimension needs at least one value");
+  }
+  for (double sps : spec.sessions_per_second) {
+    if (!std::isfinite(sps) || sps < 0) {
+      return Status::InvalidArgument(
+          "sweep: sessions per second must be finite and >= 0 (0: the trace's times), got " +
+          std::to_string(sps));
+    }
   }
   // One schedule per arrival rate over the one trace (only the order and times differ: the
   // tokens are shared), read-only by the cells. 0 keeps the trace's own order and times.
@@ -139,9 +147,12 @@ Result<std::vector<std::string>> WriteSweepPlots(const std::vector<SweepCell>& c
   std::error_code ec;
   std::filesystem::create_directories(directory, ec);
   if (ec) return Status::IoError("cannot create '" + directory + "': " + ec.message());
-  // Group cells by (model, sps) in first-appearance order.
+  // Group cells by (model, sps) in first-appearance order (a NaN rate would match no group).
   std::vector<std::pair<std::string, double>> groups;
   for (const SweepCell& c : cells) {
+    if (!std::isfinite(c.sessions_per_second)) {
+      return Status::InvalidArgument("sweep plots: sessions per second of a cell is not finite");
+    }
     const std::pair<std::string, double> key{c.model, c.sessions_per_second};
     if (std::find(groups.begin(), groups.end(), key) == groups.end()) groups.push_back(key);
   }

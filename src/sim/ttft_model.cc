@@ -8,6 +8,11 @@
 #include "sim/file_io.h"
 
 namespace marconi::sim {
+namespace {
+
+constexpr double kMaxProfileMs = 1e9;
+
+}  // namespace
 
 Result<FittedLine> FitLine(const std::vector<std::pair<double, double>>& points) {
   if (points.size() < 2) return Status::InvalidArgument("a line needs at least 2 points");
@@ -17,7 +22,12 @@ Result<FittedLine> FitLine(const std::vector<std::pair<double, double>>& points)
   const double den = k * sxx - sx * sx;
   if (den == 0) return Status::InvalidArgument("every point has the same x");
   const double slope = (k * sxy - sx * sy) / den;
-  return FittedLine{(sy - slope * sx) / k, slope};
+  const double intercept = (sy - slope * sx) / k;
+  // Sums of squares of huge coordinates overflow: inf - inf gave a NaN line, silently.
+  if (!std::isfinite(slope) || !std::isfinite(intercept)) {
+    return Status::InvalidArgument("the points are too large to fit a line");
+  }
+  return FittedLine{intercept, slope};
 }
 
 TtftModel TtftModel::Linear(double intercept_ms, double ms_per_token) {
@@ -51,6 +61,15 @@ Result<TtftModel> TtftModel::FromProfileCsv(const std::string& path, bool fit) {
     }
     if (!std::isfinite(tokens) || !std::isfinite(ms) || tokens < 0 || ms < 0) {
       return Status::ParseError(path + ":" + std::to_string(n) + ": negative or non-finite value");
+    }
+    // Bounded so that fitting and interpolating stay finite: whole token counts (interpolating
+    // between 0 and 1e-300 tokens gave infinite slopes) up to ModelSpec::kMaxTokens, and a
+    // prefill of at most 1e9 ms (11 days).
+    if (tokens > static_cast<double>(ModelSpec::kMaxTokens) || std::floor(tokens) != tokens ||
+        ms > kMaxProfileMs) {
+      return Status::ParseError(path + ":" + std::to_string(n) +
+                                ": prefill_tokens must be a whole number <= " +
+                                std::to_string(ModelSpec::kMaxTokens) + " and ttft_ms <= 1e9");
     }
     pts.push_back({tokens, ms});
     lines.push_back(n);
@@ -110,14 +129,19 @@ Result<TtftModel> TtftModel::FromProfileCsv(const std::string& path, bool fit) {
 }
 
 Result<TtftModel> TtftModel::Roofline(double peak_flops, double efficiency, double overhead_ms) {
-  if (!(peak_flops > 0) || !(efficiency > 0 && efficiency <= 1) || !(overhead_ms >= 0)) {
+  // Finite values only, and a product that neither overflows nor underflows (1 x 1e-320 gave
+  // 0 FLOPs per ms, hence NaN times).
+  const double per_ms = peak_flops * efficiency / 1000.0;  // FLOPs per ms
+  if (!(peak_flops > 0) || !(efficiency > 0 && efficiency <= 1) || !(overhead_ms >= 0) ||
+      !std::isfinite(peak_flops) || !std::isfinite(overhead_ms) || !(per_ms >= 1e-300) ||
+      !std::isfinite(per_ms)) {
     return Status::InvalidArgument(
-        "roofline TTFT: need peak FLOP/s > 0, efficiency in (0, 1], overhead >= 0");
+        "roofline TTFT: need finite peak FLOP/s > 0, efficiency in (0, 1], finite overhead >= 0");
   }
   TtftModel m;
   m.kind_ = Kind::kRoofline;
   m.a_ = overhead_ms;
-  m.b_ = peak_flops * efficiency / 1000.0;  // FLOPs per ms
+  m.b_ = per_ms;
   char buf[128];
   std::snprintf(buf, sizeof(buf), "roofline %.3g FLOP/s x %.2f + %.3g ms", peak_flops, efficiency,
                 overhead_ms);
