@@ -56,9 +56,13 @@ IntSpan<T> ToInts(py::handle obj, const char* what) {
       throw py::type_error(std::string(what) + " must be a sequence of integers, not " +
                            TypeName(obj));
     }
+    if (arr.ndim() == 0) {
+      throw py::type_error(std::string(what) + " must be a sequence of integers, not " +
+                           TypeName(obj));
+    }
     if (arr.ndim() != 1) {
-      throw py::value_error(std::string(what) + " must be one-dimensional, not of shape with " +
-                            std::to_string(arr.ndim()) + " dimensions");
+      throw py::value_error(std::string(what) + " must be one-dimensional, not " +
+                            std::to_string(arr.ndim()) + "-dimensional");
     }
     const char kind = arr.dtype().kind();
     if (arr.size() == 0) {
