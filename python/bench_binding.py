@@ -15,7 +15,11 @@ import time
 
 import numpy as np
 
-import marconi
+# python/ (this script's directory) holds the package's sources without the built module: import
+# the built package from PYTHONPATH instead.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+import marconi  # noqa: E402
 
 ITERATIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 LENGTH = 32768
