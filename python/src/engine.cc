@@ -75,7 +75,8 @@ void BindEngine(py::module_& m) {
                           "The CPU reference hybrid model (fp32, seeded weights).")
       .def(py::init([](const HybridConfig& c) { return Unwrap(HybridModel::Create(c)); }),
            py::arg("config") = tools::TinyEngineConfig())
-      .def_property_readonly("config", &HybridModel::config)
+      .def_property_readonly(
+          "config", [](const HybridModel& model) { return model.config(); }, "A copy.")
       .def_property_readonly("checkpoint_bytes", &HybridModel::CheckpointBytes)
       .def_property_readonly("kv_bytes_per_token", &HybridModel::KvBytesPerToken)
       .def("spec", &engine::SpecOf, "The cost-model view (a ModelSpec) for a PrefixCache.")

@@ -91,6 +91,12 @@ def test_engine_bad_input(model):
         marconi.HybridModel(bad)
 
 
+def test_config_is_a_copy(model):
+    c = model.config
+    c.vocab = 3
+    assert model.config.vocab != 3
+
+
 def test_small_config():
     c = marconi.HybridConfig.small()
     assert c.d_model == 128 and c.pattern == "MMMAMMMA"
