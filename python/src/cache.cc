@@ -3,8 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,17 +97,24 @@ class PyCache : private CacheListener {
 
   PrefixCache& cache() { return *cache_; }
 
-  // Marks the cache in use for a scope.
+  // Marks the cache in use for a scope (a call into it), and at the end releases the requests
+  // dropped meanwhile (see Release).
   class Busy {
    public:
     explicit Busy(PyCache& c) : c_(c) {
-      if (c_.busy_.exchange(true)) {
+      std::lock_guard<std::mutex> lock(c_.mutex_);
+      if (c_.busy_) {
         throw std::runtime_error(
             "marconi.PrefixCache is already in a call (from another thread, or from its "
             "listener, which must not call back into the cache)");
       }
+      c_.busy_ = true;
     }
-    ~Busy() { c_.busy_ = false; }
+    ~Busy() {
+      std::lock_guard<std::mutex> lock(c_.mutex_);
+      c_.dropped_.clear();  // unpins; still ours
+      c_.busy_ = false;
+    }
     Busy(const Busy&) = delete;
     Busy& operator=(const Busy&) = delete;
 
@@ -115,7 +122,24 @@ class PyCache : private CacheListener {
     PyCache& c_;
   };
 
+  // Releases a request that was never completed (its lease unpins a node): now if the cache is
+  // idle, else when the running call ends, so that a handle collected by Python while another
+  // thread is inside the cache does not touch it concurrently.
+  void Release(RequestHandle handle) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (busy_) {
+      dropped_.push_back(std::move(handle));
+      return;
+    }
+    busy_ = true;
+    lock.unlock();
+    { RequestHandle gone = std::move(handle); }
+    lock.lock();
+    busy_ = false;
+  }
+
   void SetPyListener(py::object callback) {
+    Busy busy(*this);
     if (callback.is_none()) {
       cache_->SetListener(nullptr);
       listener_ = py::none();
@@ -145,7 +169,8 @@ class PyCache : private CacheListener {
       py::dict e;
       e["path"] = ToArray<Token>(event.path);
       e["kv_begin"] = event.kv_begin;
-      listener_(e);
+      py::object callback = listener_;  // alive even if the call replaces listener_
+      callback(e);
     } catch (py::error_already_set& err) {
       listener_error_.emplace(std::move(err));
     } catch (const std::exception& err) {
@@ -154,10 +179,12 @@ class PyCache : private CacheListener {
     }
   }
 
-  std::atomic<bool> busy_{false};
+  std::mutex mutex_;
+  bool busy_ = false;  // guarded by mutex_
   py::object listener_ = py::none();
   std::optional<py::error_already_set> listener_error_;
   std::unique_ptr<PrefixCache> cache_;
+  std::vector<RequestHandle> dropped_;  // guarded by mutex_; destroyed before cache_
 };
 
 // A request begun on a cache; keeps the cache alive (and its resume node pinned) until completed
@@ -167,10 +194,8 @@ class PyRequest {
   PyRequest(py::object owner, RequestHandle handle)
       : owner_(std::move(owner)), handle_(std::move(handle)) {}
   ~PyRequest() {
-    if (handle_) {
-      // Unpins the node on the cache; done explicitly so that it happens before owner_ goes.
-      handle_.reset();
-    }
+    // Unpins the node on the cache, which owner_ (declared first, destroyed last) keeps alive.
+    if (handle_) owner_.cast<PyCache*>()->Release(std::move(*handle_));
   }
   PyRequest(const PyRequest&) = delete;
   PyRequest& operator=(const PyRequest&) = delete;

@@ -340,3 +340,32 @@ def test_gil_released_threads_on_separate_caches():
     assert not errors
     for c in caches:
         assert c.stats()["requests"] == 20
+
+
+def test_concurrent_calls_on_one_cache_are_refused_not_crashing():
+    c = make(capacity="2GB", eviction="lru")
+    tokens = np.arange(32768, dtype=np.int32)
+    refused = []
+
+    def work(seed):
+        for i in range(40):
+            try:
+                h = c.begin_request(tokens[: 1000 + 500 * seed + i], float(i))
+                if i % 2:
+                    c.complete_request(h, tokens[: 1000 + 500 * seed + i], [seed, i], float(i))
+                else:
+                    del h  # dropped without completion: released when the cache is idle
+            except RuntimeError as e:
+                assert "already in a call" in str(e)
+                refused.append(e)
+            except ValueError:  # a timestamp older than the other thread's last call
+                pass
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    gc.collect()
+    c.check_invariants()
+    assert c.stats()["requests"] > 0
