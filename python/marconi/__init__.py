@@ -115,7 +115,21 @@ def simulate_report(
     return report
 
 
-def simulate(*args, **kwargs):
+def simulate(
+    trace=None,
+    capacity="5GB",
+    model="paper-7b",
+    systems=("vanilla", "vllm+", "sglang+", "marconi", "oracle"),
+    sessions=80,
+    sps=None,
+    threads=0,
+    block_size=32,
+    multiplier=5.0,
+    objective="hit",
+    recency="inverse-requests",
+    skip_bad_lines=False,
+    records=True,
+):
     """Replays a trace (a JSONL path, plain or .zst; default: the built-in synthetic workload of
     ``sessions`` sessions) through each system and returns one dict per system, with the fields
     of ``marconi sim --format json`` (policy, token_hit_rate, ttft_ms_p95, tuning_rounds, ...)
@@ -124,9 +138,25 @@ def simulate(*args, **kwargs):
 
     ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``.
     ``capacity``: bytes as an int or a string ("5GB", "1.5GiB", "inf"). ``sps``: re-time
-    sessions to start at this rate. ``threads``: 0 = all cores. Runs without the GIL.
+    sessions to start at this rate. ``threads``: 0 = all cores. ``multiplier``, ``objective``
+    ("hit" or "flops") and ``recency`` ("inverse-requests" or "linear-time") configure the alpha
+    tuner and FLOP-aware eviction as ``marconi sim``'s options do. Runs without the GIL.
     """
-    return simulate_report(*args, **kwargs)["policies"]
+    return simulate_report(
+        trace=trace,
+        capacity=capacity,
+        model=model,
+        systems=systems,
+        sessions=sessions,
+        sps=sps,
+        threads=threads,
+        block_size=block_size,
+        multiplier=multiplier,
+        objective=objective,
+        recency=recency,
+        skip_bad_lines=skip_bad_lines,
+        records=records,
+    )["policies"]
 
 
 def _model_name(model):
