@@ -6,6 +6,10 @@ each time with a distinct 16-token output) through the Python binding with NumPy
 calls timed by build/python/marconi_bench_binding when it exists.
 
     PYTHONPATH=build/python python3 python/bench_binding.py [iterations]
+
+On the 2-core development machine (shared, so noisy): C++ 5-9 us per begin + complete, Python
+with NumPy int32 input 8-12 us (1.0x-1.5x, about 3 us of binding overhead for the two calls and
+the handle), Python with a list about 1.4 ms (the list's conversion to int32 on both calls).
 """
 
 import os
