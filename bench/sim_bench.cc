@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "sim/replay.h"
 #include "sim/synthetic.h"
@@ -14,7 +15,10 @@ namespace {
 const std::string& AgentTracePath() {
   static const std::string path = [] {
     const std::string p = "/tmp/marconi_bench_agent_trace.jsonl";
-    (void)WriteTrace(p, SyntheticAgent(24, 1));
+    if (const Status s = WriteTrace(p, SyntheticAgent(24, 1)); !s.ok()) {
+      std::fprintf(stderr, "sim_bench: %s\n", s.ToString().c_str());
+      std::abort();
+    }
     return p;
   }();
   return path;
@@ -39,27 +43,32 @@ void BM_ParseAgentTrace(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseAgentTrace)->Unit(benchmark::kMillisecond);
 
-void BM_ReplayPolicy(benchmark::State& state) {
-  const auto kind = static_cast<PolicyKind>(state.range(0));
+void BM_ReplaySystem(benchmark::State& state) {
+  const SystemKind kind = Systems()[static_cast<size_t>(state.range(0))].kind;
   const Trace trace = ReadTrace(AgentTracePath()).value();
   const SimConfig config = Config();
   for (auto _ : state) {
-    auto r = RunPolicy(trace, kind, config);
+    auto r = RunSystem(trace, kind, config);
     benchmark::DoNotOptimize(r->stats.hit_tokens);
     state.counters["token_hit_rate"] = r->stats.token_hit_rate();
   }
-  state.SetLabel(PolicyName(kind));
+  state.SetLabel(SystemName(kind));
 }
-BENCHMARK(BM_ReplayPolicy)->DenseRange(0, 4)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReplaySystem)
+    ->DenseRange(0, static_cast<int64_t>(Systems().size()) - 1)
+    ->Unit(benchmark::kMillisecond);
 
-// Everything the target counts: parse, then the five policies one after another.
+// Everything the target counts: parse, then the five systems of `marconi sim`'s default
+// one after another.
 void BM_ParseAndReplayAllFive(benchmark::State& state) {
   const std::string& path = AgentTracePath();
   const SimConfig config = Config();
+  const std::vector<SystemKind> systems =
+      ParseSystems("vanilla,vllm+,sglang+,marconi,oracle").value();
   for (auto _ : state) {
     const Trace trace = ReadTrace(path).value();
-    for (int k = 0; k <= 4; ++k) {
-      auto r = RunPolicy(trace, static_cast<PolicyKind>(k), config);
+    for (SystemKind k : systems) {
+      auto r = RunSystem(trace, k, config);
       benchmark::DoNotOptimize(r->stats.hit_tokens);
     }
   }

@@ -44,7 +44,7 @@ SimConfig TinyConfig() {
   return c;
 }
 
-std::vector<int64_t> Hits(const PolicyResult& r) {
+std::vector<int64_t> Hits(const SystemResult& r) {
   std::vector<int64_t> h;
   for (const auto& rec : r.records) h.push_back(rec.hit_tokens);
   return h;
@@ -55,19 +55,19 @@ TEST(Sim, GoldenTraceHandComputedHitRates) {
   SimConfig config = TinyConfig();
   // SGLang+: A1 resumes after A0's last token (12); B0 discovers the branch at 5 and
   // checkpoints it; C0 (3rd occurrence of [1..5]) hits it.
-  auto sglang = RunPolicy(trace, PolicyKind::kSglangPlus, config).value();
+  auto sglang = RunSystem(trace, SystemKind::kSglangPlus, config).value();
   EXPECT_EQ(Hits(sglang), (std::vector<int64_t>{0, 12, 0, 5}));
   EXPECT_DOUBLE_EQ(Summarize(sglang).token_hit_rate, 17.0 / 37.0);
   EXPECT_DOUBLE_EQ(Summarize(sglang).request_hit_rate, 0.5);
   // vLLM+ with 4-token blocks: states at 4, 8, 12 from A0; B0 and C0 resume at 4.
-  config.block_size = 4;
-  auto vllm = RunPolicy(trace, PolicyKind::kVllmPlus, config).value();
+  config.params["vllm+.block_size"] = 4;
+  auto vllm = RunSystem(trace, SystemKind::kVllmPlus, config).value();
   EXPECT_EQ(Hits(vllm), (std::vector<int64_t>{0, 12, 4, 4}));
   // With 32-token blocks nothing of this short trace is ever cached.
-  config.block_size = 32;
-  EXPECT_EQ(Hits(RunPolicy(trace, PolicyKind::kVllmPlus, config).value()),
+  config.params["vllm+.block_size"] = 32;
+  EXPECT_EQ(Hits(RunSystem(trace, SystemKind::kVllmPlus, config).value()),
             (std::vector<int64_t>{0, 0, 0, 0}));
-  auto vanilla = RunPolicy(trace, PolicyKind::kVanilla, config).value();
+  auto vanilla = RunSystem(trace, SystemKind::kVanilla, config).value();
   EXPECT_EQ(Summarize(vanilla).hit_tokens, 0);
   EXPECT_EQ(Summarize(vanilla).input_tokens, 37);
   EXPECT_DOUBLE_EQ(vanilla.records[0].ttft_ms, 17.8 + 0.05296 * 10);
@@ -128,8 +128,8 @@ TEST(Sim, BlockSizeOneWithUnboundedCacheReachesTheOracleHitRate) {
     oracle += best;
   }
   SimConfig config = TinyConfig();
-  config.block_size = 1;
-  auto r = RunPolicy(trace, PolicyKind::kVllmPlus, config).value();
+  config.params["vllm+.block_size"] = 1;
+  auto r = RunSystem(trace, SystemKind::kVllmPlus, config).value();
   EXPECT_EQ(r.stats.hit_tokens, oracle);
   EXPECT_GT(oracle, 0);
 }
@@ -142,12 +142,12 @@ TEST(Sim, PoliciesKeepTheirOrderOnAContendedMixedWorkload) {
   config.capacity_bytes = 5'000'000'000;
   config.threads = 2;
   std::map<std::string, double> hit;
-  const std::vector<PolicyKind> all = ParsePolicies("all").value();
-  for (PolicyKind k : all) {
-    auto r = RunPolicy(trace, k, config);
+  const std::vector<SystemKind> all = ParseSystems("all").value();
+  for (SystemKind k : all) {
+    auto r = RunSystem(trace, k, config);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    hit[r->policy] = r->stats.token_hit_rate();
-    if (k == PolicyKind::kOracle) {
+    hit[r->system] = r->stats.token_hit_rate();
+    if (k == SystemKind::kOracle) {
       ASSERT_EQ(r->rounds.size(), 1u);
       for (double o : r->rounds[0].objective) EXPECT_LE(o, r->stats.token_hit_rate());
     }
@@ -170,8 +170,8 @@ TEST(Sim, DeterministicAcrossRunsAndThreadCounts) {
   for (int threads : {1, 2}) {
     config.threads = threads;
     std::vector<Summary> rows;
-    for (PolicyKind k : {PolicyKind::kMarconi, PolicyKind::kOracle}) {
-      rows.push_back(Summarize(RunPolicy(trace, k, config).value()));
+    for (SystemKind k : {SystemKind::kMarconi, SystemKind::kOracle}) {
+      rows.push_back(Summarize(RunSystem(trace, k, config).value()));
     }
     runs.push_back(rows[0]);
     runs.push_back(rows[1]);
@@ -202,6 +202,65 @@ TEST(Sim, TtftModels) {
   auto roof = TtftModel::Roofline(1e15, 0.5, 0).value();
   EXPECT_DOUBLE_EQ(roof.Ms(model, 0, 1000), model.PrefillFlops(0, 1000) / (0.5e15 / 1000));
   EXPECT_FALSE(TtftModel::Roofline(1e15, 1.5, 0).ok());
+}
+
+// A profile whose latency falls with length gave negative TTFTs: refused, naming file and line.
+TEST(Sim, TtftProfilesThatFallWithLengthAreRefused) {
+  const ModelSpec model = ModelSpec::Preset("paper-7b").value();
+  const std::string path = ::testing::TempDir() + "/falling.csv";
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n1000,50\n2000,40\n4000,20\n";
+  }
+  auto fit = TtftModel::FromProfileCsv(path, true);
+  ASSERT_FALSE(fit.ok());
+  EXPECT_EQ(fit.status().code(), StatusCode::kParseError);
+  EXPECT_NE(fit.status().message().find("falling.csv: latency falls with length"),
+            std::string::npos)
+      << fit.status().message();
+  auto interp = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(interp.ok());
+  EXPECT_NE(interp.status().message().find(
+                "falling.csv:3: ttft_ms 40 at 2000 tokens is below 50 at 1000 tokens (line 2)"),
+            std::string::npos)
+      << interp.status().message();
+  {
+    // Rising overall (its fitted line is fine) but falling between two lengths, listed unsorted.
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n3000,45\n1000,20\n8000,400\n2000,60\n";
+  }
+  EXPECT_TRUE(TtftModel::FromProfileCsv(path, true).ok());
+  auto bump = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(bump.ok());
+  EXPECT_NE(bump.status().message().find("falling.csv:2: ttft_ms 45 at 3000 tokens is below 60 "
+                                         "at 2000 tokens (line 5)"),
+            std::string::npos)
+      << bump.status().message();
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n100,20\n200,-1\n";
+  }
+  auto negative = TtftModel::FromProfileCsv(path, false);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("falling.csv:3: negative"), std::string::npos);
+}
+
+// A line with a negative intercept (fitted on long prefills) never predicts a negative time.
+TEST(Sim, TtftNeverNegative) {
+  const ModelSpec model = ModelSpec::Preset("paper-7b").value();
+  const TtftModel line = TtftModel::Linear(-30, 0.05);
+  EXPECT_EQ(line.Ms(model, 0, 100), 0);
+  EXPECT_NEAR(line.Ms(model, 0, 1000), 20, 1e-9);
+  const std::string path = ::testing::TempDir() + "/steep.csv";
+  {
+    std::ofstream f(path);
+    f << "prefill_tokens,ttft_ms\n1000,10\n2000,100\n";
+  }
+  const TtftModel interp = TtftModel::FromProfileCsv(path, false).value();
+  EXPECT_EQ(interp.Ms(model, 0, 10), 0);  // the first segment extrapolated below zero
+  for (int64_t n : {0, 1, 500, 900}) {
+    EXPECT_GE(TtftModel::FromProfileCsv(path, true).value().Ms(model, 0, n), 0) << n;
+  }
 }
 
 TEST(Sim, FitLineRecoversALineAndRejectsDegenerateInput) {
@@ -246,6 +305,58 @@ TEST(Sim, ParseBytesAndPercentiles) {
   EXPECT_DOUBLE_EQ(Percentile({0, 10}, 0.95), 9.5);
 }
 
+TEST(Sim, FormatBytesKeepsTheUnitSystemItWasGiven) {
+  EXPECT_EQ(UnitsOf("1GiB"), ByteUnits::kBinary);
+  EXPECT_EQ(UnitsOf("1.5MiB"), ByteUnits::kBinary);
+  EXPECT_EQ(UnitsOf("5GB"), ByteUnits::kDecimal);
+  EXPECT_EQ(UnitsOf("123"), ByteUnits::kDecimal);
+  const int64_t gib = ParseBytes("1GiB").value();
+  EXPECT_EQ(FormatBytes(gib, ByteUnits::kBinary), "1.00 GiB");
+  EXPECT_EQ(FormatBytes(gib), "1.07 GB");
+  EXPECT_EQ(FormatBytesExact(gib, UnitsOf("1GiB")), "1.00 GiB (1,073,741,824 B)");
+  EXPECT_EQ(FormatBytesExact(ParseBytes("5GB").value()), "5.00 GB (5,000,000,000 B)");
+  EXPECT_EQ(FormatBytes(ParseBytes("1.5MiB").value(), ByteUnits::kBinary), "1.50 MiB");
+  EXPECT_EQ(FormatBytes(2048, ByteUnits::kBinary), "2.00 KiB");
+  EXPECT_EQ(FormatBytes(2048), "2.05 KB");
+  EXPECT_EQ(FormatBytes(999), "999 B");
+  EXPECT_EQ(FormatBytesExact(999), "999 B");
+  EXPECT_EQ(FormatBytes(PrefixCacheConfig::kUnlimited), "unlimited");
+  // Every formatted size parses back (without the space) to within its rounding.
+  for (int64_t b : {int64_t{1500}, int64_t{3} << 20, int64_t{7'250'000'000}}) {
+    for (ByteUnits u : {ByteUnits::kDecimal, ByteUnits::kBinary}) {
+      std::string text = FormatBytes(b, u);
+      text.erase(text.find(' '), 1);
+      EXPECT_NEAR(static_cast<double>(ParseBytes(text).value()), static_cast<double>(b),
+                  0.01 * static_cast<double>(b))
+          << text;
+    }
+  }
+}
+
+// The peaks of KV and of states are reached at different times; the peak of their sum is what
+// the capacity bounds, and the report shows it.
+TEST(Sim, ReportsThePeakOfKvAndStatesTogether) {
+  const Trace trace = SyntheticMixed(12, 1.0, 3);
+  SimConfig config;
+  config.model = ModelSpec::Preset("paper-7b").value();
+  config.capacity_bytes = ParseBytes("2GiB").value();
+  const SystemResult r = RunSystem(trace, SystemKind::kSglangPlus, config).value();
+  const Summary s = Summarize(r);
+  EXPECT_GT(s.peak_bytes, 0);
+  EXPECT_EQ(s.peak_bytes, r.stats.peak_bytes);
+  EXPECT_LE(s.peak_bytes, config.capacity_bytes);
+  EXPECT_GE(s.peak_bytes, std::max(s.peak_kv_bytes, s.peak_state_bytes));
+  EXPECT_LE(s.peak_bytes, s.peak_kv_bytes + s.peak_state_bytes);
+  const ReportContext ctx{"mixed", "paper-7b", config.capacity_bytes, "line", 0, UnitsOf("2GiB")};
+  const std::string json = SummaryJson({s}, ctx);
+  EXPECT_NE(json.find("\"peak_bytes\": " + std::to_string(s.peak_bytes)), std::string::npos)
+      << json;
+  const std::string table = SummaryTable({s}, ctx);
+  EXPECT_NE(table.find("cache 2.00 GiB (2,147,483,648 B)"), std::string::npos) << table;
+  EXPECT_NE(table.find("peak KV+SSM"), std::string::npos) << table;
+  EXPECT_NE(table.find(FormatBytes(s.peak_bytes, ByteUnits::kBinary)), std::string::npos) << table;
+}
+
 TEST(Sim, RetimeKeepsSessionGaps) {
   const Trace t = SyntheticMixed(10, 1.0, 2);
   const Trace fast = Retime(t, 4.0);
@@ -264,21 +375,21 @@ TEST(Sim, RetimeKeepsSessionGaps) {
 TEST(Sim, ReportsAreWellFormed) {
   const Trace trace = Golden();
   SimConfig config = TinyConfig();
-  std::vector<PolicyResult> results;
+  std::vector<SystemResult> results;
   std::vector<Summary> rows;
-  for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kSglangPlus}) {
-    results.push_back(RunPolicy(trace, k, config).value());
+  for (SystemKind k : {SystemKind::kVanilla, SystemKind::kSglangPlus}) {
+    results.push_back(RunSystem(trace, k, config).value());
     rows.push_back(Summarize(results.back()));
   }
   const ReportContext ctx{"golden", "tiny", 1000, "line", 0};
   const std::string json = SummaryJson(rows, ctx);
-  for (const char* key : {"\"policy\": \"sglang+\"", "\"token_hit_rate\"", "\"ttft_ms_p95\"",
-                          "\"peak_state_bytes\"", "\"buckets\""}) {
+  for (const char* key : {"\"system\": \"sglang+\"", "\"params\"", "\"token_hit_rate\"",
+                          "\"ttft_ms_p95\"", "\"peak_state_bytes\"", "\"buckets\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
   }
   const std::string csv = PerRequestCsv(trace, results);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms");
+            "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms");
   EXPECT_NE(csv.find("sglang+,1,A,1,14,12,"), std::string::npos);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 4);
   EXPECT_NE(SummaryTable(rows, ctx).find("sglang+"), std::string::npos);

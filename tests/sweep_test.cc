@@ -15,7 +15,7 @@ SweepSpec SmallSpec(int threads) {
   spec.models = {ModelSpec::Preset("paper-7b").value(), ModelSpec::Preset("nemotron-h-8b").value()};
   spec.capacities = {1'000'000'000, 3'000'000'000};
   spec.sessions_per_second = {1, 4};
-  spec.policies = ParsePolicies("vanilla,sglang+,marconi").value();
+  spec.systems = ParseSystems("vanilla,sglang+,marconi").value();
   spec.threads = threads;
   return spec;
 }
@@ -47,13 +47,49 @@ TEST(Sweep, ByteIdenticalWhateverTheThreadCount) {
   EXPECT_EQ(std::count(csv[0].begin(), csv[0].end(), '\n'), 1 + 24);
 }
 
+// Each arrival rate is a schedule over the one trace (no copy of its tokens): the same replay as
+// over a re-timed copy, and a sweep cell equals a replay of that copy.
+TEST(Sweep, ArrivalRatesShareTheTraceAndGiveTheRetimedCopysResults) {
+  const Trace trace = SyntheticMixed(16, 1.0, 5);
+  SimConfig config;
+  config.model = ModelSpec::Preset("paper-7b").value();
+  config.capacity_bytes = 1'000'000'000;
+  for (double sps : {0.5, 4.0}) {
+    const Trace copy = Retime(trace, sps);
+    const Schedule schedule = RetimeSchedule(trace, sps);
+    ASSERT_EQ(schedule.order.size(), copy.requests.size());
+    for (size_t k = 0; k < copy.requests.size(); ++k) {
+      EXPECT_EQ(trace.requests[schedule.order[k]].input, copy.requests[k].input);
+      EXPECT_EQ(schedule.ts[k], copy.requests[k].ts);
+    }
+    for (SystemKind kind : {SystemKind::kVanilla, SystemKind::kSglangPlus, SystemKind::kMarconi,
+                            SystemKind::kOracle}) {
+      const SystemResult a = RunSystem(copy, kind, config).value();
+      const SystemResult b = RunSystem(trace, schedule, kind, config).value();
+      EXPECT_EQ(a.stats.hit_tokens, b.stats.hit_tokens) << SystemName(kind);
+      EXPECT_EQ(a.stats.evictions, b.stats.evictions) << SystemName(kind);
+      EXPECT_EQ(a.alpha, b.alpha) << SystemName(kind);
+      ASSERT_EQ(a.records.size(), b.records.size());
+      for (size_t k = 0; k < a.records.size(); ++k) {
+        EXPECT_EQ(a.records[k].hit_tokens, b.records[k].hit_tokens);
+        EXPECT_EQ(a.records[k].ttft_ms, b.records[k].ttft_ms);
+      }
+    }
+  }
+  Schedule bad;
+  bad.order = {trace.requests.size()};
+  bad.ts = {0};
+  EXPECT_EQ(RunSystem(trace, bad, SystemKind::kVanilla, config).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST(Sweep, MoreCacheNeverHurtsLruHitRateHere) {
   const Trace trace = SyntheticMixed(16, 1.0, 5);
   SweepSpec spec = SmallSpec(2);
   spec.models.resize(1);
   spec.sessions_per_second = {1};
   spec.capacities = {500'000'000, 2'000'000'000, 8'000'000'000};
-  spec.policies = {PolicyKind::kSglangPlus};
+  spec.systems = {SystemKind::kSglangPlus};
   auto cells = RunSweep(trace, spec).value();
   ASSERT_EQ(cells.size(), 3u);
   EXPECT_LE(cells[0].summary.token_hit_rate, cells[1].summary.token_hit_rate);

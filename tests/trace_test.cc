@@ -30,12 +30,24 @@ TEST(Trace, ParsesAndSortsByTimestamp) {
   EXPECT_EQ(t->input_tokens(), 8);
 }
 
+struct Case {
+  const char* text;
+  const char* expect;  // a part of the error message
+};
+
+// Every case fails to parse as "bad.jsonl" with a parse error whose message contains `expect`.
+void ExpectParseErrors(const std::vector<Case>& cases) {
+  for (const Case& c : cases) {
+    auto t = ParseTrace(c.text, "bad.jsonl");
+    ASSERT_FALSE(t.ok()) << c.text;
+    EXPECT_EQ(t.status().code(), StatusCode::kParseError);
+    EXPECT_NE(t.status().message().find(c.expect), std::string::npos)
+        << "got: " << t.status().message() << "\nwant: " << c.expect;
+  }
+}
+
 TEST(Trace, ErrorsNameFileAndLine) {
-  struct Case {
-    const char* text;
-    const char* expect;
-  };
-  const Case cases[] = {
+  const std::vector<Case> cases = {
       {"{\"ts\": 1, \"input_tokens\": [1]}\n{\"ts\": 2}\n",
        "bad.jsonl:2: missing field 'input_tokens'"},
       {"{\"input_tokens\": [1]}\n", "bad.jsonl:1: missing field 'ts'"},
@@ -50,13 +62,72 @@ TEST(Trace, ErrorsNameFileAndLine) {
       {"", "bad.jsonl: no request in the trace"},
       {"\n  \n", "no request"},
   };
-  for (const Case& c : cases) {
-    auto t = ParseTrace(c.text, "bad.jsonl");
-    ASSERT_FALSE(t.ok()) << c.text;
-    EXPECT_EQ(t.status().code(), StatusCode::kParseError);
-    EXPECT_NE(t.status().message().find(c.expect), std::string::npos)
-        << "got: " << t.status().message() << "\nwant: " << c.expect;
-  }
+  ExpectParseErrors(cases);
+}
+
+// Each fault is named (simdjson alone said "not a JSON object" or a generic structure error).
+TEST(Trace, ParseErrorsSayWhatIsWrong) {
+  const std::vector<Case> cases = {
+      {"{\"ts\": 1, \"input_tokens\": [1]} xyz\n",
+       "bad.jsonl:1: trailing content after the JSON object (column 32)"},
+      {"{\"ts\": 1, \"input_tokens\": [1, 2\n", "bad.jsonl:1: truncated"},
+      {"{\"ts\": 1, \"input_tokens\": [1]}\n\xEF\xBB\xBF{\"ts\": 2, \"input_tokens\": [1]}\n",
+       "bad.jsonl:2: UTF-8 byte order mark"},
+      {"{\"ts\": 1e999, \"input_tokens\": [1]}\n",
+       "bad.jsonl:1: field 'ts': malformed or out-of-range"},
+      {"{\"ts\": 1, \"input_tokens\": [99999999999999999999]}\n",
+       "bad.jsonl:1: field 'input_tokens': not an integer"},
+      {"{\"ts\": 1, \"turn_id\": 2.5, \"input_tokens\": [1]}\n",
+       "bad.jsonl:1: field 'turn_id': not an integer"},
+      {"{\"ts\": 1, \"input_tokens\": [1, \"x\"]}\n",
+       "field 'input_tokens': a token is not a number"},
+      {"{\"ts\": 1, \"num_input_tokens\": -5, \"input_tokens\": [1]}\n",
+       "bad.jsonl:1: field 'num_input_tokens' is negative (-5)"},
+      {"{\"ts\": 1, \"num_output_tokens\": -1, \"input_tokens\": [1]}\n",
+       "field 'num_output_tokens' is negative"},
+      {"{\"ts\": 1, \"num_output_tokens\": 3, \"input_tokens\": [1]}\n",
+       "num_output_tokens 3 but there is no output_tokens array"},
+      {"{\"ts\": 1, \"input_tokens\": [1],}\n", "bad.jsonl:1: malformed JSON"},
+      {"ts: 1\n", "bad.jsonl:1: not a JSON object (the line starts with 't')"},
+  };
+  ExpectParseErrors(cases);
+}
+
+TEST(Trace, ByteOrderMarkAtTheStartIsSkipped) {
+  auto t = ParseTrace(std::string("\xEF\xBB\xBF") + kGood, "bom.jsonl");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->requests.size(), 2u);
+}
+
+TEST(Trace, TurnsOfASessionOutOfTimeOrderAreRefused) {
+  auto t = ParseTrace(
+      "{\"session_id\": \"s\", \"ts\": 5, \"input_tokens\": [1]}\n"
+      "{\"session_id\": \"other\", \"ts\": 1, \"input_tokens\": [7]}\n"
+      "{\"session_id\": \"s\", \"ts\": 3, \"input_tokens\": [1, 2, 3]}\n",
+      "turns.jsonl");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kParseError);
+  EXPECT_NE(t.status().message().find("turns.jsonl:3: session 's': ts 3 is earlier than ts 5 of "
+                                      "its previous turn (line 1)"),
+            std::string::npos)
+      << t.status().message();
+}
+
+TEST(Trace, RequestsOfDifferentSessionsOutOfOrderAreSortedAndCounted) {
+  auto t = ParseTrace(
+      "{\"session_id\": \"a\", \"ts\": 5, \"input_tokens\": [1]}\n"
+      "{\"session_id\": \"b\", \"ts\": 1, \"input_tokens\": [2]}\n"
+      "{\"session_id\": \"c\", \"ts\": 2, \"input_tokens\": [3]}\n"
+      "{\"session_id\": \"a\", \"ts\": 6, \"input_tokens\": [1, 4, 5]}\n",
+      "sorted.jsonl");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->reordered_requests, 2);
+  ASSERT_EQ(t->requests.size(), 4u);
+  EXPECT_EQ(t->requests[0].session_id, "b");
+  EXPECT_EQ(t->requests[3].line, 4);
+  auto in_order = ParseTrace(kGood, "good.jsonl");
+  ASSERT_TRUE(in_order.ok());
+  EXPECT_EQ(in_order->reordered_requests, 1);  // kGood's second line is earlier than its first
 }
 
 TEST(Trace, SkipBadLinesCountsThem) {

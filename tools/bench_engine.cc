@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "cli_util.h"
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
@@ -26,16 +27,17 @@ struct Args {
 
 // Variants timed in interleaved rounds (this machine's speed drifts: a variant timed in one block
 // would carry the drift), after one untimed round (page faults of fresh heap memory, the BLAS
-// thread pool's start). Reports the best round of each.
+// thread pool's start). Reports the best round of each, or the first variant's failure (a failed
+// prefill would time the error path).
 class Rounds {
  public:
-  void Add(std::function<void()> fn) { fns_.push_back(std::move(fn)); }
-  std::vector<double> Run(int repeats) {
+  void Add(std::function<Status()> fn) { fns_.push_back(std::move(fn)); }
+  Result<std::vector<double>> Run(int repeats) {
     std::vector<double> best(fns_.size(), 1e300);
     for (int r = -1; r < repeats; ++r) {
       for (size_t i = 0; i < fns_.size(); ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        fns_[i]();
+        if (Status s = fns_[i](); !s.ok()) return s;
         const double t =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (r >= 0) best[i] = std::min(best[i], t);
@@ -45,7 +47,7 @@ class Rounds {
   }
 
  private:
-  std::vector<std::function<void()>> fns_;
+  std::vector<std::function<Status()>> fns_;
 };
 
 int Run(const Args& a) {
@@ -60,6 +62,7 @@ int Run(const Args& a) {
   if (!trace.ok()) {
     return ReportError("bench engine", trace.status());
   }
+  WarnTrace("bench engine", *trace);
   std::vector<Token> tokens;
   for (const auto& r : trace->requests) {
     if (r.input.size() > tokens.size()) tokens = r.input;
@@ -82,19 +85,19 @@ int Run(const Args& a) {
   Rounds rounds;
   rounds.Add([&] {  // 0: full prefill
     engine::SequenceState s = model.NewSequence();
-    (void)model.Prefill(s, tokens, fast);
+    return model.Prefill(s, tokens, fast).status();
   });
   const int64_t branch = std::min(n, n / 2 + 17);  // off a chunk boundary: rolled forward
   const std::vector<int64_t> at = {branch};
   rounds.Add([&] {  // 1: with a capture
     engine::SequenceState s = model.NewSequence();
     std::vector<engine::Checkpoint> cps;
-    (void)model.Prefill(s, tokens, fast, at, &cps);
+    return model.Prefill(s, tokens, fast, at, &cps).status();
   });
   if (a.reference) {
     rounds.Add([&] {  // 2: plain-loop products
       engine::SequenceState s = model.NewSequence();
-      (void)model.Prefill(s, tokens, loops);
+      return model.Prefill(s, tokens, loops).status();
     });
   }
   // Hits on chunk boundaries, as a chunked kernel checkpoints them; none below one chunk.
@@ -117,12 +120,16 @@ int Run(const Args& a) {
   const size_t first_hit = a.reference ? 3 : 2;
   for (size_t i = 0; i < hits.size(); ++i) {
     rounds.Add([&, i] {
-      engine::SequenceState s = model.Resume(bases[i], hit_states[i]).value();
-      (void)model.Prefill(s, std::span<const Token>(tokens).subspan(static_cast<size_t>(hits[i])),
-                          fast);
+      Result<engine::SequenceState> s = model.Resume(bases[i], hit_states[i]);
+      if (!s.ok()) return s.status();
+      return model
+          .Prefill(*s, std::span<const Token>(tokens).subspan(static_cast<size_t>(hits[i])), fast)
+          .status();
     });
   }
-  const std::vector<double> t = rounds.Run(a.repeats);
+  const Result<std::vector<double>> timed = rounds.Run(a.repeats);
+  if (!timed.ok()) return ReportError("bench engine", timed.status());
+  const std::vector<double>& t = *timed;
   const double full = t[0], flops = spec.PrefillFlops(0, n);
   std::printf("full prefill            %9.2f ms   cost model %.3g FLOPs -> %.2f GFLOP/s\n",
               1e3 * full, flops, flops / full / 1e9);

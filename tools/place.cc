@@ -2,7 +2,9 @@
 
 #include <cstdio>
 
+#include "cli_util.h"
 #include "marconi/model_spec.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/placement_experiment.h"
@@ -11,16 +13,31 @@
 namespace marconi::tools {
 
 int RunPlace(const PlaceOptions& o) {
+  if (!o.output.empty() && o.format == "table") {
+    return ReportError("place", Status::InvalidArgument(
+                                    "-o/--output needs --format csv or json (the table goes to "
+                                    "stdout)"));
+  }
+  if (!o.output.empty()) {
+    if (Status s = CheckOutputFile("--output", o.output); !s.ok()) return ReportError("place", s);
+  }
+  if (!o.svg.empty()) {
+    if (Status s = CheckOutputFile("--svg", o.svg); !s.ok()) return ReportError("place", s);
+  }
   auto model = ModelSpec::FromNameOrFile(o.model);
   if (!model.ok()) return ReportError("place", model.status());
   Result<sim::Trace> trace = o.trace.empty() ? Result<sim::Trace>(sim::SyntheticDocQa(16, 1))
                                              : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return ReportError("place", trace.status());
+  WarnTrace("place", *trace);
   sim::PlacementExperimentOptions options;
   options.chunk_tokens = o.chunk;
   options.budgets = o.budgets;
   options.attention_aware = o.attention_aware;
+  Progress progress("place");
+  options.progress = progress.Callback("strategy runs");
   auto points = sim::RunPlacementExperiment(*trace, *model, options);
+  progress.Finish();
   if (!points.ok()) return ReportError("place", points.status());
   if (trace->skipped_lines > 0) {
     std::fprintf(stderr, "marconi place: skipped %lld malformed lines of %s\n",
@@ -53,7 +70,7 @@ int RunPlace(const PlaceOptions& o) {
         "tokens (block).\nckpts/request counts every state admitted, the last-token one "
         "included.\n";
   }
-  if (o.output.empty() || o.format == "table") {
+  if (o.output.empty()) {
     std::fputs(text.c_str(), stdout);
   } else if (Status s = sim::WriteFile(o.output, text); !s.ok()) {
     return ReportError("place", s);

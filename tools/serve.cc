@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "engine/driver.h"
 #include "engine/hybrid_model.h"
 #include "engine_defaults.h"
@@ -27,7 +28,7 @@ struct ServeOptions {
   int64_t requests = 40;
   int64_t max_input = 4096;
   int64_t max_output = 16;
-  std::string policies = "vllm+,sglang+,marconi";
+  std::string systems = "vllm+,sglang+,marconi";
   std::string capacity = "8MB";
   std::string decode = "trace";
   std::string kernels = "fast";
@@ -43,7 +44,7 @@ int Fail(const Status& s) { return ReportError("serve", s); }
 // One system being served: a driver over its cache (none for the baseline) and what it measured.
 struct Lane {
   std::string name;
-  sim::PolicyInstance policy;  // empty for the baseline
+  sim::SystemInstance policy;  // empty for the baseline
   std::unique_ptr<engine::Driver> driver;
   int64_t input_tokens = 0, reused_tokens = 0, peak_bytes = 0, identical = 0;
   double prefill_s = 0, load_s = 0, max_rel_diff = 0;
@@ -96,12 +97,16 @@ double MaxRelDiff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 int Run(const ServeOptions& o) {
+  if (!o.per_request.empty()) {
+    if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
+  }
   // The workload: requests in trace order, those with longer inputs skipped, tokens folded into
   // the model's vocabulary (a no-op for Llama-2-tokenised traces).
   Result<sim::Trace> trace = o.trace.empty()
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace);
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("serve", *trace);
   engine::HybridConfig config = o.model == "tiny" ? TinyEngineConfig() : DefaultEngineConfig();
   if (o.kernels != "fast" && o.kernels != "exact") {
     return Fail(
@@ -129,7 +134,7 @@ int Run(const ServeOptions& o) {
       continue;
     }
     sim::TraceRequest copy = r;
-    if (o.decode == "trace" && static_cast<int64_t>(copy.output.size()) > o.max_output) {
+    if (static_cast<int64_t>(copy.output.size()) > o.max_output) {
       copy.output.resize(static_cast<size_t>(o.max_output));  // still a prefix of the next turn
     }
     folded += FoldIntoVocabulary(copy.input, config.vocab);
@@ -144,7 +149,7 @@ int Run(const ServeOptions& o) {
   // The lanes: the no-cache baseline, then each policy with its own cache and driver.
   auto capacity = sim::ParseBytes(o.capacity);
   if (!capacity.ok()) return Fail(capacity.status());
-  auto kinds = sim::ParsePolicies(o.policies);
+  auto kinds = sim::ParseSystems(o.systems);
   if (!kinds.ok()) return Fail(kinds.status());
   sim::SimConfig sc;
   sc.model = engine::SpecOf(*model);
@@ -153,17 +158,19 @@ int Run(const ServeOptions& o) {
   std::vector<Lane> lanes(1);
   lanes[0].name = "vanilla";
   lanes[0].driver = std::make_unique<engine::Driver>(*model, nullptr, kernels);
-  for (sim::PolicyKind kind : *kinds) {
-    if (kind == sim::PolicyKind::kVanilla) continue;  // always run, as the baseline
-    if (kind == sim::PolicyKind::kOracle) {
-      if (o.policies == "all") continue;
-      return Fail(Status::InvalidArgument(
-          "the oracle needs the whole trace in hindsight; use `marconi sim` for it"));
+  for (sim::SystemKind kind : *kinds) {
+    const sim::SystemSpec& spec = sim::SpecOf(kind);
+    if (spec.admission == sim::Admission::kNone) continue;  // vanilla: always run, the baseline
+    if (spec.tuning == sim::Tuning::kHindsight) {
+      if (o.systems == "all") continue;
+      return Fail(
+          Status::InvalidArgument(std::string(spec.name) +
+                                  " needs the whole trace in hindsight; use `marconi sim` for it"));
     }
-    auto policy = sim::MakePolicy(kind, sc, 0.0, sim::IsTuned(kind));
+    auto policy = sim::MakeSystem(kind, sc, 0.0, sim::IsTuned(kind));
     if (!policy.ok()) return Fail(policy.status());
     Lane lane;
-    lane.name = sim::PolicyName(kind);
+    lane.name = sim::SystemName(kind);
     lane.policy = std::move(policy).value();
     lane.driver = std::make_unique<engine::Driver>(*model, lane.policy.cache.get(), kernels);
     lanes.push_back(std::move(lane));
@@ -227,7 +234,7 @@ int Run(const ServeOptions& o) {
   const bool predicted = Predict(sc.model, lanes);
   if (!o.per_request.empty()) {
     std::string csv =
-        "policy,request,trace_line,input_tokens,reused_tokens,prefill_ms,load_ms,"
+        "system,request,trace_line,input_tokens,reused_tokens,prefill_ms,load_ms,"
         "predicted_line_ms,predicted_roofline_ms,rel_logit_diff\n";
     for (const Lane& l : lanes) {
       for (size_t i = 0; i < l.prefills.size(); ++i) {
@@ -255,7 +262,7 @@ int Run(const ServeOptions& o) {
     j["capacity_bytes"] = *capacity;
     for (const Lane& l : lanes) {
       nlohmann::json p;
-      p["policy"] = l.name;
+      p["system"] = l.name;
       p["token_hit_rate"] =
           static_cast<double>(l.reused_tokens) / static_cast<double>(l.input_tokens);
       p["prefill_seconds"] = l.prefill_s;
@@ -277,7 +284,7 @@ int Run(const ServeOptions& o) {
         p["bit_identical_requests"] = l.identical;
         p["max_rel_logit_diff"] = l.max_rel_diff;
       }
-      j["policies"].push_back(p);
+      j["systems"].push_back(p);
     }
     std::printf("%s\n", j.dump(2).c_str());
     return status;
@@ -289,9 +296,10 @@ int Run(const ServeOptions& o) {
       config.pattern.c_str(), static_cast<long long>(config.d_model), o.kernels.c_str(),
       static_cast<long long>(n), trace->source.c_str(), static_cast<long long>(skipped),
       static_cast<long long>(o.max_input), static_cast<long long>(folded), o.decode.c_str(),
-      sim::FormatBytes(*capacity).c_str());
-  std::printf("%-16s %9s %11s %11s %12s %10s %11s %10s %14s\n", "policy", "hit rate", "prefill s",
-              "time saved", "FLOPs saved", "load s", "peak bytes", "evictions", "exact / diff");
+      sim::FormatBytesExact(*capacity, sim::UnitsOf(o.capacity)).c_str());
+  std::printf("%-16s %9s %11s %11s %12s %17s %8s %11s %10s %13s\n", "policy", "hit rate",
+              "prefill s", "time saved", "FLOPs saved", "TTFT model saved", "load s", "peak bytes",
+              "evictions", "exact / diff");
   for (const Lane& l : lanes) {
     const double hit = static_cast<double>(l.reused_tokens) / static_cast<double>(l.input_tokens);
     std::string flops = "-", evictions = "-", exact = "-";
@@ -313,9 +321,10 @@ int Run(const ServeOptions& o) {
                     100 * saved(l.predicted_line_s, lanes[0].predicted_line_s),
                     100 * saved(l.predicted_roofline_s, lanes[0].predicted_roofline_s));
     }
-    std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %9s %13s\n", l.name.c_str(),
+    std::printf("%-16s %8.1f%% %10.3f %9.1f%% %11s %17s %8.3f %11s %10s %13s\n", l.name.c_str(),
                 100 * hit, l.prefill_s, 100 * (1 - l.prefill_s / base_s), flops.c_str(),
-                model_saved, l.load_s, sim::FormatBytes(l.peak_bytes).c_str(), evictions.c_str(),
+                model_saved, l.load_s,
+                sim::FormatBytes(l.peak_bytes, sim::UnitsOf(o.capacity)).c_str(), evictions.c_str(),
                 exact.c_str());
   }
   std::printf(
@@ -337,11 +346,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "serve",
       "Serve a trace through the reference hybrid model with real cached states, per policy, "
       "against a no-cache baseline");
-  cmd->add_option("--trace", o->trace, "Trace (JSONL or .zst; default: synthetic mixed workload)")
-      ->check(CLI::ExistingFile);
+  auto* trace = cmd->add_option("--trace", o->trace,
+                                "Trace (JSONL or .zst; default: synthetic mixed workload)")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
+      ->check(CLI::Range(1, 10000))
+      ->excludes(trace);
   cmd->add_option("--requests", o->requests, "Serve at most this many requests")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
@@ -352,10 +363,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "Decode at most this many of a request's output tokens")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  cmd->add_option(
-         "--policy", o->policies,
-         "Comma-separated policies (vllm+, sglang+, marconi, marconi-oneshot, sparse) or all "
-         "(but the oracle); vanilla always runs as the baseline")
+  cmd->add_option("--systems,--policy", o->systems,
+                  "Comma-separated systems (" + sim::SystemNames() +
+                      ") or all (but those tuned in hindsight); vanilla always runs as the "
+                      "baseline")
       ->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache capacity per policy (KV + states, fp32)")
       ->capture_default_str();

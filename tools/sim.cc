@@ -1,14 +1,19 @@
 #include "sim.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <initializer_list>
 #include <memory>
 #include <thread>
 
+#include "cli_util.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "sim/synthetic.h"
+#include "systems_options.h"
 
 namespace marconi::tools {
 namespace {
@@ -17,7 +22,6 @@ struct SimOptions {
   std::string trace;
   std::string model = "paper-7b";
   std::string capacity = "5GB";
-  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
   std::string format = "table";
   std::string per_request;
   std::string ttft_profile;
@@ -27,10 +31,10 @@ struct SimOptions {
   int sessions = 80;
   int threads = 0;
   bool skip_bad_lines = false;
-  int64_t block_size = 32;
   double multiplier = 5;
   std::string objective = "hit";
-  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
+  bool tuner_flags = false;  // --tuner-multiplier or --tuner-objective given
+  SystemsOptions systems;
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -40,19 +44,22 @@ int Run(const SimOptions& o) {
   if (!model.ok()) return Fail(model.status());
   auto capacity = sim::ParseBytes(o.capacity);
   if (!capacity.ok()) return Fail(capacity.status());
-  auto policies = sim::ParsePolicies(o.policies);
-  if (!policies.ok()) return Fail(policies.status());
-
   sim::SimConfig config;
+  std::vector<sim::SystemKind> systems;
+  if (Status s = ApplySystemsOptions(o.systems, &systems, &config); !s.ok()) return Fail(s);
+  if (o.tuner_flags && std::none_of(systems.begin(), systems.end(), sim::IsTuned)) {
+    return Fail(Status::InvalidArgument(
+        "--tuner-multiplier and --tuner-objective need a tuned system in --systems"));
+  }
+  if (!o.per_request.empty()) {
+    if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
+  }
+
   config.model = *model;
   config.capacity_bytes = *capacity;
-  config.block_size = o.block_size;
   config.threads =
       o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = o.multiplier;
-  auto recency = ParseRecency(o.recency);
-  if (!recency.ok()) return Fail(recency.status());
-  config.recency = *recency;
   config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
                                                   : AlphaTunerConfig::Objective::kTokenHitRate;
   if (!o.roofline.empty()) {
@@ -72,24 +79,32 @@ int Run(const SimOptions& o) {
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("sim", *trace);
   if (o.sps > 0) {
     *trace = sim::Retime(*trace, o.sps);
   }
 
   // Validate the cache configuration once, before any replay.
   if (Status s = sim::CheckCapacity(*model, *capacity, o.capacity); !s.ok()) return Fail(s);
-  std::vector<sim::PolicyResult> results;
+  std::vector<sim::SystemResult> results;
   std::vector<sim::Summary> rows;
-  for (sim::PolicyKind kind : *policies) {
-    auto r = sim::RunPolicy(*trace, kind, config);
+  Progress progress("sim");
+  for (sim::SystemKind kind : systems) {
+    config.progress = progress.Callback("requests", sim::SystemName(kind));
+    auto r = sim::RunSystem(*trace, kind, config);
     if (!r.ok()) return Fail(r.status());
     rows.push_back(sim::Summarize(*r));
     results.push_back(std::move(r).value());
   }
+  progress.Finish();
   sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
                              " requests, " + std::to_string(trace->input_tokens()) +
                              " input tokens)",
-                         model->name(), *capacity, config.ttft.Describe(), trace->skipped_lines};
+                         model->name(),
+                         *capacity,
+                         config.ttft.Describe(),
+                         trace->skipped_lines,
+                         sim::UnitsOf(o.capacity)};
   const std::string text =
       o.format == "json" ? sim::SummaryJson(rows, ctx) : sim::SummaryTable(rows, ctx);
   std::fputs(text.c_str(), stdout);
@@ -106,49 +121,49 @@ int Run(const SimOptions& o) {
 void AddSimCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SimOptions>();
   auto* cmd = app.add_subcommand(
-      "sim", "Replay a trace (default: a built-in synthetic workload) through every policy");
-  cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
-      ->check(CLI::ExistingFile);
+      "sim", "Replay a trace (default: a built-in synthetic workload) through every system");
+  auto* trace = cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
       ->capture_default_str();
-  cmd->add_option(
-         "--policy", o->policies,
-         "Policies: vanilla, vllm+, sglang+, marconi, marconi-oneshot, oracle, sparse, or all")
-      ->capture_default_str();
+  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
   cmd->add_option("--per-request", o->per_request, "Write per-request results (CSV) here");
-  cmd->add_option("--ttft-profile", o->ttft_profile,
-                  "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
+  auto* profile =
+      cmd->add_option("--ttft-profile", o->ttft_profile,
+                      "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
   cmd->add_flag("--ttft-interpolate", o->ttft_interpolate,
-                "Interpolate the profile instead of fitting a line");
+                "Interpolate the profile instead of fitting a line")
+      ->needs(profile);
   cmd->add_option("--roofline", o->roofline, "TTFT from FLOPs: PEAK_FLOPS,EFFICIENCY")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->excludes(profile);
   cmd->add_option("--sps", o->sps, "Re-time sessions to start at this rate (sessions/s)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
+      ->check(CLI::Range(1, 100000))
+      ->excludes(trace);
   cmd->add_option("--threads", o->threads, "Threads for alpha replays (0: all cores)")
       ->check(CLI::Range(0, 1024));
-  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
-  cmd->add_option("--block-size", o->block_size, "vllm+ block size in tokens")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_option("--tuner-multiplier", o->multiplier,
-                  "Tuning window, in multiples of the requests before the first eviction")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"hit", "flops"}));
-  cmd->add_option("--recency", o->recency,
-                  "FLOP-aware eviction's recency: inverse-requests (1 / requests since the last "
-                  "access, as the authors' simulator) or linear-time (trace time)")
-      ->capture_default_str();
-  cmd->callback([o, exit_code] { *exit_code = Run(*o); });
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
+      ->needs(trace);
+  auto* multiplier =
+      cmd->add_option("--tuner-multiplier", o->multiplier,
+                      "Tuning window, in multiples of the requests before the first eviction")
+          ->capture_default_str()
+          ->check(Positive());
+  auto* objective =
+      cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"hit", "flops"}));
+  cmd->callback([o, exit_code, multiplier, objective] {
+    o->tuner_flags = multiplier->count() + objective->count() > 0;
+    *exit_code = Run(*o);
+  });
 }
 
 }  // namespace marconi::tools

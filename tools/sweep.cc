@@ -1,15 +1,16 @@
 #include "sweep.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <memory>
 #include <thread>
 
+#include "cli_util.h"
+#include "progress.h"
 #include "report_error.h"
 #include "sim/file_io.h"
 #include "sim/sweep.h"
 #include "sim/synthetic.h"
+#include "systems_options.h"
 
 namespace marconi::tools {
 namespace {
@@ -19,18 +20,18 @@ struct SweepOptions {
   std::vector<std::string> models = {"paper-7b"};
   std::vector<std::string> capacities = {"2GB", "3GB", "5GB", "7GB", "10GB"};
   std::vector<double> sps;
-  std::string policies = "vanilla,vllm+,sglang+,marconi,oracle";
   std::string out = "sweep-out";
   std::string ttft_profile;
   int threads = 0;
   int sessions = 80;
   bool skip_bad_lines = false;
-  std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
+  SystemsOptions systems;
 };
 
 int Fail(const Status& s) { return ReportError("sweep", s); }
 
 int Run(const SweepOptions& o) {
+  if (Status s = CheckOutputDir("--out", o.out); !s.ok()) return Fail(s);
   sim::SweepSpec spec;
   for (const std::string& m : o.models) {
     auto model = ModelSpec::FromNameOrFile(m);
@@ -45,16 +46,14 @@ int Run(const SweepOptions& o) {
     }
     spec.capacities.push_back(*bytes);
   }
-  auto policies = sim::ParsePolicies(o.policies);
-  if (!policies.ok()) return Fail(policies.status());
-  spec.policies = *policies;
-  auto recency = ParseRecency(o.recency);
-  if (!recency.ok()) return Fail(recency.status());
-  spec.base.recency = *recency;
+  if (Status s = ApplySystemsOptions(o.systems, &spec.systems, &spec.base); !s.ok()) {
+    return Fail(s);
+  }
   Result<sim::Trace> trace = o.trace.empty()
                                  ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
                                  : sim::ReadTrace(o.trace, {o.skip_bad_lines});
   if (!trace.ok()) return Fail(trace.status());
+  WarnTrace("sweep", *trace);
   spec.sessions_per_second = o.sps;
   if (spec.sessions_per_second.empty()) {
     spec.sessions_per_second =
@@ -66,17 +65,9 @@ int Run(const SweepOptions& o) {
     spec.base.ttft = *t;
   }
   spec.threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  auto progress = [tty](size_t done, size_t total) {
-    if (!tty) return;
-    const int width = 40;
-    const int filled = static_cast<int>(width * done / total);
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu runs",
-                 std::string(static_cast<size_t>(filled), '#').c_str(),
-                 std::string(static_cast<size_t>(width - filled), '.').c_str(), done, total);
-    if (done == total) std::fputc('\n', stderr);
-  };
-  auto cells = sim::RunSweep(*trace, spec, progress);
+  Progress progress("sweep");
+  auto cells = sim::RunSweep(*trace, spec, progress.Callback("runs"));
+  progress.Finish();
   if (!cells.ok()) return Fail(cells.status());
   const std::string csv_path = o.out + "/sweep.csv";
   auto plots = sim::WriteSweepPlots(*cells, o.out);
@@ -93,9 +84,9 @@ int Run(const SweepOptions& o) {
 void AddSweepCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<SweepOptions>();
   auto* cmd = app.add_subcommand(
-      "sweep", "Run a grid of models x capacities x arrival rates x policies; CSV and SVG plots");
-  cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
-      ->check(CLI::ExistingFile);
+      "sweep", "Run a grid of models x capacities x arrival rates x systems; CSV and SVG plots");
+  auto* trace = cmd->add_option("--trace", o->trace, "Trace (default: the synthetic workload)")
+                    ->check(CLI::ExistingFile);
   cmd->add_option("--models", o->models, "Model presets or config.json files")
       ->delimiter(',')
       ->capture_default_str();
@@ -106,19 +97,18 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
                   "Session arrival rates (sessions/s; 0 keeps the trace's times); default "
                   "0.5,1,2 for the synthetic workload, 0 for a trace")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--policy", o->policies, "Policies, or all")->capture_default_str();
+      ->check(NonNegative());
+  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
   cmd->add_option("-o,--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--ttft-profile", o->ttft_profile, "Prefill profile CSV (least-squares line)");
   cmd->add_option("--threads", o->threads, "Concurrent runs (0: all cores)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--sessions", o->sessions, "Sessions of the synthetic workload")
       ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines");
-  cmd->add_option("--recency", o->recency,
-                  "FLOP-aware eviction's recency: inverse-requests or linear-time")
-      ->capture_default_str();
+      ->check(CLI::Range(1, 100000))
+      ->excludes(trace);
+  cmd->add_flag("--skip-bad-lines", o->skip_bad_lines, "Skip and count malformed trace lines")
+      ->needs(trace);
   cmd->callback([o, exit_code] { *exit_code = Run(*o); });
 }
 

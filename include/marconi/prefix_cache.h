@@ -47,7 +47,7 @@ struct PrefixCacheConfig {
 
 // Keeps a node pinned while a request uses it: a pinned node is never evicted, so the request's
 // resume point stays valid. Move-only; releasing (destruction or Release()) unpins. Must not
-// outlive its cache.
+// outlive its cache: destroying a cache while one of its leases is held aborts the program.
 class Lease {
  public:
   Lease() = default;
@@ -64,7 +64,7 @@ class Lease {
 
  private:
   friend class PrefixCache;
-  Lease(PrefixCache* cache, NodeId node) : cache_(cache), node_(node) {}
+  Lease(PrefixCache* cache, NodeId node);
   PrefixCache* cache_ = nullptr;
   NodeId node_ = kNoNode;
 };
@@ -140,13 +140,14 @@ class PrefixCache {
   // cached tokens); for tests and debugging. Returns the first violation found.
   Status CheckInvariants() const;
 
-  struct Impl;
-
  private:
+  struct Impl;  // src/cache/prefix_cache_impl.h
   friend class Lease;
+  friend Status CheckCacheInvariants(const Impl& impl);  // src/cache/invariant_checker.cc
   explicit PrefixCache(std::unique_ptr<Impl> impl);
   void Unpin(NodeId node);
   std::unique_ptr<Impl> impl_;
+  int64_t live_leases_ = 0;  // Leases of this cache held now (see ~PrefixCache)
 };
 
 }  // namespace marconi

@@ -26,7 +26,9 @@ enum class StatusCode {
 // Returns a stable lower-case name for `code` ("ok", "invalid_argument", ...).
 const char* StatusCodeName(StatusCode code);
 
-class Status {
+// [[nodiscard]]: a call whose Status is dropped is a compile error (warnings are errors), so
+// every failure is either handled or explicitly ignored with a reason.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -60,7 +62,7 @@ class Status {
 // Either a value or a non-ok Status. Accessing value() of an error is a programming error
 // (asserted in debug builds).
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit by design

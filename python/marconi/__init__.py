@@ -65,7 +65,7 @@ __all__ = [
     "sqrt_placement",
 ]
 
-SYSTEMS = ("vanilla", "vllm+", "sglang+", "marconi", "marconi-oneshot", "oracle", "sparse")
+SYSTEMS = tuple(_marconi.systems())  # in the order reports list them
 
 
 def simulate_report(
@@ -76,7 +76,7 @@ def simulate_report(
     sessions=80,
     sps=None,
     threads=0,
-    block_size=32,
+    params=None,
     multiplier=5.0,
     objective="hit",
     recency="inverse-requests",
@@ -84,7 +84,7 @@ def simulate_report(
     records=True,
 ):
     """Like ``simulate``, but returns the whole ``marconi sim --format json`` document (trace,
-    model, capacity_bytes, ttft_model, skipped_lines, policies)."""
+    model, capacity_bytes, ttft_model, skipped_lines, systems)."""
     if isinstance(systems, str):
         systems_list = systems
     else:
@@ -94,6 +94,10 @@ def simulate_report(
         systems_list = ",".join(systems)
     if isinstance(capacity, bool) or not isinstance(capacity, (int, str)):
         raise TypeError("capacity must be an int (bytes) or a string such as '5GB'")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise TypeError("params must be a dict such as {'vllm+.block_size': 64}")
     out = _marconi._simulate(
         trace=None if trace is None else str(trace),
         capacity=str(capacity),
@@ -102,7 +106,7 @@ def simulate_report(
         sessions=sessions,
         sps=sps,
         threads=threads,
-        block_size=block_size,
+        set=[f"{k}={v}" for k, v in params.items()],
         multiplier=multiplier,
         objective=objective,
         recency=recency,
@@ -110,7 +114,7 @@ def simulate_report(
     )
     report = _json.loads(out.json)
     if records:
-        for i, row in enumerate(report["policies"]):
+        for i, row in enumerate(report["systems"]):
             row["requests_detail"] = out.records(i)
     return report
 
@@ -123,7 +127,7 @@ def simulate(
     sessions=80,
     sps=None,
     threads=0,
-    block_size=32,
+    params=None,
     multiplier=5.0,
     objective="hit",
     recency="inverse-requests",
@@ -132,13 +136,15 @@ def simulate(
 ):
     """Replays a trace (a JSONL path, plain or .zst; default: the built-in synthetic workload of
     ``sessions`` sessions) through each system and returns one dict per system, with the fields
-    of ``marconi sim --format json`` (policy, token_hit_rate, ttft_ms_p95, tuning_rounds, ...)
+    of ``marconi sim --format json`` (system, params, token_hit_rate, ttft_ms_p95, tuning_rounds,
+    ...)
     and ``requests_detail``: per-request NumPy columns (index, session_id, turn_id, ts,
     input_tokens, hit_tokens, ttft_ms), unless ``records=False``.
 
     ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``.
     ``capacity``: bytes as an int or a string ("5GB", "1.5GiB", "inf"). ``sps``: re-time
-    sessions to start at this rate. ``threads``: 0 = all cores. ``multiplier``, ``objective``
+    sessions to start at this rate. ``threads``: 0 = all cores. ``params``: system parameters
+    as ``marconi sim --set`` takes them, e.g. ``{"vllm+.block_size": 64}``. ``multiplier``, ``objective``
     ("hit" or "flops") and ``recency`` ("inverse-requests" or "linear-time") configure the alpha
     tuner and FLOP-aware eviction as ``marconi sim``'s options do. Runs without the GIL.
     """
@@ -150,13 +156,13 @@ def simulate(
         sessions=sessions,
         sps=sps,
         threads=threads,
-        block_size=block_size,
+        params=params,
         multiplier=multiplier,
         objective=objective,
         recency=recency,
         skip_bad_lines=skip_bad_lines,
         records=records,
-    )["policies"]
+    )["systems"]
 
 
 def _model_name(model):

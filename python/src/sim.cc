@@ -1,4 +1,4 @@
-// Bindings of the simulator (src/sim: RunPolicy, Summarize, SummaryJson) and of sparse placement.
+// Bindings of the simulator (src/sim: RunSystem, Summarize, SummaryJson) and of sparse placement.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -23,7 +23,7 @@ namespace {
 struct SimOutput {
   std::string json;
   sim::Trace trace;
-  std::vector<sim::PolicyResult> results;
+  std::vector<sim::SystemResult> results;
 };
 
 struct SimArgs {
@@ -32,7 +32,7 @@ struct SimArgs {
   int sessions = 80;
   std::optional<double> sps;
   int threads = 0;
-  int64_t block_size = 32;
+  std::vector<std::string> set;  // "SYSTEM.PARAM=VALUE", as `marconi sim --set`
   double multiplier = 5;
   bool skip_bad_lines = false;
 };
@@ -43,8 +43,8 @@ Result<SimOutput> Simulate(const SimArgs& a) {
   if (!model.ok()) return model.status();
   auto capacity = sim::ParseBytes(a.capacity);
   if (!capacity.ok()) return capacity.status();
-  auto policies = sim::ParsePolicies(a.systems);
-  if (!policies.ok()) return policies.status();
+  auto systems = sim::ParseSystems(a.systems);
+  if (!systems.ok()) return systems.status();
   auto recency = ParseRecency(a.recency);
   if (!recency.ok()) return recency.status();
   if (a.objective != "hit" && a.objective != "flops") {
@@ -53,11 +53,12 @@ Result<SimOutput> Simulate(const SimArgs& a) {
   if (a.sessions <= 0) return Status::InvalidArgument("sessions must be positive");
   if (a.sps && !(*a.sps > 0)) return Status::InvalidArgument("sps must be positive");
   if (a.threads < 0) return Status::InvalidArgument("threads must be >= 0");
-  if (a.block_size < 1) return Status::InvalidArgument("block_size must be >= 1");
   sim::SimConfig config;
+  for (const std::string& item : a.set) {
+    if (Status s = sim::ParseSet(item, &config.params); !s.ok()) return s;
+  }
   config.model = *model;
   config.capacity_bytes = *capacity;
-  config.block_size = a.block_size;
   config.threads =
       a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency());
   config.tuner.multiplier = a.multiplier;
@@ -71,8 +72,8 @@ Result<SimOutput> Simulate(const SimArgs& a) {
   if (Status s = sim::CheckCapacity(*model, *capacity, a.capacity); !s.ok()) return s;
   SimOutput out;
   std::vector<sim::Summary> rows;
-  for (sim::PolicyKind kind : *policies) {
-    auto r = sim::RunPolicy(*trace, kind, config);
+  for (sim::SystemKind kind : *systems) {
+    auto r = sim::RunSystem(*trace, kind, config);
     if (!r.ok()) return r.status();
     rows.push_back(sim::Summarize(*r));
     out.results.push_back(std::move(r).value());
@@ -80,7 +81,11 @@ Result<SimOutput> Simulate(const SimArgs& a) {
   sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
                              " requests, " + std::to_string(trace->input_tokens()) +
                              " input tokens)",
-                         model->name(), *capacity, config.ttft.Describe(), trace->skipped_lines};
+                         model->name(),
+                         *capacity,
+                         config.ttft.Describe(),
+                         trace->skipped_lines,
+                         sim::UnitsOf(a.capacity)};
   out.json = sim::SummaryJson(rows, ctx);
   out.trace = std::move(trace).value();
   return out;
@@ -141,8 +146,8 @@ void BindSim(py::module_& m) {
       "_simulate",
       [](std::optional<std::string> trace, std::string capacity, std::string model,
          std::string systems, int sessions, std::optional<double> sps, int threads,
-         int64_t block_size, double multiplier, std::string objective, std::string recency,
-         bool skip_bad_lines) {
+         std::vector<std::string> set, double multiplier, std::string objective,
+         std::string recency, bool skip_bad_lines) {
         SimArgs a{std::move(trace),
                   std::move(capacity),
                   std::move(model),
@@ -152,7 +157,7 @@ void BindSim(py::module_& m) {
                   sessions,
                   sps,
                   threads,
-                  block_size,
+                  std::move(set),
                   multiplier,
                   skip_bad_lines};
         Result<SimOutput> r = [&] {
@@ -162,9 +167,17 @@ void BindSim(py::module_& m) {
         return Unwrap(std::move(r));
       },
       py::kw_only(), py::arg("trace"), py::arg("capacity"), py::arg("model"), py::arg("systems"),
-      py::arg("sessions"), py::arg("sps"), py::arg("threads"), py::arg("block_size"),
+      py::arg("sessions"), py::arg("sps"), py::arg("threads"), py::arg("set"),
       py::arg("multiplier"), py::arg("objective"), py::arg("recency"), py::arg("skip_bad_lines"));
 
+  m.def(
+      "systems",
+      [] {
+        std::vector<std::string> names;
+        for (const sim::SystemSpec& spec : sim::Systems()) names.emplace_back(spec.name);
+        return names;
+      },
+      "The compared systems' names, in the order reports list them.");
   m.def(
       "solve_placement",
       [](py::handle p, int64_t budget, double linear, double quadratic, py::handle model,

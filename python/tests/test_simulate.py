@@ -12,10 +12,9 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 def test_simulate_defaults_shape():
     rows = marconi.simulate(sessions=6, systems="all", threads=2)
-    assert [r["policy"] for r in rows] == [
-        "vanilla", "vllm+", "sglang+", "marconi", "oracle", "sparse", "marconi-oneshot",
-    ]
-    by = {r["policy"]: r for r in rows}
+    assert [r["system"] for r in rows] == list(marconi.SYSTEMS)
+    assert {"vanilla", "vllm+", "sglang+", "marconi", "oracle", "sparse"} <= set(marconi.SYSTEMS)
+    by = {r["system"]: r for r in rows}
     assert by["vanilla"]["token_hit_rate"] == 0
     assert by["marconi"]["token_hit_rate"] > by["vllm+"]["token_hit_rate"]
     for r in rows:
@@ -31,8 +30,8 @@ def test_simulate_list_of_systems_and_report():
     rep = marconi.simulate_report(sessions=4, systems=["sglang+", "marconi"], capacity=5 * 10**9,
                                   records=False)
     assert rep["model"] == "paper-7b" and rep["capacity_bytes"] == 5 * 10**9
-    assert [r["policy"] for r in rep["policies"]] == ["sglang+", "marconi"]
-    assert "requests_detail" not in rep["policies"][0]
+    assert [r["system"] for r in rep["systems"]] == ["sglang+", "marconi"]
+    assert "requests_detail" not in rep["systems"][0]
 
 
 def test_simulate_matches_the_command_line():
@@ -40,13 +39,22 @@ def test_simulate_matches_the_command_line():
     if not os.path.exists(cli):
         pytest.skip("build/marconi not built")
     out = subprocess.run(
-        [cli, "sim", "--sessions", "5", "--format", "json", "--policy", "vllm+,marconi",
+        [cli, "sim", "--sessions", "5", "--format", "json", "--systems", "vllm+,marconi",
          "--threads", "1"],
         check=True, capture_output=True, text=True,
     ).stdout
     want = json.loads(out)
     got = marconi.simulate_report(sessions=5, systems="vllm+,marconi", threads=1, records=False)
     assert got == want
+
+
+def test_simulate_params():
+    small = marconi.simulate(sessions=4, systems="vllm+", params={"vllm+.block_size": 16})[0]
+    assert small["params"]["block_size"] == 16
+    with pytest.raises(ValueError):
+        marconi.simulate(sessions=2, systems="vllm+", params={"vllm+.no_such_param": 1})
+    with pytest.raises(TypeError):
+        marconi.simulate(sessions=2, params=["vllm+.block_size=16"])
 
 
 def test_simulate_trace_file_and_sps(tmp_path):

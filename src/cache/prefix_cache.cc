@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cache/prefix_cache_impl.h"
@@ -13,6 +15,10 @@ using internal::RadixTree;
 
 // ---------------------------------------------------------------------------------------------
 // Lease
+
+Lease::Lease(PrefixCache* cache, NodeId node) : cache_(cache), node_(node) {
+  ++cache_->live_leases_;
+}
 
 Lease::Lease(Lease&& other) noexcept : cache_(other.cache_), node_(other.node_) {
   other.cache_ = nullptr;
@@ -33,7 +39,10 @@ Lease& Lease::operator=(Lease&& other) noexcept {
 Lease::~Lease() { Release(); }
 
 void Lease::Release() {
-  if (cache_ != nullptr) cache_->Unpin(node_);
+  if (cache_ != nullptr) {
+    cache_->Unpin(node_);
+    --cache_->live_leases_;
+  }
   cache_ = nullptr;
   node_ = kNoNode;
 }
@@ -325,7 +334,20 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
 // PrefixCache
 
 PrefixCache::PrefixCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-PrefixCache::~PrefixCache() = default;
+
+// A lease left behind would unpin through a dangling pointer when released: a use-after-free far
+// from its cause, that corrupts memory silently in an optimised build. It is a programming error,
+// so it fails here, loudly and in every build type (an assert would vanish in release builds,
+// exactly where the corruption would go unnoticed).
+PrefixCache::~PrefixCache() {
+  if (live_leases_ != 0) {
+    std::fprintf(stderr,
+                 "marconi: PrefixCache destroyed while %lld of its Leases are held (a Lease must "
+                 "not outlive its cache)\n",
+                 static_cast<long long>(live_leases_));
+    std::abort();
+  }
+}
 
 Result<std::unique_ptr<PrefixCache>> PrefixCache::Create(const PrefixCacheConfig& config,
                                                          ModelSpec model,

@@ -94,8 +94,9 @@ NodeId RequestRecencyIndex::MinScore(double alpha, int64_t clock) const {
     const double bound = r_term(std::max(lo, c_min)) + e_term(std::get<0>(k));
     if (bound > best_score) return;
     if (width == 1) {
-      if (bound < best_score || std::tie(std::get<1>(k), std::get<2>(k)) <
-                                    std::tie(std::get<1>(best), std::get<2>(best))) {
+      if (bound < best_score ||
+          (bound == best_score && std::tie(std::get<1>(k), std::get<2>(k)) <
+                                      std::tie(std::get<1>(best), std::get<2>(best)))) {
         best_score = bound;
         best = k;
       }

@@ -49,12 +49,14 @@ Result<std::vector<PlacementPoint>> RunPlacementExperiment(
   int64_t longest = options.chunk_tokens;
   for (const auto& r : trace.requests) longest = std::max<int64_t>(longest, r.input.size());
   std::vector<PlacementPoint> points;
+  const size_t runs = 1 + 5 * options.budgets.size() + options.block_tokens.size();
   auto run = [&](Result<std::unique_ptr<AdmissionPolicy>> admission, const char* name,
                  int64_t parameter) -> Status {
     if (!admission.ok()) return admission.status();
     auto p = Serve(trace, model, std::move(admission).value(), name, parameter);
     if (!p.ok()) return p.status();
     points.push_back(std::move(p).value());
+    if (options.progress) options.progress(points.size(), runs);
     return Status::Ok();
   };
   using Kind = HeuristicPlacementAdmissionConfig::Kind;

@@ -5,6 +5,7 @@
 #ifndef MARCONI_SIM_PLACEMENT_EXPERIMENT_H_
 #define MARCONI_SIM_PLACEMENT_EXPERIMENT_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,8 @@ struct PlacementExperimentOptions {
   std::vector<int64_t> budgets = {1, 2, 4, 8, 16, 32};                     // DP and M-baselines
   std::vector<int64_t> block_tokens = {8192, 4096, 2048, 1024, 512, 256};  // block baseline
   bool attention_aware = false;  // DP cost a(d - s) + b(d^2 - s^2) from the model, else d - s
+  // Called with (runs done, runs) after each strategy's replay of the trace.
+  std::function<void(size_t, size_t)> progress;
 };
 
 struct PlacementPoint {

@@ -3,6 +3,7 @@
 #define MARCONI_SIM_REPLAY_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,43 +11,24 @@
 #include "marconi/alpha_tuner.h"
 #include "marconi/policies.h"
 #include "marconi/prefix_cache.h"
+#include "sim/systems.h"
 #include "sim/trace.h"
 #include "sim/ttft_model.h"
 
 namespace marconi::sim {
 
-// vanilla: no cache. vllm+: a state every block_size tokens, LRU over leaves (blocks).
-// sglang+: Marconi's admission, LRU over leaves with the path touched. marconi: Marconi's
-// admission and FLOP-aware eviction with the online alpha tuner, re-tuning after every window
-// (AlphaTunerConfig's default). oracle: the same eviction with the best fixed alpha of the grid in
-// hindsight (by token hit rate). sparse: sparse placement (relative DP) with FLOP-aware eviction
-// and the tuner. marconi-oneshot: marconi tuning alpha once, as the paper does (it can lock in an
-// alpha that suits the first window only; see docs/results.md).
-enum class PolicyKind {
-  kVanilla,
-  kVllmPlus,
-  kSglangPlus,
-  kMarconi,
-  kOracle,
-  kSparse,
-  kMarconiOneShot
-};
-
-const char* PolicyName(PolicyKind kind);
-// Whether the system tunes its eviction alpha online (marconi, marconi-oneshot, sparse).
-bool IsTuned(PolicyKind kind);
-// "all", or a comma-separated list of names; kInvalidArgument names the unknown one.
-Result<std::vector<PolicyKind>> ParsePolicies(const std::string& list);
-
 struct SimConfig {
   ModelSpec model;
   int64_t capacity_bytes = PrefixCacheConfig::kUnlimited;
   TtftModel ttft = TtftModel::Linear(17.8, 0.05296);
-  int64_t block_size = 32;  // vllm+
-  AlphaTunerConfig tuner;   // marconi (window, grid, objective) and the oracle's grid
+  SystemOverrides params;  // parameters set with --set (systems.h); the rest are defaults
+  AlphaTunerConfig tuner;  // marconi (window, grid, objective) and the oracle's grid
   // What recency means in FLOP-aware eviction (marconi, marconi-oneshot, oracle, sparse).
   FlopAwareEvictionConfig::Recency recency = FlopAwareEvictionConfig{}.recency;
   int threads = 1;  // the oracle's grid and the tuner's replays
+  // Called with (requests done, requests) after each request of RunSystem's replay (the oracle:
+  // of its first grid replay only), from the replaying thread.
+  std::function<void(size_t, size_t)> progress;
 };
 
 struct RequestRecord {
@@ -56,8 +38,9 @@ struct RequestRecord {
   double ttft_ms = 0;
 };
 
-struct PolicyResult {
-  std::string policy;
+struct SystemResult {
+  std::string system;
+  std::map<std::string, double> params;  // the system's effective parameters
   CacheStats stats;
   std::vector<RequestRecord> records;  // in trace order
   double alpha = 0;                    // final alpha (marconi, sparse) or the oracle's best
@@ -65,14 +48,14 @@ struct PolicyResult {
 };
 
 // A cache configured as one of the compared systems, and its alpha tuner when it has one.
-struct PolicyInstance {
+struct SystemInstance {
   std::unique_ptr<PrefixCache> cache;
   std::unique_ptr<AlphaTuner> tuner;  // null unless tuned (marconi, marconi-oneshot, sparse)
 };
 // The cache of `kind` (vanilla has none: kInvalidArgument) for config.model and
 // config.capacity_bytes, with eviction alpha `alpha`, and a tuner if `tune`. For the oracle, one
 // of its fixed-alpha replays (its tuning is the choice of the best in hindsight).
-Result<PolicyInstance> MakePolicy(PolicyKind kind, const SimConfig& config, double alpha,
+Result<SystemInstance> MakeSystem(SystemKind kind, const SimConfig& config, double alpha,
                                   bool tune);
 
 // Serves every request of `trace` in order through `cache`: BeginRequest at its ts, then
@@ -86,7 +69,11 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
 // Serves every request of `trace` in order: BeginRequest at its ts, then CompleteRequest at the
 // same ts with its output (the paper's simulator does the same). kResourceExhausted cannot occur
 // (no request is in flight during an insert); other errors are returned.
-Result<PolicyResult> RunPolicy(const Trace& trace, PolicyKind kind, const SimConfig& config);
+Result<SystemResult> RunSystem(const Trace& trace, SystemKind kind, const SimConfig& config);
+// The same over `schedule`'s order and times (records' index: the step in the schedule).
+// kInvalidArgument if the schedule does not fit the trace.
+Result<SystemResult> RunSystem(const Trace& trace, const Schedule& schedule, SystemKind kind,
+                               const SimConfig& config);
 
 }  // namespace marconi::sim
 

@@ -16,10 +16,11 @@ double Percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
+Summary Summarize(const SystemResult& r, int64_t long_threshold) {
   Summary s;
   const CacheStats& st = r.stats;
-  s.policy = r.policy;
+  s.system = r.system;
+  s.params = r.params;
   s.requests = st.requests;
   s.input_tokens = st.input_tokens;
   s.hit_tokens = st.hit_tokens;
@@ -29,6 +30,7 @@ Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
   s.flops_saved_fraction = st.flops_without_cache > 0 ? st.flops_saved / st.flops_without_cache : 0;
   s.peak_kv_bytes = st.peak_kv_bytes;
   s.peak_state_bytes = st.peak_state_bytes;
+  s.peak_bytes = st.peak_bytes;
   s.checkpoints_admitted = st.checkpoints_admitted;
   s.checkpoint_hits = st.hit_requests;
   s.evictions = st.evictions;
@@ -64,18 +66,37 @@ Summary Summarize(const PolicyResult& r, int64_t long_threshold) {
   return s;
 }
 
-std::string FormatBytes(int64_t bytes) {
+ByteUnits UnitsOf(const std::string& text) {
+  return text.find("iB") != std::string::npos ? ByteUnits::kBinary : ByteUnits::kDecimal;
+}
+
+std::string FormatBytes(int64_t bytes, ByteUnits units) {
   if (bytes == PrefixCacheConfig::kUnlimited) return "unlimited";
+  const bool binary = units == ByteUnits::kBinary;
+  const double k = binary ? 1024.0 : 1000.0;
+  static const char* const kDecimalNames[] = {"KB", "MB", "GB", "TB"};
+  static const char* const kBinaryNames[] = {"KiB", "MiB", "GiB", "TiB"};
   char buf[32];
-  const double b = static_cast<double>(bytes);
-  if (b >= 1e9) {
-    std::snprintf(buf, sizeof(buf), "%.2f GB", b / 1e9);
-  } else if (b >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.2f MB", b / 1e6);
-  } else {
+  double v = static_cast<double>(bytes);
+  if (v < k && v > -k) {
     std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+    return buf;
   }
+  int i = -1;
+  while (i < 3 && (v >= k || v <= -k)) {
+    v /= k;
+    ++i;
+  }
+  std::snprintf(buf, sizeof(buf), "%.2f %s", v, binary ? kBinaryNames[i] : kDecimalNames[i]);
   return buf;
+}
+
+std::string FormatBytesExact(int64_t bytes, ByteUnits units) {
+  const std::string short_form = FormatBytes(bytes, units);
+  if (bytes == PrefixCacheConfig::kUnlimited || short_form.ends_with(" B")) return short_form;
+  std::string digits = std::to_string(bytes < 0 ? -bytes : bytes);
+  for (size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, ",");
+  return short_form + " (" + (bytes < 0 ? "-" : "") + digits + " B)";
 }
 
 Status CheckCapacity(const ModelSpec& model, int64_t bytes, const std::string& text) {
@@ -120,23 +141,26 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
   std::string o;
   char buf[512];
   std::snprintf(buf, sizeof(buf), "trace %s, model %s, cache %s, TTFT: %s\n", ctx.trace.c_str(),
-                ctx.model.c_str(), FormatBytes(ctx.capacity_bytes).c_str(), ctx.ttft.c_str());
+                ctx.model.c_str(), FormatBytesExact(ctx.capacity_bytes, ctx.units).c_str(),
+                ctx.ttft.c_str());
   o += buf;
   if (ctx.skipped_lines > 0) {
     o += "(" + std::to_string(ctx.skipped_lines) + " malformed trace lines skipped)\n";
   }
   o += "\n";
-  std::snprintf(buf, sizeof(buf), "%-14s %8s %8s %8s %9s %9s %9s %9s %9s %9s %8s %6s\n", "policy",
-                "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95", "peak KV",
-                "peak SSM", "ckpts", "evict", "alpha");
+  std::snprintf(buf, sizeof(buf), "%-16s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
+                "system", "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95",
+                "peak KV+SSM", "peak KV", "peak SSM", "ckpts", "evict", "alpha");
   o += buf;
   for (const Summary& s : rows) {
     std::snprintf(
         buf, sizeof(buf),
-        "%-14s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %9s %9s %9lld %8lld %6.1f\n",
-        s.policy.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
+        "%-16s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld %6.1f\n",
+        s.system.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
         100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50, s.ttft_ms_p95,
-        FormatBytes(s.peak_kv_bytes).c_str(), FormatBytes(s.peak_state_bytes).c_str(),
+        FormatBytes(s.peak_bytes, ctx.units).c_str(),
+        FormatBytes(s.peak_kv_bytes, ctx.units).c_str(),
+        FormatBytes(s.peak_state_bytes, ctx.units).c_str(),
         static_cast<long long>(s.checkpoints_admitted), static_cast<long long>(s.evictions),
         s.alpha);
     o += buf;
@@ -147,14 +171,16 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
       if (b.requests == 0) continue;
       std::snprintf(
           buf, sizeof(buf),
-          "  %-14s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
-          s.policy.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
+          "  %-16s %-15s %5lld requests  tok hit %6.2f%%  TTFT p50 %7.1fms  p95 %7.1fms\n",
+          s.system.c_str(), b.name.c_str(), static_cast<long long>(b.requests),
           100 * b.token_hit_rate, b.ttft_ms_p50, b.ttft_ms_p95);
       o += buf;
     }
   }
-  o += "\ntok hit: input tokens served from the cache; FLOPs: prefill FLOPs saved; ckpts: states "
-       "admitted.\n";
+  o += "\ntok hit: input tokens served from the cache; FLOPs: prefill FLOPs saved; peak KV+SSM: "
+       "the most the cache held at once (at most its capacity); peak KV, peak SSM: each one's own "
+       "peak, reached at different times (they can add up to more than the capacity); ckpts: "
+       "states admitted.\n";
   return o;
 }
 
@@ -168,7 +194,8 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
   nlohmann::ordered_json policies = nlohmann::ordered_json::array();
   for (const Summary& s : rows) {
     nlohmann::ordered_json j;
-    j["policy"] = s.policy;
+    j["system"] = s.system;
+    j["params"] = s.params;
     j["requests"] = s.requests;
     j["input_tokens"] = s.input_tokens;
     j["hit_tokens"] = s.hit_tokens;
@@ -180,6 +207,7 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     j["ttft_ms_p50"] = s.ttft_ms_p50;
     j["ttft_ms_p95"] = s.ttft_ms_p95;
     j["ttft_ms_mean"] = s.ttft_ms_mean;
+    j["peak_bytes"] = s.peak_bytes;
     j["peak_kv_bytes"] = s.peak_kv_bytes;
     j["peak_state_bytes"] = s.peak_state_bytes;
     j["checkpoints_admitted"] = s.checkpoints_admitted;
@@ -209,14 +237,14 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     j["buckets"] = buckets;
     policies.push_back(j);
   }
-  out["policies"] = policies;
+  out["systems"] = policies;
   return out.dump(2) + "\n";
 }
 
-std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& results) {
-  std::string o = "policy,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms\n";
+std::string PerRequestCsv(const Trace& trace, const std::vector<SystemResult>& results) {
+  std::string o = "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms\n";
   char buf[128];
-  for (const PolicyResult& r : results) {
+  for (const SystemResult& r : results) {
     for (const RequestRecord& rec : r.records) {
       const TraceRequest& t = trace.requests[rec.index];
       std::string sid = t.session_id;
@@ -228,7 +256,7 @@ std::string PerRequestCsv(const Trace& trace, const std::vector<PolicyResult>& r
       std::snprintf(buf, sizeof(buf), ",%lld,%lld,%lld,%.3f\n", static_cast<long long>(t.turn_id),
                     static_cast<long long>(rec.input_tokens),
                     static_cast<long long>(rec.hit_tokens), rec.ttft_ms);
-      o += r.policy + "," + std::to_string(rec.index) + "," + sid + buf;
+      o += r.system + "," + std::to_string(rec.index) + "," + sid + buf;
     }
   }
   return o;

@@ -17,13 +17,23 @@ namespace marconi::sim {
 Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spec,
                                         const std::function<void(size_t, size_t)>& progress) {
   if (spec.models.empty() || spec.capacities.empty() || spec.sessions_per_second.empty() ||
-      spec.policies.empty()) {
+      spec.systems.empty()) {
     return Status::InvalidArgument("sweep: every dimension needs at least one value");
   }
-  // Re-timed traces, one per arrival rate, shared read-only by the cells.
-  std::vector<Trace> traces;
+  // One schedule per arrival rate over the one trace (only the order and times differ: the
+  // tokens are shared), read-only by the cells. 0 keeps the trace's own order and times.
+  std::vector<Schedule> schedules;
   for (double sps : spec.sessions_per_second) {
-    traces.push_back(sps > 0 ? Retime(trace, sps) : trace);
+    if (sps > 0) {
+      schedules.push_back(RetimeSchedule(trace, sps));
+    } else {
+      Schedule own;
+      for (size_t i = 0; i < trace.requests.size(); ++i) {
+        own.order.push_back(i);
+        own.ts.push_back(trace.requests[i].ts);
+      }
+      schedules.push_back(std::move(own));
+    }
   }
   struct Job {
     size_t model, capacity, sps, policy;
@@ -32,7 +42,7 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
   for (size_t m = 0; m < spec.models.size(); ++m) {
     for (size_t s = 0; s < spec.sessions_per_second.size(); ++s) {
       for (size_t c = 0; c < spec.capacities.size(); ++c) {
-        for (size_t p = 0; p < spec.policies.size(); ++p) jobs.push_back({m, c, s, p});
+        for (size_t p = 0; p < spec.systems.size(); ++p) jobs.push_back({m, c, s, p});
       }
     }
   }
@@ -44,12 +54,13 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
     SimConfig config = spec.base;
     config.model = spec.models[j.model];
     config.capacity_bytes = spec.capacities[j.capacity];
-    config.threads = 1;  // parallelism is across cells
-    auto r = RunPolicy(traces[j.sps], spec.policies[j.policy], config);
+    config.threads = 1;         // parallelism is across cells
+    config.progress = nullptr;  // progress is per cell (RunSweep's own callback)
+    auto r = RunSystem(trace, schedules[j.sps], spec.systems[j.policy], config);
     if (!r.ok()) {
       out[i] = Status(r.status().code(),
                       config.model.name() + ", " + FormatBytes(config.capacity_bytes) + ", " +
-                          PolicyName(spec.policies[j.policy]) + ": " + r.status().message());
+                          SystemName(spec.systems[j.policy]) + ": " + r.status().message());
     } else {
       SweepCell cell;
       cell.model = config.model.name();
@@ -75,29 +86,39 @@ Result<std::vector<SweepCell>> RunSweep(const Trace& trace, const SweepSpec& spe
 
 std::string SweepCsv(const std::vector<SweepCell>& cells) {
   std::string o =
-      "model,capacity_bytes,sessions_per_second,policy,requests,input_tokens,hit_tokens,"
+      "model,capacity_bytes,sessions_per_second,system,requests,input_tokens,hit_tokens,"
       "token_hit_rate,request_hit_rate,flops_saved_fraction,ttft_ms_p5,ttft_ms_p50,ttft_ms_p95,"
-      "ttft_ms_mean,peak_kv_bytes,peak_state_bytes,checkpoints_admitted,evictions,alpha\n";
+      "ttft_ms_mean,peak_bytes,peak_kv_bytes,peak_state_bytes,checkpoints_admitted,evictions,"
+      "alpha\n";
   char buf[512];
   for (const SweepCell& c : cells) {
     const Summary& s = c.summary;
     std::snprintf(
         buf, sizeof(buf),
-        "%s,%lld,%g,%s,%lld,%lld,%lld,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,"
+        "%s,%lld,%g,%s,%lld,%lld,%lld,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%lld,"
         "%lld,%.2f\n",
         c.model.c_str(), static_cast<long long>(c.capacity_bytes), c.sessions_per_second,
-        s.policy.c_str(), static_cast<long long>(s.requests),
+        s.system.c_str(), static_cast<long long>(s.requests),
         static_cast<long long>(s.input_tokens), static_cast<long long>(s.hit_tokens),
         s.token_hit_rate, s.request_hit_rate, s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50,
-        s.ttft_ms_p95, s.ttft_ms_mean, static_cast<long long>(s.peak_kv_bytes),
-        static_cast<long long>(s.peak_state_bytes), static_cast<long long>(s.checkpoints_admitted),
-        static_cast<long long>(s.evictions), s.alpha);
+        s.ttft_ms_p95, s.ttft_ms_mean, static_cast<long long>(s.peak_bytes),
+        static_cast<long long>(s.peak_kv_bytes), static_cast<long long>(s.peak_state_bytes),
+        static_cast<long long>(s.checkpoints_admitted), static_cast<long long>(s.evictions),
+        s.alpha);
     o += buf;
   }
   return o;
 }
 
 namespace {
+
+// Whether the registry marks `name` as a baseline the win plot compares Marconi with.
+bool IsBaseline(const std::string& name) {
+  for (const SystemSpec& spec : Systems()) {
+    if (spec.name == name) return spec.baseline;
+  }
+  return false;
+}
 
 std::string Slug(const std::string& model, double sps) {
   char buf[64];
@@ -139,8 +160,8 @@ Result<std::vector<std::string>> WriteSweepPlots(const std::vector<SweepCell>& c
     std::vector<std::string> policies;
     std::vector<int64_t> capacities;
     for (const SweepCell* c : g) {
-      if (std::find(policies.begin(), policies.end(), c->summary.policy) == policies.end()) {
-        policies.push_back(c->summary.policy);
+      if (std::find(policies.begin(), policies.end(), c->summary.system) == policies.end()) {
+        policies.push_back(c->summary.system);
       }
       if (std::find(capacities.begin(), capacities.end(), c->capacity_bytes) == capacities.end()) {
         capacities.push_back(c->capacity_bytes);
@@ -149,7 +170,7 @@ Result<std::vector<std::string>> WriteSweepPlots(const std::vector<SweepCell>& c
     std::sort(capacities.begin(), capacities.end());
     auto find = [&](const std::string& policy, int64_t cap) -> const SweepCell* {
       for (const SweepCell* c : g) {
-        if (c->summary.policy == policy && c->capacity_bytes == cap) return c;
+        if (c->summary.system == policy && c->capacity_bytes == cap) return c;
       }
       return nullptr;
     };
@@ -177,10 +198,10 @@ Result<std::vector<std::string>> WriteSweepPlots(const std::vector<SweepCell>& c
                  false,
                  {}};
     for (const std::string& base : policies) {
-      if (base == "marconi" || base == "vanilla" || base == "oracle") continue;
+      if (!IsBaseline(base)) continue;
       PlotSeries s{"vs " + base, {}};
       for (int64_t cap : capacities) {
-        const SweepCell* m = find("marconi", cap);
+        const SweepCell* m = find(SystemName(SystemKind::kMarconi), cap);
         const SweepCell* b = find(base, cap);
         if (m && b && b->summary.token_hit_rate > 0 && cap != PrefixCacheConfig::kUnlimited) {
           s.points.push_back({static_cast<double>(cap) / 1e9,

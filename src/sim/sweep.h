@@ -16,7 +16,7 @@ struct SweepSpec {
   std::vector<ModelSpec> models;
   std::vector<int64_t> capacities;          // bytes
   std::vector<double> sessions_per_second;  // 0: the trace's own arrival times
-  std::vector<PolicyKind> policies;
+  std::vector<SystemKind> systems;
   SimConfig base;   // TTFT model, block size, tuner; model and capacity are set per cell
   int threads = 1;  // cells run concurrently
 };

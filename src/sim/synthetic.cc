@@ -111,7 +111,7 @@ Trace SyntheticAgent(int sessions, uint64_t seed) {
   return trace;
 }
 
-Trace Retime(const Trace& trace, double sessions_per_second) {
+Schedule RetimeSchedule(const Trace& trace, double sessions_per_second) {
   // Sessions in order of first arrival; each keeps its own gaps between turns.
   std::vector<std::string> order;
   std::unordered_map<std::string, double> first;
@@ -124,10 +124,31 @@ Trace Retime(const Trace& trace, double sessions_per_second) {
   for (size_t i = 0; i < order.size(); ++i) {
     shift[order[i]] = static_cast<double>(i) / sessions_per_second - first[order[i]];
   }
-  Trace out = trace;
-  for (TraceRequest& r : out.requests) r.ts += shift[r.session_id];
-  std::stable_sort(out.requests.begin(), out.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  std::vector<double> ts(trace.requests.size());
+  Schedule out;
+  out.order.resize(trace.requests.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    ts[i] = trace.requests[i].ts + shift[trace.requests[i].session_id];
+    out.order[i] = i;
+  }
+  std::stable_sort(out.order.begin(), out.order.end(),
+                   [&](size_t a, size_t b) { return ts[a] < ts[b]; });
+  out.ts.reserve(ts.size());
+  for (size_t i : out.order) out.ts.push_back(ts[i]);
+  return out;
+}
+
+Trace Retime(const Trace& trace, double sessions_per_second) {
+  const Schedule s = RetimeSchedule(trace, sessions_per_second);
+  Trace out;
+  out.source = trace.source;
+  out.skipped_lines = trace.skipped_lines;
+  out.reordered_requests = trace.reordered_requests;
+  out.requests.reserve(s.order.size());
+  for (size_t k = 0; k < s.order.size(); ++k) {
+    out.requests.push_back(trace.requests[s.order[k]]);
+    out.requests.back().ts = s.ts[k];
+  }
   return out;
 }
 

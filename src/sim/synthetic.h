@@ -29,6 +29,8 @@ Trace SyntheticAgent(int sessions, uint64_t seed);
 // The same requests with session i (in order of first arrival) starting at i /
 // sessions_per_second; gaps inside a session are kept. sessions_per_second > 0.
 Trace Retime(const Trace& trace, double sessions_per_second);
+// The same as a schedule over `trace` (no tokens copied): Retime's order and times.
+Schedule RetimeSchedule(const Trace& trace, double sessions_per_second);
 
 }  // namespace marconi::sim
 

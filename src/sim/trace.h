@@ -30,18 +30,31 @@ struct Trace {
   std::string source;
   std::vector<TraceRequest> requests;  // sorted by ts (stable)
   int64_t skipped_lines = 0;           // malformed lines skipped (skip_bad_lines)
+  int64_t reordered_requests = 0;      // requests that came before an earlier-ts line in the file
   int64_t input_tokens() const;
+};
+
+// An order and arrival times over a trace's requests: replay step k serves
+// trace.requests[order[k]] at ts[k]. Replays at several arrival rates share one copy of the
+// tokens this way (marconi sweep) instead of one re-timed copy of the trace each.
+struct Schedule {
+  std::vector<size_t> order;
+  std::vector<double> ts;  // non-decreasing
 };
 
 struct TraceReadOptions {
   bool skip_bad_lines = false;  // skip and count malformed lines instead of failing
 };
 
-// Parses JSONL `text`; `source` names it in errors ("FILE:LINE: what"). Blank lines are ignored.
+// Parses JSONL `text`; `source` names it in errors ("FILE:LINE: what"). Blank lines are ignored,
+// and so is a UTF-8 byte order mark at the very start of the text (one elsewhere is an error).
 // Required per line: ts (finite number), input_tokens (non-empty array of int32). Optional:
 // session_id (string or integer; default: the line number), turn_id (integer), output_tokens,
-// num_input_tokens / num_output_tokens (checked against the arrays when present). Unknown fields
-// are ignored. An empty trace (no request) is a kParseError.
+// num_input_tokens / num_output_tokens (non-negative; must equal the length of the array, an
+// absent output_tokens counting as empty). Unknown fields are ignored. An empty trace (no
+// request) is a kParseError, and so is a session whose turns are not in time order in the file
+// (naming both lines). Requests of different sessions out of time order are sorted by ts (stable)
+// and counted in reordered_requests.
 Result<Trace> ParseTrace(const std::string& text, const std::string& source,
                          const TraceReadOptions& options = {});
 Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options = {});

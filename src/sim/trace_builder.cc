@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -210,10 +211,19 @@ Session BuildDocQaSession(const Record& r, double start, uint64_t seed, const Bu
 }
 
 // Runs `build(i)` for i in [0, n) on a pool; results by index, so the order is deterministic.
-std::vector<Session> Parallel(size_t n, int threads, const std::function<Session(size_t)>& build) {
+// `progress(done, n)` after each, serialised.
+std::vector<Session> Parallel(size_t n, const BuildOptions& o,
+                              const std::function<Session(size_t)>& build) {
   std::vector<Session> out(n);
-  internal::ParallelFor(n, static_cast<size_t>(std::max(0, threads)),
-                        [&](size_t i) { out[i] = build(i); });
+  std::mutex mutex;
+  size_t done = 0;
+  internal::ParallelFor(n, static_cast<size_t>(std::max(0, o.threads)), [&](size_t i) {
+    out[i] = build(i);
+    if (o.progress) {
+      std::lock_guard<std::mutex> lock(mutex);
+      o.progress(++done, n);
+    }
+  });
   return out;
 }
 
@@ -260,7 +270,7 @@ Result<std::vector<Session>> BuildSysprompt(const std::vector<Record>& prompts,
     picks.push_back({std::min(p, n - 1), static_cast<size_t>(rng() % queries.size()), ts});
     ts += Exponential(rng, 1.0 / o.sps);
   }
-  return Parallel(picks.size(), o.threads, [&](size_t i) {
+  return Parallel(picks.size(), o, [&](size_t i) {
     const Pick& pick = picks[i];
     const Record& r = prompts[order[pick.prompt]];
     Session s = NewSession("p" + std::to_string(pick.prompt) + "-" + std::to_string(i));
@@ -329,7 +339,7 @@ Result<BuildReport> BuildTrace(const std::string& dataset, const BuildOptions& o
           std::string(o.workload == Workload::kDocQa ? "docqa" : "conversation") +
           " workload (check the format and --min-turns)");
     }
-    sessions = Parallel(chosen.size(), o.threads, [&](size_t i) {
+    sessions = Parallel(chosen.size(), o, [&](size_t i) {
       const double start = static_cast<double>(i) / o.sps;
       const uint64_t seed = SplitMix(o.seed ^ SplitMix(i + 1));
       switch (o.workload) {

@@ -48,6 +48,9 @@ struct BuildOptions {
   double zipf = 1.0;                  // sysprompt: popularity exponent over prompts
   std::string queries_path;           // sysprompt: a chat dataset giving first-turn queries
   int threads = 0;                    // tokenisation threads (0: all cores)
+  // Called with (sessions tokenised, sessions) as sessions are built, from worker threads (not
+  // concurrently).
+  std::function<void(size_t, size_t)> progress;
 };
 
 struct BuildReport {

@@ -36,6 +36,7 @@ Result<TtftModel> TtftModel::FromProfileCsv(const std::string& path, bool fit) {
   std::istringstream in(*text);
   std::string line;
   std::vector<std::pair<double, double>> pts;
+  std::vector<int64_t> lines;  // of pts
   int64_t n = 0;
   while (std::getline(in, line)) {
     ++n;
@@ -52,26 +53,55 @@ Result<TtftModel> TtftModel::FromProfileCsv(const std::string& path, bool fit) {
       return Status::ParseError(path + ":" + std::to_string(n) + ": negative or non-finite value");
     }
     pts.push_back({tokens, ms});
+    lines.push_back(n);
   }
   if (pts.size() < 2) return Status::ParseError(path + ": a profile needs at least 2 points");
   if (fit) {
     auto fitted = FitLine(pts);
     if (!fitted.ok()) return Status::ParseError(path + ": all profile points have the same length");
+    if (fitted->slope < 0) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf,
+                    ": latency falls with length (least-squares slope %.4g ms/token); a "
+                    "prefill profile must not get faster with more tokens",
+                    fitted->slope);
+      return Status::ParseError(path + buf);
+    }
     TtftModel m = Linear(fitted->intercept, fitted->slope);
     m.source_ += " (least squares over " + path + ")";
     return m;
   }
-  std::sort(pts.begin(), pts.end());
+  std::vector<size_t> order(pts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return pts[a].first < pts[b].first; });
   // Average repeated lengths so that interpolation is a function.
   std::vector<std::pair<double, double>> merged;
-  for (size_t i = 0; i < pts.size();) {
+  std::vector<int64_t> merged_lines;  // the first line of each merged point
+  for (size_t i = 0; i < order.size();) {
     size_t j = i;
     double sum = 0;
-    while (j < pts.size() && pts[j].first == pts[i].first) sum += pts[j++].second;
-    merged.push_back({pts[i].first, sum / static_cast<double>(j - i)});
+    while (j < order.size() && pts[order[j]].first == pts[order[i]].first) {
+      sum += pts[order[j++]].second;
+    }
+    merged.push_back({pts[order[i]].first, sum / static_cast<double>(j - i)});
+    merged_lines.push_back(lines[order[i]]);
     i = j;
   }
   if (merged.size() < 2) return Status::ParseError(path + ": needs 2 distinct lengths");
+  // A latency that falls with length would make a longer prefill look cheaper (and the end
+  // segments extrapolate it below zero).
+  for (size_t i = 1; i < merged.size(); ++i) {
+    if (merged[i].second < merged[i - 1].second) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    ": ttft_ms %.6g at %.6g tokens is below %.6g at %.6g tokens (line %lld); a "
+                    "prefill profile must not get faster with more tokens",
+                    merged[i].second, merged[i].first, merged[i - 1].second, merged[i - 1].first,
+                    static_cast<long long>(merged_lines[i - 1]));
+      return Status::ParseError(path + ":" + std::to_string(merged_lines[i]) + buf);
+    }
+  }
   TtftModel m;
   m.kind_ = Kind::kInterpolated;
   m.points_ = std::move(merged);
@@ -99,7 +129,7 @@ double TtftModel::Ms(const ModelSpec& model, int64_t cached, int64_t computed) c
   const double x = static_cast<double>(computed);
   switch (kind_) {
     case Kind::kLinear:
-      return a_ + b_ * x;
+      return std::max(0.0, a_ + b_ * x);  // a fitted line may cross zero below its data
     case Kind::kRoofline:
       return a_ + model.PrefillFlops(cached, computed) / b_;
     case Kind::kInterpolated: {

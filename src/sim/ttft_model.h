@@ -20,12 +20,15 @@ Result<FittedLine> FitLine(const std::vector<std::pair<double, double>>& points)
 
 class TtftModel {
  public:
-  // intercept + slope x computed tokens. The default is the least-squares line through the
-  // Marconi paper's Jamba-1.5-Mini profile (SYSTEM.md): 17.8 ms + 0.05296 ms per token.
+  // intercept + slope x computed tokens, never below 0 (a line fitted on long prefills can have a
+  // negative intercept). The default is the least-squares line through the Marconi paper's
+  // Jamba-1.5-Mini profile (SYSTEM.md): 17.8 ms + 0.05296 ms per token.
   static TtftModel Linear(double intercept_ms, double ms_per_token);
   // From a measured profile CSV with a header and columns prefill_tokens,ttft_ms: a least-squares
   // line (fit = true, as the paper did) or piecewise-linear interpolation between the measured
-  // points (extrapolated with the end segments). kParseError names file and line.
+  // points (extrapolated with the end segments, never below 0). kParseError names file and line;
+  // negative values, a fitted line whose latency falls with length (negative slope) and, when
+  // interpolating, a latency that falls between two lengths (averaged per length) are refused.
   static Result<TtftModel> FromProfileCsv(const std::string& path, bool fit);
   // Roofline: PrefillFlops(cached, new) / (peak_flops x efficiency) + overhead.
   static Result<TtftModel> Roofline(double peak_flops, double efficiency, double overhead_ms);

@@ -1,0 +1,183 @@
+#include "sim/systems.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+namespace marconi::sim {
+namespace {
+
+constexpr SystemParam kBlockParams[] = {
+    {"block_size", 32, 1, 1 << 20, true, "tokens between stored states"},
+};
+constexpr SystemParam kSparseParams[] = {
+    {"budget", 2, 0, 4096, true, "placed states per cached entry (M)"},
+    {"chunk_tokens", 64, 1, 1 << 20, true, "placement granularity in tokens"},
+};
+
+constexpr SystemSpec kSystems[] = {
+    {SystemKind::kVanilla,
+     "vanilla",
+     "no cache: every prefill from scratch",
+     Admission::kNone,
+     Eviction::kNone,
+     Tuning::kNone,
+     false,
+     {}},
+    {SystemKind::kVllmPlus, "vllm+",
+     "the paper's vLLM+ baseline: a state every block_size tokens, LRU over blocks",
+     Admission::kBlock, Eviction::kLru, Tuning::kNone, true, kBlockParams},
+    {SystemKind::kSglangPlus,
+     "sglang+",
+     "the paper's SGLang+ baseline: Marconi's admission, LRU over leaves",
+     Admission::kJudicious,
+     Eviction::kLru,
+     Tuning::kNone,
+     true,
+     {}},
+    {SystemKind::kMarconi,
+     "marconi",
+     "Marconi: judicious admission, FLOP-aware eviction, alpha re-tuned after every window",
+     Admission::kJudicious,
+     Eviction::kFlopAware,
+     Tuning::kOnline,
+     false,
+     {}},
+    {SystemKind::kMarconiOneShot,
+     "marconi-oneshot",
+     "Marconi with alpha tuned once, as in the paper",
+     Admission::kJudicious,
+     Eviction::kFlopAware,
+     Tuning::kOneShot,
+     true,
+     {}},
+    {SystemKind::kOracle,
+     "oracle",
+     "Marconi with the best fixed alpha of the grid in hindsight (an upper bound)",
+     Admission::kJudicious,
+     Eviction::kFlopAware,
+     Tuning::kHindsight,
+     false,
+     {}},
+    {SystemKind::kSparse, "sparse",
+     "sparse placement (relative DP) with FLOP-aware eviction and the online tuner",
+     Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams},
+};
+
+const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {
+  for (const SystemParam& p : spec.params) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+const SystemSpec* FindSystem(std::string_view name) {
+  for (const SystemSpec& s : kSystems) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::span<const SystemSpec> Systems() { return kSystems; }
+
+const SystemSpec& SpecOf(SystemKind kind) {
+  for (const SystemSpec& s : kSystems) {
+    if (s.kind == kind) return s;
+  }
+  return kSystems[0];  // unreachable: every kind has a row (tested)
+}
+
+const char* SystemName(SystemKind kind) { return SpecOf(kind).name.data(); }
+
+std::string SystemNames() {
+  std::string out;
+  for (const SystemSpec& s : kSystems) {
+    if (!out.empty()) out += ", ";
+    out += s.name;
+  }
+  return out;
+}
+
+bool IsTuned(SystemKind kind) {
+  const Tuning t = SpecOf(kind).tuning;
+  return t == Tuning::kOnline || t == Tuning::kOneShot;
+}
+
+Result<std::vector<SystemKind>> ParseSystems(const std::string& list) {
+  std::vector<SystemKind> out;
+  if (list == "all") {
+    for (const SystemSpec& s : kSystems) out.push_back(s.kind);
+    return out;
+  }
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const SystemSpec* s = FindSystem(item);
+    if (s == nullptr) {
+      return Status::InvalidArgument("unknown system '" + item + "' (systems: " + SystemNames() +
+                                     ", or all)");
+    }
+    if (std::find(out.begin(), out.end(), s->kind) == out.end()) out.push_back(s->kind);
+  }
+  if (out.empty()) return Status::InvalidArgument("no system given");
+  return out;
+}
+
+Status ParseSet(const std::string& item, SystemOverrides* overrides) {
+  const size_t eq = item.find('=');
+  const size_t dot = item.substr(0, eq).rfind('.');
+  if (eq == std::string::npos || dot == std::string::npos) {
+    return Status::InvalidArgument("--set '" + item + "': expected SYSTEM.PARAM=VALUE");
+  }
+  const std::string system = item.substr(0, dot), name = item.substr(dot + 1, eq - dot - 1);
+  const std::string value = item.substr(eq + 1);
+  const SystemSpec* spec = FindSystem(system);
+  if (spec == nullptr) {
+    return Status::InvalidArgument("--set '" + item + "': unknown system '" + system +
+                                   "' (systems: " + SystemNames() + ")");
+  }
+  const SystemParam* param = FindParam(*spec, name);
+  if (param == nullptr) {
+    std::string names;
+    for (const SystemParam& p : spec->params)
+      names += (names.empty() ? "" : ", ") + std::string(p.name);
+    return Status::InvalidArgument("--set '" + item + "': " + system + " has no parameter '" +
+                                   name + "'" +
+                                   (names.empty() ? " (it has none)" : " (it has: " + names + ")"));
+  }
+  double v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(v)) {
+    return Status::InvalidArgument("--set '" + item + "': '" + value + "' is not a number");
+  }
+  if (v < param->min || v > param->max || (param->integer && v != std::floor(v))) {
+    std::ostringstream range;
+    range << (param->integer ? "a whole number in [" : "a number in [") << param->min << ", "
+          << param->max << "]";
+    return Status::InvalidArgument("--set '" + item + "': " + name + " must be " + range.str());
+  }
+  (*overrides)[system + "." + name] = v;
+  return Status::Ok();
+}
+
+double Param(SystemKind kind, std::string_view param, const SystemOverrides& overrides) {
+  const SystemSpec& spec = SpecOf(kind);
+  auto it = overrides.find(std::string(spec.name) + "." + std::string(param));
+  if (it != overrides.end()) return it->second;
+  const SystemParam* p = FindParam(spec, param);
+  return p ? p->default_value : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::map<std::string, double> EffectiveParams(SystemKind kind, const SystemOverrides& overrides) {
+  std::map<std::string, double> out;
+  for (const SystemParam& p : SpecOf(kind).params) {
+    out[std::string(p.name)] = Param(kind, p.name, overrides);
+  }
+  return out;
+}
+
+}  // namespace marconi::sim
