@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(g++ cmake make libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
           libcli11-dev libsimdjson-dev libzstd-dev libsentencepiece-dev libopenblas-dev pkg-config clang-format
-          clang)
+          clang python3-dev pybind11-dev python3-numpy python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

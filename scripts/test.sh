@@ -13,12 +13,22 @@ echo "== release build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
+echo "== Python package (pytest)"
+# Debian's interpreter (python3-numpy, python3-pytest), as python/CMakeLists.txt chooses it.
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+if compgen -G "build/python/marconi/_marconi*.so" >/dev/null; then
+  PYTHONPATH=build/python "$py" -m pytest -q python/tests
+else
+  echo "test: the Python package was not built (pybind11-dev or python3-dev missing)" >&2
+  exit 1
+fi
 echo "== benchmark smoke run"
 ./build/bench/marconi_bench --benchmark_min_time=0.01 >/dev/null
 
 echo "== sanitizer build and tests (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMARCONI_SANITIZE=ON \
-  -DMARCONI_BUILD_BENCH=OFF >/dev/null
+  -DMARCONI_BUILD_BENCH=OFF -DMARCONI_BUILD_PYTHON=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"

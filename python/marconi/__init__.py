@@ -1,0 +1,175 @@
+"""marconi: prefix caching for hybrid (attention + SSM) LLMs.
+
+A thin Python layer over the C++ library (the ``_marconi`` extension):
+
+* ``ModelSpec`` (``ModelSpec.preset(name)``, ``ModelSpec.from_config(path)``, ``presets()``):
+  a model's KV bytes per token, state bytes per checkpoint and prefill FLOPs.
+* ``PrefixCache``: the radix-tree cache; ``begin_request`` / ``complete_request`` per request,
+  ``insert``, ``lookup``, ``stats()``, ``set_listener``, ``alpha``, ``check_invariants()``.
+* ``simulate(...)``: ``marconi sim`` from Python, one dict per system.
+* ``solve_placement(...)`` and the baseline placements: sparse checkpoint placement.
+* ``HybridModel``: the CPU reference hybrid model (prefill with state captures, resume).
+
+Token sequences may be lists or NumPy arrays. A one-dimensional C-contiguous ``numpy.int32``
+array is used in place, without a copy; anything else (lists, int64 arrays, slices with a step)
+is converted once, with ``ValueError`` for values outside int32 and ``TypeError`` for
+non-integers. Long calls release the GIL. Errors of the library raise ``ValueError`` (bad
+argument, malformed file), ``KeyError`` (unknown name), ``OSError`` (unreadable file),
+``NotImplementedError``, or ``ResourceExhaustedError`` (a ``RuntimeError``: the content was
+inserted but pinned requests keep the cache over capacity).
+"""
+
+import json as _json
+
+from ._marconi import (  # noqa: F401
+    Checkpoint,
+    HybridConfig,
+    HybridModel,
+    ModelSpec,
+    PrefixCache,
+    Request,
+    ResourceExhaustedError,
+    Sequence,
+    balanced_placement,
+    block_placement,
+    dyadic_placement,
+    parse_bytes,
+    placement_cost,
+    presets,
+    recompute_cost,
+    solve_placement,
+    sqrt_placement,
+)
+from . import _marconi
+
+__all__ = [
+    "Checkpoint",
+    "HybridConfig",
+    "HybridModel",
+    "ModelSpec",
+    "PrefixCache",
+    "Request",
+    "ResourceExhaustedError",
+    "Sequence",
+    "SYSTEMS",
+    "balanced_placement",
+    "block_placement",
+    "dyadic_placement",
+    "parse_bytes",
+    "placement_cost",
+    "presets",
+    "recompute_cost",
+    "simulate",
+    "simulate_report",
+    "solve_placement",
+    "sqrt_placement",
+]
+
+SYSTEMS = tuple(_marconi.systems())  # in the order reports list them
+
+
+def simulate_report(
+    trace=None,
+    capacity="5GB",
+    model="paper-7b",
+    systems=("vanilla", "vllm+", "sglang+", "marconi", "oracle"),
+    sessions=80,
+    sps=None,
+    threads=0,
+    params=None,
+    multiplier=5.0,
+    objective="hit",
+    recency="inverse-requests",
+    skip_bad_lines=False,
+    records=True,
+):
+    """Like ``simulate``, but returns the whole ``marconi sim --format json`` document (trace,
+    model, capacity_bytes, ttft_model, skipped_lines, systems)."""
+    if isinstance(systems, str):
+        systems_list = systems
+    else:
+        systems = list(systems)
+        if not all(isinstance(s, str) for s in systems):
+            raise TypeError("systems must be 'all', a comma-separated string or a list of names")
+        systems_list = ",".join(systems)
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, str)):
+        raise TypeError("capacity must be an int (bytes) or a string such as '5GB'")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise TypeError("params must be a dict such as {'vllm+.block_size': 64}")
+    out = _marconi._simulate(
+        trace=None if trace is None else str(trace),
+        capacity=str(capacity),
+        model=model if isinstance(model, str) else _model_name(model),
+        systems=systems_list,
+        sessions=sessions,
+        sps=sps,
+        threads=threads,
+        set=[f"{k}={v}" for k, v in params.items()],
+        multiplier=multiplier,
+        objective=objective,
+        recency=recency,
+        skip_bad_lines=skip_bad_lines,
+    )
+    report = _json.loads(out.json)
+    if records:
+        for i, row in enumerate(report["systems"]):
+            row["requests_detail"] = out.records(i)
+    return report
+
+
+def simulate(
+    trace=None,
+    capacity="5GB",
+    model="paper-7b",
+    systems=("vanilla", "vllm+", "sglang+", "marconi", "oracle"),
+    sessions=80,
+    sps=None,
+    threads=0,
+    params=None,
+    multiplier=5.0,
+    objective="hit",
+    recency="inverse-requests",
+    skip_bad_lines=False,
+    records=True,
+):
+    """Replays a trace (a JSONL path, plain or .zst; default: the built-in synthetic workload of
+    ``sessions`` sessions) through each system and returns one dict per system, with the fields
+    of ``marconi sim --format json`` (system, params, token_hit_rate, ttft_ms_p95, tuning_rounds,
+    ...)
+    and ``requests_detail``: per-request NumPy columns (index, session_id, turn_id, ts,
+    input_tokens, hit_tokens, ttft_ms), unless ``records=False``.
+
+    ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``.
+    ``capacity``: bytes as an int or a string ("5GB", "1.5GiB", "inf"). ``sps``: re-time
+    sessions to start at this rate. ``threads``: 0 = all cores. ``params``: system parameters
+    as ``marconi sim --set`` takes them, e.g. ``{"vllm+.block_size": 64}``. ``multiplier``, ``objective``
+    ("hit" or "flops") and ``recency`` ("inverse-requests" or "linear-time") configure the alpha
+    tuner and FLOP-aware eviction as ``marconi sim``'s options do. Runs without the GIL.
+    """
+    return simulate_report(
+        trace=trace,
+        capacity=capacity,
+        model=model,
+        systems=systems,
+        sessions=sessions,
+        sps=sps,
+        threads=threads,
+        params=params,
+        multiplier=multiplier,
+        objective=objective,
+        recency=recency,
+        skip_bad_lines=skip_bad_lines,
+        records=records,
+    )["systems"]
+
+
+def _model_name(model):
+    if isinstance(model, ModelSpec):
+        if model.name in presets():
+            return model.name
+        raise ValueError(
+            "simulate takes a preset name or a config.json path; this ModelSpec is neither"
+        )
+    raise TypeError("model must be a preset name, a config.json path or a preset ModelSpec")
