@@ -102,14 +102,7 @@ int Run(const SimOptions& o) {
     results.push_back(std::move(r).value());
   }
   progress.Finish();
-  sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
-                             " requests, " + std::to_string(trace->input_tokens()) +
-                             " input tokens)",
-                         model->name(),
-                         *capacity,
-                         config.ttft.Describe(),
-                         trace->skipped_lines,
-                         sim::UnitsOf(o.capacity)};
+  const sim::ReportContext ctx = sim::ContextOf(*trace, *model, *capacity, config.ttft, o.capacity);
   const std::string text =
       o.format == "json" ? sim::SummaryJson(rows, ctx) : sim::SummaryTable(rows, ctx);
   std::fputs(text.c_str(), stdout);

@@ -78,14 +78,7 @@ Result<SimOutput> Simulate(const SimArgs& a) {
     rows.push_back(sim::Summarize(*r));
     out.results.push_back(std::move(r).value());
   }
-  sim::ReportContext ctx{trace->source + " (" + std::to_string(trace->requests.size()) +
-                             " requests, " + std::to_string(trace->input_tokens()) +
-                             " input tokens)",
-                         model->name(),
-                         *capacity,
-                         config.ttft.Describe(),
-                         trace->skipped_lines,
-                         sim::UnitsOf(a.capacity)};
+  const sim::ReportContext ctx = sim::ContextOf(*trace, *model, *capacity, config.ttft, a.capacity);
   out.json = sim::SummaryJson(rows, ctx);
   out.trace = std::move(trace).value();
   return out;

@@ -137,6 +137,17 @@ Result<int64_t> ParseBytes(const std::string& text) {
                                  "' is not a size (examples: 40GB, 1.5GiB, 512MB, 123, inf)");
 }
 
+ReportContext ContextOf(const Trace& trace, const ModelSpec& model, int64_t capacity_bytes,
+                        const TtftModel& ttft, const std::string& capacity_text) {
+  return ReportContext{trace.source + " (" + std::to_string(trace.requests.size()) + " requests, " +
+                           std::to_string(trace.input_tokens()) + " input tokens)",
+                       model.name(),
+                       capacity_bytes,
+                       ttft.Describe(),
+                       trace.skipped_lines,
+                       UnitsOf(capacity_text)};
+}
+
 std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& ctx) {
   std::string o;
   char buf[512];

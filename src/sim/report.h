@@ -66,6 +66,10 @@ struct ReportContext {
   int64_t skipped_lines = 0;
   ByteUnits units = ByteUnits::kDecimal;
 };
+// The context of a replay of `trace` ("SOURCE (N requests, M input tokens)") through caches of
+// `capacity_bytes` of `model`, timed by `ttft`; sizes print in the units of `capacity_text`.
+ReportContext ContextOf(const Trace& trace, const ModelSpec& model, int64_t capacity_bytes,
+                        const TtftModel& ttft, const std::string& capacity_text);
 
 std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& ctx);
 std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& ctx);
