@@ -14,6 +14,16 @@ namespace {
 
 const Kernels kExact{ScanKernel::kSequential, MatmulKernel::kReference};
 
+// A cache as the driver needs it: the last input token is always left to compute.
+std::unique_ptr<PrefixCache> EngineCache(const ModelSpec& spec, int64_t capacity,
+                                         std::unique_ptr<AdmissionPolicy> admission,
+                                         std::unique_ptr<EvictionPolicy> eviction) {
+  PrefixCacheConfig config;
+  config.capacity_bytes = capacity;
+  config.leave_last_token = true;
+  return PrefixCache::Create(config, spec, std::move(admission), std::move(eviction)).value();
+}
+
 // Full recompute of a request: prefill everything from scratch, then greedy decoding.
 ServedRequest Recompute(const HybridModel& m, std::span<const Token> input, int64_t n_out,
                         Kernels k) {
@@ -78,8 +88,9 @@ TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccountin
   EXPECT_EQ(spec.StateBytesPerCheckpoint(), m.CheckpointBytes());
   EXPECT_EQ(spec.KvBytesPerToken(), m.KvBytesPerToken());
   // Room for a few states and a couple of hundred tokens: evictions are frequent.
-  auto cache = testing::MakeCache(spec, 5 * m.CheckpointBytes() + 200 * m.KvBytesPerToken(),
-                                  GetParam().admission, GetParam().eviction);
+  auto cache = EngineCache(spec, 5 * m.CheckpointBytes() + 200 * m.KvBytesPerToken(),
+                           MakeAdmissionByName(GetParam().admission).value(),
+                           MakeEvictionByName(GetParam().eviction).value());
   Driver driver(m, cache.get(), kExact);
   Workload w(7);
   int64_t reused = 0;
@@ -99,6 +110,8 @@ TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccountin
     ASSERT_TRUE(cache->CheckInvariants().ok());
   }
   EXPECT_GT(reused, 200) << "the workload is meant to hit";
+  // What the cache counted as reused is what the driver reused.
+  EXPECT_EQ(reused, cache->stats().hit_tokens);
   EXPECT_GT(cache->stats().evicted_checkpoints, 5) << "the budget is meant to evict";
 }
 
@@ -113,9 +126,8 @@ INSTANTIATE_TEST_SUITE_P(Policies, EngineDriverTest,
 
 TEST(EngineDriver, BlasAndChunkedScanHitsAgreeWithRecomputeToRounding) {
   const HybridModel m = Model();
-  auto cache = PrefixCache::Create({}, SpecOf(m), MakeJudiciousAdmission(),
-                                   MakeFlopAwareEviction({}).value())
-                   .value();
+  auto cache = EngineCache(SpecOf(m), PrefixCacheConfig::kUnlimited, MakeJudiciousAdmission(),
+                           MakeFlopAwareEviction({}).value());
   const Kernels fast{ScanKernel::kChunked, MatmulKernel::kBlas};
   Driver driver(m, cache.get(), fast);
   Workload w(8);
@@ -133,6 +145,41 @@ TEST(EngineDriver, BlasAndChunkedScanHitsAgreeWithRecomputeToRounding) {
   EXPECT_GT(reused, 100);
 }
 
+// A prompt cached whole, with a state at its end (the branch point of two earlier requests): the
+// driver resumes before its last token, computes that token for the first logits, and the cache
+// counts exactly that (before, the cache counted a whole-input hit the driver then recomputed).
+TEST(EngineDriver, AWholeInputHitLeavesTheLastTokenAndIsCountedSo) {
+  const HybridModel m = Model();
+  auto cache = EngineCache(SpecOf(m), PrefixCacheConfig::kUnlimited, MakeJudiciousAdmission(),
+                           MakeLruEviction());
+  Driver driver(m, cache.get(), kExact);
+  const std::vector<Token> system = Prompt(11, 40);
+  for (Token tail : {Token{7}, Token{8}, Token{9}}) {  // the third captures the branch at 40
+    std::vector<Token> input = system;
+    input.push_back(tail);
+    ASSERT_TRUE(driver.Serve(input, 2, 0).ok());
+  }
+  ASSERT_EQ(cache->Lookup(system).whole_input_cached, true);
+  auto served = driver.Serve(system, 2, 1);
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_LT(served->reused_tokens, static_cast<int64_t>(system.size()));
+  EXPECT_GE(served->computed_tokens, 1);
+  EXPECT_EQ(served->first_logits, Recompute(m, system, 2, kExact).first_logits);
+  EXPECT_EQ(cache->stats().last_token_recomputes, 1);
+  int64_t reused_by_cache = cache->stats().hit_tokens;
+  EXPECT_GE(reused_by_cache, served->reused_tokens);
+}
+
+TEST(EngineDriver, RefusesACacheThatWouldCountTheLastToken) {
+  const HybridModel m = Model();
+  auto cache =
+      PrefixCache::Create({}, SpecOf(m), MakeJudiciousAdmission(), MakeLruEviction()).value();
+  Driver driver(m, cache.get(), kExact);
+  auto served = driver.Serve(Prompt(3, 10), 2, 0);
+  EXPECT_EQ(served.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cache->stats().requests, 0);
+}
+
 TEST(EngineDriver, WithoutACacheEveryRequestIsAFullRecompute) {
   const HybridModel m = Model();
   Driver driver(m, nullptr, kExact);
@@ -148,8 +195,8 @@ TEST(EngineDriver, WithoutACacheEveryRequestIsAFullRecompute) {
 
 TEST(EngineDriver, BadInputChangesNothingAndASharedCacheIsDetected) {
   const HybridModel m = Model();
-  auto cache =
-      PrefixCache::Create({}, SpecOf(m), MakeJudiciousAdmission(), MakeLruEviction()).value();
+  auto cache = EngineCache(SpecOf(m), PrefixCacheConfig::kUnlimited, MakeJudiciousAdmission(),
+                           MakeLruEviction());
   auto a = std::make_unique<Driver>(m, cache.get(), kExact);
   std::vector<Token> bad = Prompt(4, 10);
   bad[6] = 256;  // vocabulary is 256

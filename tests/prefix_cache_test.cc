@@ -204,6 +204,37 @@ TEST(PrefixCache, PaperWorkedExampleCheckpointsTheBranchPoint) {
   EXPECT_TRUE(cache->CheckInvariants().ok());
 }
 
+// With leave_last_token a state at the input's very end is not a resume point: the lookup stops
+// at the state before it, says the whole input was cached, and BeginRequest counts it.
+TEST(PrefixCache, LeaveLastTokenResumesBeforeTheEndAndCountsIt) {
+  const ModelSpec model = TinyModel();
+  std::vector<Token> seq;
+  for (Token t = 1; t <= 12; ++t) seq.push_back(t);
+  const int64_t at[] = {5, 10, 12};
+  for (bool leave : {false, true}) {
+    PrefixCacheConfig config;
+    config.leave_last_token = leave;
+    auto cache =
+        PrefixCache::Create(config, model, MakeJudiciousAdmission(), MakeLruEviction()).value();
+    ASSERT_TRUE(cache->Insert(seq, at, 0).ok());
+    const std::span<const Token> first10(seq.data(), 10);
+    const LookupResult r = cache->Lookup(first10);
+    EXPECT_EQ(r.reusable_tokens, leave ? 5 : 10);
+    EXPECT_EQ(r.whole_input_cached, leave);
+    EXPECT_EQ(r.matched_tokens, 10);
+    EXPECT_EQ(cache->Lookup(seq).reusable_tokens, leave ? 10 : 12);
+    // Not the whole input (one token more than cached): nothing is left out.
+    std::vector<Token> longer = seq;
+    longer.push_back(99);
+    EXPECT_EQ(cache->Lookup(longer).reusable_tokens, 12);
+    EXPECT_FALSE(cache->Lookup(longer).whole_input_cached);
+    auto h = cache->BeginRequest(first10, 1);
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(cache->stats().last_token_recomputes, leave ? 1 : 0);
+    EXPECT_EQ(cache->stats().hit_tokens, leave ? 5 : 10);
+  }
+}
+
 TEST(PrefixCache, PartialEdgeMatchIsNeverAHit) {
   auto cache = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "last", "lru");
   const std::vector<Token> seq = {1, 2, 3, 4, 5, 6};

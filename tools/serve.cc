@@ -154,6 +154,7 @@ int Run(const ServeOptions& o) {
   sim::SimConfig sc;
   sc.model = engine::SpecOf(*model);
   sc.capacity_bytes = *capacity;
+  sc.leave_last_token = true;  // the driver computes at least the last input token
   sc.threads = 1;
   std::vector<Lane> lanes(1);
   lanes[0].name = "vanilla";

@@ -31,6 +31,9 @@ struct LookupResult {
   // Where inserting the query would create a branch: a split inside an edge, or a new child of a
   // node without checkpoint, with the query continuing past it. 0 when there is none.
   int64_t branch_point = 0;
+  // The whole query is cached with a state at its end, but the cache leaves the last token to
+  // compute (PrefixCacheConfig::leave_last_token): reusable_tokens stops at an earlier state.
+  bool whole_input_cached = false;
 };
 
 struct AdmissionContext {

@@ -17,6 +17,9 @@ struct CacheStats {
   int64_t matched_tokens = 0;
   // sum over requests of ModelSpec::FlopsSaved(reusable_tokens, input length)
   double flops_saved = 0;
+  // requests whose whole input was cached with a state at its end, resumed from an earlier state
+  // because PrefixCacheConfig::leave_last_token leaves the last token to compute
+  int64_t last_token_recomputes = 0;
   // sum over requests of ModelSpec::PrefillFlops(0, input length): the cost with no cache
   double flops_without_cache = 0;
 

@@ -41,6 +41,12 @@ struct PrefixCacheConfig {
   // Optional separate budgets (kUnlimited = none). Eviction continues until every budget holds.
   int64_t kv_capacity_bytes = kUnlimited;
   int64_t state_capacity_bytes = kUnlimited;
+  // An engine computes at least the last input token, whose logits give the first output: with
+  // this set, a state at the very end of the input is not a resume point, and a lookup resumes
+  // from the deepest state before it (reusable_tokens <= input length - 1), as every serving
+  // engine does. Requests that this kept from a whole-input hit are counted in
+  // CacheStats::last_token_recomputes. Off: the paper's convention (a whole-input hit skips all).
+  bool leave_last_token = false;
 
   static constexpr int64_t kUnlimited = INT64_MAX;
 };

@@ -52,6 +52,7 @@ py::dict LookupDict(const LookupResult& r) {
   d["matched_tokens"] = r.matched_tokens;
   d["branch_point"] = r.branch_point;
   d["resume_node"] = r.resume_node;
+  d["whole_input_cached"] = r.whole_input_cached;
   return d;
 }
 
@@ -62,6 +63,7 @@ py::dict StatsDict(const CacheStats& s) {
   MARCONI_FIELD(hit_requests);
   MARCONI_FIELD(input_tokens);
   MARCONI_FIELD(hit_tokens);
+  MARCONI_FIELD(last_token_recomputes);
   MARCONI_FIELD(matched_tokens);
   MARCONI_FIELD(flops_saved);
   MARCONI_FIELD(flops_without_cache);
@@ -223,8 +225,10 @@ class PyRequest {
 std::unique_ptr<PyCache> MakeCache(py::handle model, py::handle capacity,
                                    const std::string& admission, const std::string& eviction,
                                    double alpha, const std::string& recency, int64_t block_size,
-                                   py::handle kv_capacity, py::handle state_capacity) {
+                                   py::handle kv_capacity, py::handle state_capacity,
+                                   bool leave_last_token) {
   PrefixCacheConfig config;
+  config.leave_last_token = leave_last_token;
   config.capacity_bytes = ToBytes(capacity, "capacity");
   config.kv_capacity_bytes = ToBytes(kv_capacity, "kv_capacity");
   config.state_capacity_bytes = ToBytes(state_capacity, "state_capacity");
@@ -332,7 +336,8 @@ void BindCache(py::module_& m) {
            py::arg("capacity") = "40GB", py::arg("admission") = "judicious",
            py::arg("eviction") = "flop_aware", py::arg("alpha") = 0.0,
            py::arg("recency") = "inverse-requests", py::arg("block_size") = 32,
-           py::arg("kv_capacity") = py::none(), py::arg("state_capacity") = py::none())
+           py::arg("kv_capacity") = py::none(), py::arg("state_capacity") = py::none(),
+           py::arg("leave_last_token") = false)
       .def(
           "begin_request",
           [](py::object self, py::handle tokens, double now) {

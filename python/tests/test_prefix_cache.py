@@ -69,6 +69,18 @@ def test_insert_and_lookup():
     assert c.stats()["checkpoints"] == 2
 
 
+def test_leave_last_token():
+    for leave in (False, True):
+        c = make(admission="last", eviction="lru", leave_last_token=leave)
+        c.insert(np.arange(64, dtype=np.int32), [32, 64], 0.0)
+        r = c.lookup(np.arange(64, dtype=np.int32))
+        assert r["reusable_tokens"] == (32 if leave else 64)
+        assert r["whole_input_cached"] == leave
+        h = c.begin_request(np.arange(64, dtype=np.int32), 1.0)
+        assert h.reusable_tokens == (32 if leave else 64)
+        assert c.stats()["last_token_recomputes"] == (1 if leave else 0)
+
+
 def test_policies_by_name():
     for adm in ("judicious", "block", "last", "sparse"):
         for ev in ("flop_aware", "lru", "gdsf"):

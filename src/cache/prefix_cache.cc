@@ -81,8 +81,12 @@ LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q, NodeId* deepest
     at = child;
     if (deepest != nullptr) *deepest = child;
     if (c.has_checkpoint) {
-      r.reusable_tokens = pos;
-      r.resume_node = child;
+      if (pos == n && config.leave_last_token) {
+        r.whole_input_cached = true;  // the engine computes the last token: resume before it
+      } else {
+        r.reusable_tokens = pos;
+        r.resume_node = child;
+      }
     }
   }
   r.matched_tokens = pos;
@@ -403,6 +407,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   const int64_t hit = h.lookup.reusable_tokens;
   CacheStats& st = impl_->stats;
   ++st.requests;
+  if (h.lookup.whole_input_cached) ++st.last_token_recomputes;
   st.input_tokens += n;
   st.hit_tokens += hit;
   st.matched_tokens += h.lookup.matched_tokens;

@@ -112,13 +112,18 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   ServedRequest out;
   RequestHandle handle;
   if (cache_ != nullptr) {
+    // The first output's logits come from the last input token: the cache must leave it to us,
+    // so that what it counts as reused is what is reused.
+    if (!cache_->config().leave_last_token) {
+      return Status::FailedPrecondition(
+          "serve: the driver's cache must leave the last input token to compute "
+          "(PrefixCacheConfig::leave_last_token)");
+    }
     auto h = cache_->BeginRequest(input, now);
     if (!h.ok()) return h.status();
     handle = std::move(h).value();
   }
-  // Leave at least one token to prefill: its logits are the first output.
-  int64_t reuse = handle.lookup.reusable_tokens;
-  if (reuse >= n) reuse = 0;
+  const int64_t reuse = handle.lookup.reusable_tokens;  // < n: leave_last_token
   std::vector<Token> sequence(input.begin(), input.end());
   sequence.reserve(static_cast<size_t>(n + output_tokens));
   std::vector<uint64_t> hashes;

@@ -30,7 +30,8 @@ struct ServedRequest {
 class Driver : private CacheListener {
  public:
   // `cache` may be null: every request is then a full recompute (the no-cache baseline). When
-  // given, it must have been created for SpecOf(model) and be used through this driver only; the
+  // given, it must have been created for SpecOf(model) with PrefixCacheConfig::leave_last_token
+  // (Serve fails with kFailedPrecondition otherwise) and be used through this driver only; the
   // driver registers itself as its listener until destroyed. Neither is owned; both must outlive
   // the driver.
   Driver(const HybridModel& model, PrefixCache* cache, Kernels kernels);

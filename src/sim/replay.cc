@@ -160,6 +160,7 @@ Result<SystemInstance> MakeSystem(SystemKind kind, const SimConfig& config, doub
   if (!setup.ok()) return setup.status();
   PrefixCacheConfig cc;
   cc.capacity_bytes = config.capacity_bytes;
+  cc.leave_last_token = config.leave_last_token;
   auto cache = PrefixCache::Create(cc, config.model, std::move(setup->admission),
                                    std::move(setup->eviction));
   if (!cache.ok()) return cache.status();

@@ -22,6 +22,9 @@ struct SimConfig {
   int64_t capacity_bytes = PrefixCacheConfig::kUnlimited;
   TtftModel ttft = TtftModel::Linear(17.8, 0.05296);
   SystemOverrides params;  // parameters set with --set (systems.h); the rest are defaults
+  // PrefixCacheConfig::leave_last_token of every cache (serve sets it: its engine computes the
+  // last input token; the paper's convention, kept by sim, is off).
+  bool leave_last_token = false;
   AlphaTunerConfig tuner;  // marconi (window, grid, objective) and the oracle's grid
   // What recency means in FLOP-aware eviction (marconi, marconi-oneshot, oracle, sparse).
   FlopAwareEvictionConfig::Recency recency = FlopAwareEvictionConfig{}.recency;
