@@ -235,6 +235,53 @@ TEST(PrefixCache, LeaveLastTokenResumesBeforeTheEndAndCountsIt) {
   }
 }
 
+// PlanDecode is what CompleteRequest adds to the prefill plan; completing with exactly the states
+// held (a subset) stores those and nothing else; bad positions are refused.
+TEST(PrefixCache, CompleteWithTheStatesActuallyCaptured) {
+  const ModelSpec model = TinyModel();
+  std::vector<Token> base(30);
+  for (size_t i = 0; i < base.size(); ++i) base[i] = static_cast<Token>(i);
+  std::vector<Token> a = base, b = base;
+  a.push_back(100);
+  b.push_back(200);
+  const std::vector<Token> out = {7, 8, 9};
+  auto planned = MakeCache(model, PrefixCacheConfig::kUnlimited, "judicious", "lru");
+  auto told = MakeCache(model, PrefixCacheConfig::kUnlimited, "judicious", "lru");
+  for (PrefixCache* c : {planned.get(), told.get()}) {
+    auto h = c->BeginRequest(a, 0);
+    ASSERT_TRUE(h.ok());
+    ASSERT_TRUE(c->CompleteRequest(std::move(h).value(), a, out, 0).ok());
+  }
+  // b branches from a at 30: the prefill plan has 30, the decode plan the last token.
+  auto hp = planned->BeginRequest(b, 1).value();
+  auto ht = told->BeginRequest(b, 1).value();
+  EXPECT_EQ(ht.prefill_checkpoints, std::vector<int64_t>{30});
+  const std::vector<int64_t> decode = told->PlanDecode(ht, 3);
+  EXPECT_EQ(decode, std::vector<int64_t>{34});
+  EXPECT_EQ(planned->PlanDecode(hp, 3), decode);
+  ASSERT_TRUE(planned->CompleteRequest(std::move(hp), b, out, 1).ok());
+  // The engine could capture only the decode state: the branch point is not stored.
+  ASSERT_TRUE(told->CompleteRequest(std::move(ht), b, out, 1, decode).ok());
+  EXPECT_EQ(planned->stats().checkpoints, told->stats().checkpoints + 1);
+  EXPECT_EQ(planned->Lookup(base).reusable_tokens, 30);
+  EXPECT_EQ(told->Lookup(base).reusable_tokens, 0);
+  std::vector<Token> b_out = b;
+  b_out.insert(b_out.end(), out.begin(), out.end());
+  EXPECT_EQ(told->Lookup(b_out).reusable_tokens, 34);
+  ASSERT_TRUE(told->CheckInvariants().ok());
+
+  const CacheStats before = told->stats();
+  auto h = told->BeginRequest(b, 2).value();
+  const int64_t bad[] = {35};  // past input + output
+  EXPECT_EQ(told->CompleteRequest(std::move(h), b, out, 2, bad).code(),
+            StatusCode::kInvalidArgument);
+  auto h2 = told->BeginRequest(b, 3).value();
+  EXPECT_TRUE(told->CompleteRequest(std::move(h2), b, out, 3, {}).ok());  // holds nothing
+  EXPECT_EQ(told->stats().checkpoints, before.checkpoints);
+  EXPECT_EQ(told->stats().inserts, before.inserts);
+  ASSERT_TRUE(told->CheckInvariants().ok());
+}
+
 TEST(PrefixCache, PartialEdgeMatchIsNeverAHit) {
   auto cache = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "last", "lru");
   const std::vector<Token> seq = {1, 2, 3, 4, 5, 6};

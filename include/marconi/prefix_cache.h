@@ -10,7 +10,9 @@
 // Typical use by an engine, per request:
 //   auto req = cache.BeginRequest(input, now);       // lookup, statistics, pin, plan
 //   prefill from req->lookup.reusable_tokens, capturing states at req->prefill_checkpoints;
-//   decode; then cache.CompleteRequest(std::move(*req), input, output, now);
+//   decode, capturing states at cache.PlanDecode(*req, output_length); then
+//   cache.CompleteRequest(std::move(*req), input, output, now, positions_captured)
+//   (or without positions: every planned one is taken as captured).
 //
 // Thread safety: none. A PrefixCache must be used by one thread at a time; const methods may run
 // concurrently with each other. Clones are independent objects.
@@ -78,6 +80,7 @@ class Lease {
 // What BeginRequest found and decided for one request.
 struct RequestHandle {
   LookupResult lookup;
+  int64_t input_tokens = 0;  // the input's length
   // Input positions whose state the prefill must capture (from the admission policy).
   std::vector<int64_t> prefill_checkpoints;
   // Pins lookup.resume_node (not held when there is no hit).
@@ -111,6 +114,21 @@ class PrefixCache {
   // be the one given to BeginRequest. Errors as for Insert.
   Status CompleteRequest(RequestHandle request, std::span<const Token> input,
                          std::span<const Token> output, Timestamp now);
+
+  // The decode checkpoints the admission policy plans for `request` if it produces
+  // `output_tokens` tokens: ascending positions in (input length, input length + output_tokens].
+  // Pure and deterministic: what CompleteRequest(request, input, output, now) adds to
+  // request.prefill_checkpoints. An engine captures the state at each while decoding.
+  std::vector<int64_t> PlanDecode(const RequestHandle& request, int64_t output_tokens) const;
+
+  // Finishes a request with the states the engine actually holds, at `captured` (strictly
+  // increasing positions in [1, input + output]; usually the plans minus what it could not
+  // capture, such as a prefill position at or before its resume point, plus states it holds
+  // already). The cache never accounts for a state nobody holds. Releases the lease and inserts
+  // input + output up to the last of them; nothing when `captured` is empty. Errors as for Insert.
+  Status CompleteRequest(RequestHandle request, std::span<const Token> input,
+                         std::span<const Token> output, Timestamp now,
+                         std::span<const int64_t> captured);
 
   // Caches `sequence` up to its last checkpoint position, storing a state at each position in
   // `checkpoints` (strictly increasing, in [1, sequence.size()]), then evicts until every budget

@@ -401,6 +401,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   impl_->AdvanceTime(now);
   ++impl_->clock;
   RequestHandle h;
+  h.input_tokens = static_cast<int64_t>(input.size());
   NodeId deepest = RadixTree::kRoot;
   h.lookup = impl_->Lookup(input, &deepest);
   const int64_t n = static_cast<int64_t>(input.size());
@@ -434,14 +435,32 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   return h;
 }
 
+std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
+                                             int64_t output_tokens) const {
+  std::vector<int64_t> positions;
+  const AdmissionContext ctx{request.input_tokens, request.lookup};
+  impl_->admission->PlanDecode(ctx, output_tokens, &positions);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  return positions;
+}
+
 Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
                                     std::span<const Token> output, Timestamp now) {
   if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
-  std::vector<int64_t> positions = std::move(request.prefill_checkpoints);
-  const AdmissionContext ctx{static_cast<int64_t>(input.size()), request.lookup};
-  impl_->admission->PlanDecode(ctx, static_cast<int64_t>(output.size()), &positions);
+  request.input_tokens = static_cast<int64_t>(input.size());
+  std::vector<int64_t> positions = PlanDecode(request, static_cast<int64_t>(output.size()));
+  positions.insert(positions.end(), request.prefill_checkpoints.begin(),
+                   request.prefill_checkpoints.end());
   std::sort(positions.begin(), positions.end());
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  return CompleteRequest(std::move(request), input, output, now, positions);
+}
+
+Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
+                                    std::span<const Token> output, Timestamp now,
+                                    std::span<const int64_t> positions) {
+  if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
   // The resume node stays held through the insert (InsertImpl pins it with the new states).
   const NodeId resume = request.lease.held() ? request.lease.node() : kNoNode;
   request.lease.Release();

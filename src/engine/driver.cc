@@ -136,22 +136,22 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   }
   out.load_seconds = Since(t_load);
 
-  // What to capture: the policy's prefill plan and decode plan (the cache re-plans the decode
-  // part in CompleteRequest, identically: PlanDecode is const). Prefill positions at or before
+  // What to capture: the cache's prefill plan and decode plan. Prefill positions at or before
   // the resume point cannot be captured; those whose state is held are refreshed, the others are
-  // dropped from the plan so that the cache never accounts for a state nobody holds.
-  std::vector<int64_t> capture, decode_capture;
+  // left out of what the cache is told (`held`), so that it never accounts for a state nobody
+  // holds.
+  std::vector<int64_t> capture, decode_capture, held;
   if (cache_ != nullptr) {
-    std::vector<int64_t> kept;
     for (int64_t p : handle.prefill_checkpoints) {
-      if (p > reuse || states_.count(hashes[static_cast<size_t>(p)])) kept.push_back(p);
+      if (p > reuse || states_.count(hashes[static_cast<size_t>(p)])) held.push_back(p);
       if (p > reuse) capture.push_back(p);
     }
-    handle.prefill_checkpoints = std::move(kept);
-    std::vector<int64_t> decode;
-    cache_->admission_policy().PlanDecode(AdmissionContext{n, handle.lookup}, output_tokens,
-                                          &decode);
-    for (int64_t p : decode) (p <= n ? capture : decode_capture).push_back(p);
+    for (int64_t p : cache_->PlanDecode(handle, output_tokens)) {
+      (p <= n ? capture : decode_capture).push_back(p);
+      held.push_back(p);
+    }
+    std::sort(held.begin(), held.end());
+    held.erase(std::unique(held.begin(), held.end()), held.end());
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
     std::sort(decode_capture.begin(), decode_capture.end());
@@ -190,8 +190,8 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   for (const Checkpoint& cp : captured)
     Store(state, cp, sequence, hashes, &added_rows, &added_states);
   out.captured_states = static_cast<int64_t>(captured.size());
-  Status s =
-      cache_->CompleteRequest(std::move(handle), input, std::span<const Token>(out.output), now);
+  Status s = cache_->CompleteRequest(std::move(handle), input, std::span<const Token>(out.output),
+                                     now, held);
   if (!s.ok() && s.code() != StatusCode::kResourceExhausted) {
     // Nothing was inserted: take back what this request stored.
     for (uint64_t k : added_rows) kv_.erase(k);
