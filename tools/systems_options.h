@@ -53,15 +53,11 @@ inline Status ApplySystemsOptions(const SystemsOptions& o, std::vector<sim::Syst
   auto parsed = sim::ParseSystems(o.systems);
   if (!parsed.ok()) return parsed.status();
   *kinds = *parsed;
-  auto runs = [&](const std::string& name) {
-    return std::any_of(kinds->begin(), kinds->end(),
-                       [&](sim::SystemKind k) { return sim::SpecOf(k).name == name; });
-  };
   for (const std::string& item : o.set) {
-    if (Status s = sim::ParseSet(item, &config->params); !s.ok()) return s;
-    const std::string system = item.substr(0, item.substr(0, item.find('=')).rfind('.'));
-    if (!runs(system)) {
-      return Status::InvalidArgument("--set '" + item + "': " + system +
+    auto set = sim::ParseSet(item, &config->params);
+    if (!set.ok()) return set.status();
+    if (std::find(kinds->begin(), kinds->end(), *set) == kinds->end()) {
+      return Status::InvalidArgument("--set '" + item + "': " + sim::SystemName(*set) +
                                      " is not among the systems run (--systems)");
     }
   }

@@ -19,6 +19,7 @@ argument, malformed file), ``KeyError`` (unknown name), ``OSError`` (unreadable 
 inserted but pinned requests keep the cache over capacity).
 """
 
+import inspect as _inspect
 import json as _json
 
 from ._marconi import (  # noqa: F401
@@ -119,21 +120,7 @@ def simulate_report(
     return report
 
 
-def simulate(
-    trace=None,
-    capacity="5GB",
-    model="paper-7b",
-    systems=("vanilla", "vllm+", "sglang+", "marconi", "oracle"),
-    sessions=80,
-    sps=None,
-    threads=0,
-    params=None,
-    multiplier=5.0,
-    objective="hit",
-    recency="inverse-requests",
-    skip_bad_lines=False,
-    records=True,
-):
+def simulate(*args, **kwargs):
     """Replays a trace (a JSONL path, plain or .zst; default: the built-in synthetic workload of
     ``sessions`` sessions) through each system and returns one dict per system, with the fields
     of ``marconi sim --format json`` (system, params, token_hit_rate, ttft_ms_p95, tuning_rounds,
@@ -148,21 +135,11 @@ def simulate(
     ("hit" or "flops") and ``recency`` ("inverse-requests" or "linear-time") configure the alpha
     tuner and FLOP-aware eviction as ``marconi sim``'s options do. Runs without the GIL.
     """
-    return simulate_report(
-        trace=trace,
-        capacity=capacity,
-        model=model,
-        systems=systems,
-        sessions=sessions,
-        sps=sps,
-        threads=threads,
-        params=params,
-        multiplier=multiplier,
-        objective=objective,
-        recency=recency,
-        skip_bad_lines=skip_bad_lines,
-        records=records,
-    )["systems"]
+    return simulate_report(*args, **kwargs)["systems"]
+
+
+# The same options as simulate_report, shown by help() and inspect.signature.
+simulate.__signature__ = _inspect.signature(simulate_report)
 
 
 def _model_name(model):

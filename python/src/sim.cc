@@ -55,7 +55,7 @@ Result<SimOutput> Simulate(const SimArgs& a) {
   if (a.threads < 0) return Status::InvalidArgument("threads must be >= 0");
   sim::SimConfig config;
   for (const std::string& item : a.set) {
-    if (Status s = sim::ParseSet(item, &config.params); !s.ok()) return s;
+    if (auto set = sim::ParseSet(item, &config.params); !set.ok()) return set.status();
   }
   config.model = *model;
   config.capacity_bytes = *capacity;

@@ -162,14 +162,15 @@ void PrefixCache::Impl::Stamp(NodeId id, Timestamp now, int64_t seq) {
   tree.MarkDirty(id);
 }
 
-void PrefixCache::Impl::Touch(NodeId id, Timestamp now) {
-  const int64_t seq = ++last_seq;
+void PrefixCache::Impl::StampAccess(NodeId id, Timestamp now, int64_t seq) {
   if (!eviction->touches_path()) {
     Stamp(id, now, seq);
     return;
   }
   for (NodeId at = id; at != RadixTree::kRoot; at = tree.node(at).parent) Stamp(at, now, seq);
 }
+
+void PrefixCache::Impl::Touch(NodeId id, Timestamp now) { StampAccess(id, now, ++last_seq); }
 
 void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq) {
   Node& n = tree.node(id);
@@ -288,9 +289,7 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
     at = k < static_cast<int64_t>(edge.size()) ? tree.Split(child, k) : child;
     pos += k;
   }
-  if (eviction->touches_path()) {
-    for (NodeId id = at; id != RadixTree::kRoot; id = tree.node(id).parent) Stamp(id, now, access);
-  }
+  StampAccess(at, now, access);  // `at` holds the last checkpoint: already stamped, or the path
   ++stats.inserts;
 
   // Evict until every budget holds. The request being inserted still holds its states while it
@@ -400,11 +399,11 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   if (Status s = impl_->CheckTime(now); !s.ok()) return s;
   impl_->AdvanceTime(now);
   ++impl_->clock;
+  const int64_t n = static_cast<int64_t>(input.size());
   RequestHandle h;
-  h.input_tokens = static_cast<int64_t>(input.size());
+  h.input_tokens = n;
   NodeId deepest = RadixTree::kRoot;
   h.lookup = impl_->Lookup(input, &deepest);
-  const int64_t n = static_cast<int64_t>(input.size());
   const int64_t hit = h.lookup.reusable_tokens;
   CacheStats& st = impl_->stats;
   ++st.requests;
@@ -447,7 +446,6 @@ std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
 
 Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
                                     std::span<const Token> output, Timestamp now) {
-  if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
   request.input_tokens = static_cast<int64_t>(input.size());
   std::vector<int64_t> positions = PlanDecode(request, static_cast<int64_t>(output.size()));
   positions.insert(positions.end(), request.prefill_checkpoints.begin(),

@@ -36,7 +36,9 @@ struct PrefixCache::Impl {
   void SyncPolicy();
   // Records an access to `id` at `now` with sequence number `seq` and the current clock.
   void Stamp(NodeId id, Timestamp now, int64_t seq);
-  // One access (a new sequence number): `id`, and its ancestors if the policy touches paths.
+  // Stamps `id`, and its ancestors if the policy touches paths, with access `seq`.
+  void StampAccess(NodeId id, Timestamp now, int64_t seq);
+  // One access (a new sequence number) of `id`: StampAccess.
   void Touch(NodeId id, Timestamp now);
   void SetCheckpoint(NodeId id, Timestamp now, int64_t seq);
   bool OverBudget() const;

@@ -127,7 +127,7 @@ Result<std::vector<SystemKind>> ParseSystems(const std::string& list) {
   return out;
 }
 
-Status ParseSet(const std::string& item, SystemOverrides* overrides) {
+Result<SystemKind> ParseSet(const std::string& item, SystemOverrides* overrides) {
   const size_t eq = item.find('=');
   const size_t dot = item.substr(0, eq).rfind('.');
   if (eq == std::string::npos || dot == std::string::npos) {
@@ -161,7 +161,7 @@ Status ParseSet(const std::string& item, SystemOverrides* overrides) {
     return Status::InvalidArgument("--set '" + item + "': " + name + " must be " + range.str());
   }
   (*overrides)[system + "." + name] = v;
-  return Status::Ok();
+  return spec->kind;
 }
 
 double Param(SystemKind kind, std::string_view param, const SystemOverrides& overrides) {

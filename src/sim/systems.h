@@ -88,8 +88,8 @@ Result<std::vector<SystemKind>> ParseSystems(const std::string& list);
 // Parameter values that differ from the registry's defaults, by "system.param".
 using SystemOverrides = std::map<std::string, double>;
 // Parses one --set item, "SYSTEM.PARAM=VALUE", into `overrides`, checking that the system and
-// the parameter exist and that the value is a number in the parameter's range.
-Status ParseSet(const std::string& item, SystemOverrides* overrides);
+// the parameter exist and that the value is a number in the parameter's range. Returns the system.
+Result<SystemKind> ParseSet(const std::string& item, SystemOverrides* overrides);
 // The effective value of `param` of `kind`: the override, else the default. The parameter must
 // exist (a programming error otherwise: returns the NaN of an unknown name).
 double Param(SystemKind kind, std::string_view param, const SystemOverrides& overrides);
