@@ -126,7 +126,7 @@ def simulate(*args, **kwargs):
     of ``marconi sim --format json`` (system, params, token_hit_rate, ttft_ms_p95, tuning_rounds,
     ...)
     and ``requests_detail``: per-request NumPy columns (index, session_id, turn_id, ts,
-    input_tokens, hit_tokens, ttft_ms), unless ``records=False``.
+    input_tokens, hit_tokens, attention_hit_tokens, ttft_ms), unless ``records=False``.
 
     ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``.
     ``capacity``: bytes as an int or a string ("5GB", "1.5GiB", "inf"). ``sps``: re-time

@@ -89,7 +89,7 @@ py::dict Records(const SimOutput& o, size_t i) {
   if (i >= o.results.size()) throw py::index_error("no such system");
   const auto& recs = o.results[i].records;
   const auto n = static_cast<py::ssize_t>(recs.size());
-  py::array_t<int64_t> index(n), input(n), hit(n), turn(n);
+  py::array_t<int64_t> index(n), input(n), hit(n), attention_hit(n), turn(n);
   py::array_t<double> ttft(n), ts(n);
   py::list session;
   for (py::ssize_t k = 0; k < n; ++k) {
@@ -98,6 +98,7 @@ py::dict Records(const SimOutput& o, size_t i) {
     index.mutable_at(k) = static_cast<int64_t>(r.index);
     input.mutable_at(k) = r.input_tokens;
     hit.mutable_at(k) = r.hit_tokens;
+    attention_hit.mutable_at(k) = r.attention_hit_tokens;
     ttft.mutable_at(k) = r.ttft_ms;
     ts.mutable_at(k) = req.ts;
     turn.mutable_at(k) = req.turn_id;
@@ -110,6 +111,7 @@ py::dict Records(const SimOutput& o, size_t i) {
   d["ts"] = ts;
   d["input_tokens"] = input;
   d["hit_tokens"] = hit;
+  d["attention_hit_tokens"] = attention_hit;
   d["ttft_ms"] = ttft;
   return d;
 }

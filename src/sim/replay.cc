@@ -20,6 +20,9 @@ Result<Setup> MakeSetup(SystemKind kind, const SimConfig& config, double alpha) 
   switch (spec.admission) {
     case Admission::kNone:
       return Status::InvalidArgument(std::string(spec.name) + " has no cache");
+    case Admission::kEngine:
+      return Status::InvalidArgument(std::string(spec.name) +
+                                     " is an engine emulation, not a PrefixCache");
     case Admission::kJudicious:
       s.admission = MakeJudiciousAdmission();
       break;
@@ -43,7 +46,8 @@ Result<Setup> MakeSetup(SystemKind kind, const SimConfig& config, double alpha) 
   }
   switch (spec.eviction) {
     case Eviction::kNone:
-      return Status::InvalidArgument(std::string(spec.name) + " has no eviction");
+    case Eviction::kEngine:
+      return Status::InvalidArgument(std::string(spec.name) + " has no PrefixCache eviction");
     case Eviction::kLru:
       s.eviction = MakeLruEviction();
       break;
@@ -100,7 +104,8 @@ Result<SystemResult> Serve(const Requests& trace, SystemKind kind, const SimConf
   auto record = [&](size_t i, const LookupResult& lookup) {
     const int64_t n = static_cast<int64_t>(trace[i].input.size());
     const int64_t hit = lookup.reusable_tokens;
-    out.records.push_back({i, n, hit, config.ttft.Ms(config.model, hit, n - hit)});
+    out.records.push_back(
+        {i, n, hit, lookup.matched_tokens, config.ttft.Ms(config.model, hit, n - hit)});
     if (config.progress) config.progress(i + 1, trace.size());
   };
   if (Status s = ServeRequests(trace, *cache, record, tuner); !s.ok()) return s;
@@ -116,12 +121,41 @@ SystemResult Vanilla(const Requests& trace, SystemKind kind, const SimConfig& co
   out.params = EffectiveParams(kind, config.params);
   for (size_t i = 0; i < trace.size(); ++i) {
     const int64_t n = static_cast<int64_t>(trace[i].input.size());
-    out.records.push_back({i, n, 0, config.ttft.Ms(config.model, 0, n)});
+    out.records.push_back({i, n, 0, 0, config.ttft.Ms(config.model, 0, n)});
     ++out.stats.requests;
     out.stats.input_tokens += n;
     out.stats.flops_without_cache += config.model.PrefillFlops(0, n);
     if (config.progress) config.progress(i + 1, trace.size());
   }
+  return out;
+}
+
+// A replay through an emulated engine's cache (SystemSpec::engine).
+Result<SystemResult> Engine(const Requests& trace, SystemKind kind, const SimConfig& config) {
+  const SystemSpec& spec = SpecOf(kind);
+  EngineContext context;
+  context.model = &config.model;
+  context.capacity_bytes = config.capacity_bytes;
+  context.param = [&](std::string_view name) { return Param(kind, name, config.params); };
+  auto engine = spec.engine(context);
+  if (!engine.ok()) return engine.status();
+  EngineCache& cache = **engine;
+  SystemResult out;
+  out.system = SystemName(kind);
+  out.params = EffectiveParams(kind, config.params);
+  out.derived = cache.DerivedSizes();
+  out.records.reserve(trace.size());
+  for (size_t i = 0; i < trace.size(); ++i) {
+    const TraceRequest& r = trace[i];
+    const int64_t n = static_cast<int64_t>(r.input.size());
+    if (n == 0) return Status::InvalidArgument("request " + std::to_string(i) + " has no input");
+    const EngineLookup found = cache.ServeCounted(config.model, r.input, r.output, trace.ts(i));
+    out.records.push_back(
+        {i, n, found.reusable_tokens, found.attention_hit_tokens,
+         config.ttft.Ms(config.model, found.reusable_tokens, n - found.reusable_tokens)});
+    if (config.progress) config.progress(i + 1, trace.size());
+  }
+  out.stats = cache.stats();
   return out;
 }
 
@@ -190,6 +224,7 @@ Result<SystemResult> Run(const Requests& requests, SystemKind kind, const SimCon
     case Tuning::kHindsight:
       return Oracle(requests, kind, config);
     default:
+      if (SpecOf(kind).engine != nullptr) return Engine(requests, kind, config);
       if (SpecOf(kind).admission == Admission::kNone) return Vanilla(requests, kind, config);
       return Serve(requests, kind, config, 0.0, IsTuned(kind));
   }

@@ -37,13 +37,18 @@ struct SimConfig {
 struct RequestRecord {
   size_t index = 0;  // position in the trace
   int64_t input_tokens = 0;
-  int64_t hit_tokens = 0;
+  int64_t hit_tokens = 0;  // reusable depth: tokens skipped (a state restored there)
+  // attention-hit depth: tokens whose KV was cached and matched, with or without a state;
+  // attention_hit_tokens - hit_tokens were recomputed for want of a state
+  int64_t attention_hit_tokens = 0;
   double ttft_ms = 0;
 };
 
 struct SystemResult {
   std::string system;
   std::map<std::string, double> params;  // the system's effective parameters
+  // sizes an emulated engine derives from the model and capacity (EngineCache::DerivedSizes)
+  std::map<std::string, double> derived;
   CacheStats stats;
   std::vector<RequestRecord> records;  // in trace order
   double alpha = 0;                    // final alpha (marconi, sparse) or the oracle's best

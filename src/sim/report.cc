@@ -21,6 +21,7 @@ Summary Summarize(const SystemResult& r, int64_t long_threshold) {
   const CacheStats& st = r.stats;
   s.system = r.system;
   s.params = r.params;
+  s.derived = r.derived;
   s.requests = st.requests;
   s.input_tokens = st.input_tokens;
   s.hit_tokens = st.hit_tokens;
@@ -48,7 +49,9 @@ Summary Summarize(const SystemResult& r, int64_t long_threshold) {
     ++b.requests;
     b.input_tokens += rec.input_tokens;
     b.hit_tokens += rec.hit_tokens;
+    s.attention_hit_tokens += rec.attention_hit_tokens;
   }
+  s.tokens_lost_no_state = std::max<int64_t>(0, s.attention_hit_tokens - s.hit_tokens);
   s.ttft_ms_p5 = Percentile(all, 0.05);
   s.ttft_ms_p50 = Percentile(all, 0.50);
   s.ttft_ms_p95 = Percentile(all, 0.95);
@@ -159,17 +162,21 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
     o += "(" + std::to_string(ctx.skipped_lines) + " malformed trace lines skipped)\n";
   }
   o += "\n";
-  std::snprintf(buf, sizeof(buf), "%-16s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
-                "system", "tok hit", "req hit", "FLOPs", "TTFT p5", "TTFT p50", "TTFT p95",
-                "peak KV+SSM", "peak KV", "peak SSM", "ckpts", "evict", "alpha");
+  std::snprintf(buf, sizeof(buf), "%-16s %8s %8s %8s %8s %9s %9s %9s %12s %11s %11s %9s %8s %6s\n",
+                "system", "tok hit", "no state", "req hit", "FLOPs", "TTFT p5", "TTFT p50",
+                "TTFT p95", "peak KV+SSM", "peak KV", "peak SSM", "ckpts", "evict", "alpha");
   o += buf;
   for (const Summary& s : rows) {
     std::snprintf(
         buf, sizeof(buf),
-        "%-16s %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld %6.1f\n",
-        s.system.c_str(), 100 * s.token_hit_rate, 100 * s.request_hit_rate,
-        100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50, s.ttft_ms_p95,
-        FormatBytes(s.peak_bytes, ctx.units).c_str(),
+        "%-16s %7.2f%% %7.2f%% %7.2f%% %7.2f%% %7.1fms %7.1fms %7.1fms %12s %11s %11s %9lld %8lld "
+        "%6.1f\n",
+        s.system.c_str(), 100 * s.token_hit_rate,
+        s.input_tokens > 0 ? 100.0 * static_cast<double>(s.tokens_lost_no_state) /
+                                 static_cast<double>(s.input_tokens)
+                           : 0.0,
+        100 * s.request_hit_rate, 100 * s.flops_saved_fraction, s.ttft_ms_p5, s.ttft_ms_p50,
+        s.ttft_ms_p95, FormatBytes(s.peak_bytes, ctx.units).c_str(),
         FormatBytes(s.peak_kv_bytes, ctx.units).c_str(),
         FormatBytes(s.peak_state_bytes, ctx.units).c_str(),
         static_cast<long long>(s.checkpoints_admitted), static_cast<long long>(s.evictions),
@@ -188,7 +195,9 @@ std::string SummaryTable(const std::vector<Summary>& rows, const ReportContext& 
       o += buf;
     }
   }
-  o += "\ntok hit: input tokens served from the cache; FLOPs: prefill FLOPs saved; peak KV+SSM: "
+  o += "\ntok hit: input tokens served from the cache; no state: input tokens whose KV was cached "
+       "and matched but recomputed for want of a state there; FLOPs: prefill FLOPs saved; peak "
+       "KV+SSM: "
        "the most the cache held at once (at most its capacity); peak KV, peak SSM: each one's own "
        "peak, reached at different times (they can add up to more than the capacity); ckpts: "
        "states admitted.\n";
@@ -207,10 +216,13 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
     nlohmann::ordered_json j;
     j["system"] = s.system;
     j["params"] = s.params;
+    j["derived"] = s.derived;
     j["requests"] = s.requests;
     j["input_tokens"] = s.input_tokens;
     j["hit_tokens"] = s.hit_tokens;
     j["token_hit_rate"] = s.token_hit_rate;
+    j["attention_hit_tokens"] = s.attention_hit_tokens;
+    j["tokens_lost_no_state"] = s.tokens_lost_no_state;
     j["request_hit_rate"] = s.request_hit_rate;
     j["flops_saved"] = s.flops_saved;
     j["flops_saved_fraction"] = s.flops_saved_fraction;
@@ -253,7 +265,8 @@ std::string SummaryJson(const std::vector<Summary>& rows, const ReportContext& c
 }
 
 std::string PerRequestCsv(const Trace& trace, const std::vector<SystemResult>& results) {
-  std::string o = "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms\n";
+  std::string o =
+      "system,request,session_id,turn_id,input_tokens,hit_tokens,attention_hit_tokens,ttft_ms\n";
   char buf[128];
   for (const SystemResult& r : results) {
     for (const RequestRecord& rec : r.records) {
@@ -264,9 +277,10 @@ std::string PerRequestCsv(const Trace& trace, const std::vector<SystemResult>& r
         for (char c : sid) q += c == '"' ? std::string("\"\"") : std::string(1, c);
         sid = q + "\"";
       }
-      std::snprintf(buf, sizeof(buf), ",%lld,%lld,%lld,%.3f\n", static_cast<long long>(t.turn_id),
-                    static_cast<long long>(rec.input_tokens),
-                    static_cast<long long>(rec.hit_tokens), rec.ttft_ms);
+      std::snprintf(buf, sizeof(buf), ",%lld,%lld,%lld,%lld,%.3f\n",
+                    static_cast<long long>(t.turn_id), static_cast<long long>(rec.input_tokens),
+                    static_cast<long long>(rec.hit_tokens),
+                    static_cast<long long>(rec.attention_hit_tokens), rec.ttft_ms);
       o += r.system + "," + std::to_string(rec.index) + "," + sid + buf;
     }
   }

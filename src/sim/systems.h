@@ -3,7 +3,8 @@
 // whether the sweep plots Marconi's win over it, and its parameters with their defaults).
 //
 // Adding a system: a SystemKind value, one row in kSystems (systems.cc), and, if it needs new
-// admission or eviction behaviour, the policy classes and their case in MakeSystem (replay.cc).
+// admission or eviction behaviour, the policy classes and their case in MakeSystem (replay.cc);
+// for an engine emulation, its EngineCache class and factory (sim/engines/engine_cache.h).
 // The tests loop over every row.
 #ifndef MARCONI_SIM_SYSTEMS_H_
 #define MARCONI_SIM_SYSTEMS_H_
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "marconi/status.h"
+#include "sim/engines/engine_cache.h"
 
 namespace marconi::sim {
 
@@ -34,6 +36,7 @@ enum class Admission {
   kJudicious,  // Marconi's: the speculative branch point and the last decoded token
   kBlock,      // a state every block_size tokens
   kSparse,     // sparse placement (relative DP) plus the last decoded token
+  kEngine,     // an emulated engine's own rules (SystemSpec::engine)
 };
 
 // Which state it evicts first.
@@ -41,6 +44,7 @@ enum class Eviction {
   kNone,
   kLru,        // LRU over leaves, the whole path refreshed on access
   kFlopAware,  // Marconi's utility over nodes with <= 1 child, only the node used refreshed
+  kEngine,     // an emulated engine's own order (SystemSpec::engine)
 };
 
 // How its eviction alpha is chosen.
@@ -70,6 +74,9 @@ struct SystemSpec {
   // The sweep plots Marconi's win over this system.
   bool baseline;
   std::span<const SystemParam> params;
+  // For emulations of a serving engine (admission and eviction kEngine): builds its cache. The
+  // replay then serves the trace through it instead of a PrefixCache. Null otherwise.
+  EngineFactory engine = nullptr;
 };
 
 // Every system, in the order reports list them.
