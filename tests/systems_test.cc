@@ -36,11 +36,28 @@ TEST(Systems, EveryRowIsNamedOnceAndParsesBack) {
     EXPECT_NE(SystemNames().find(std::string(s.name)), std::string::npos);
     // No cache means no eviction and no tuning; a tuned system evicts by FLOP-aware utility.
     EXPECT_EQ(s.admission == Admission::kNone, s.eviction == Eviction::kNone) << s.name;
+    // An engine emulation is built by its factory and by nothing else.
+    EXPECT_EQ(s.engine != nullptr, s.admission == Admission::kEngine) << s.name;
+    EXPECT_EQ(s.engine != nullptr, s.eviction == Eviction::kEngine) << s.name;
     if (s.tuning != Tuning::kNone) {
       EXPECT_EQ(s.eviction, Eviction::kFlopAware) << s.name;
     }
   }
   EXPECT_EQ(ParseSystems("all")->size(), Systems().size());
+}
+
+TEST(Systems, TheDefaultsAreVanillaTheEnginesTheBaselinesMarconiAndTheOracle) {
+  auto parsed = ParseSystems(DefaultSystemNames());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  std::set<SystemKind> defaults(parsed->begin(), parsed->end());
+  for (const SystemSpec& s : Systems()) {
+    EXPECT_EQ(defaults.count(s.kind), s.shown_by_default ? 1u : 0u) << s.name;
+  }
+  for (SystemKind k : {SystemKind::kVanilla, SystemKind::kVllmPlus, SystemKind::kSglangPlus,
+                       SystemKind::kMarconi, SystemKind::kOracle}) {
+    EXPECT_EQ(defaults.count(k), 1u) << SystemName(k);
+  }
+  EXPECT_EQ(defaults.count(SystemKind::kMarconiOneShot), 0u);
 }
 
 TEST(Systems, UnknownNamesAreRefusedWithTheList) {
@@ -74,6 +91,12 @@ TEST(Systems, EverySystemRunsAndReportsItsParameters) {
     if (s.tuning == Tuning::kHindsight) {
       EXPECT_EQ(r->rounds.size(), 1u);
     }
+    // The hit-loss metrics: a request never skips more than the KV it matched.
+    for (const RequestRecord& rec : r->records) {
+      EXPECT_LE(rec.hit_tokens, rec.attention_hit_tokens) << rec.index;
+      EXPECT_LE(rec.attention_hit_tokens, rec.input_tokens) << rec.index;
+    }
+    EXPECT_EQ(s.engine != nullptr, !r->derived.empty());
     if (s.tuning == Tuning::kNone) {
       EXPECT_TRUE(r->rounds.empty());
     }

@@ -125,7 +125,7 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
   cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
       ->capture_default_str();
-  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
+  AddSystemsOptions(cmd, &o->systems, sim::DefaultSystemNames());
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));

@@ -98,7 +98,7 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
                   "0.5,1,2 for the synthetic workload, 0 for a trace")
       ->delimiter(',')
       ->check(NonNegative());
-  AddSystemsOptions(cmd, &o->systems, "vanilla,vllm+,sglang+,marconi,oracle");
+  AddSystemsOptions(cmd, &o->systems, sim::DefaultSystemNames());
   cmd->add_option("-o,--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--ttft-profile", o->ttft_profile, "Prefill profile CSV (least-squares line)");
   cmd->add_option("--threads", o->threads, "Concurrent runs (0: all cores)")

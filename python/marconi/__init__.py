@@ -73,7 +73,7 @@ def simulate_report(
     trace=None,
     capacity="5GB",
     model="paper-7b",
-    systems=("vanilla", "vllm+", "sglang+", "marconi", "oracle"),
+    systems=None,
     sessions=80,
     sps=None,
     threads=0,
@@ -86,7 +86,9 @@ def simulate_report(
 ):
     """Like ``simulate``, but returns the whole ``marconi sim --format json`` document (trace,
     model, capacity_bytes, ttft_model, skipped_lines, systems)."""
-    if isinstance(systems, str):
+    if systems is None:
+        systems_list = _marconi.default_systems()
+    elif isinstance(systems, str):
         systems_list = systems
     else:
         systems = list(systems)
@@ -128,7 +130,9 @@ def simulate(*args, **kwargs):
     and ``requests_detail``: per-request NumPy columns (index, session_id, turn_id, ts,
     input_tokens, hit_tokens, attention_hit_tokens, ttft_ms), unless ``records=False``.
 
-    ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``.
+    ``systems``: "all", a comma-separated string or a list of names from ``SYSTEMS``; by default
+    the systems ``marconi sim`` runs by default (vanilla, today's engines, the paper's baselines,
+    Marconi and the oracle).
     ``capacity``: bytes as an int or a string ("5GB", "1.5GiB", "inf"). ``sps``: re-time
     sessions to start at this rate. ``threads``: 0 = all cores. ``params``: system parameters
     as ``marconi sim --set`` takes them, e.g. ``{"vllm+.block_size": 64}``. ``multiplier``, ``objective``

@@ -174,6 +174,9 @@ void BindSim(py::module_& m) {
       },
       "The compared systems' names, in the order reports list them.");
   m.def(
+      "default_systems", [] { return sim::DefaultSystemNames(); },
+      "The systems marconi sim runs when none are named, comma-separated.");
+  m.def(
       "solve_placement",
       [](py::handle p, int64_t budget, double linear, double quadratic, py::handle model,
          int64_t chunk) {

@@ -52,7 +52,9 @@ constexpr SystemSpec kSystems[] = {
      Eviction::kFlopAware,
      Tuning::kOneShot,
      true,
-     {}},
+     {},
+     nullptr,
+     false},
     {SystemKind::kOracle,
      "oracle",
      "Marconi with the best fixed alpha of the grid in hindsight (an upper bound)",
@@ -63,7 +65,8 @@ constexpr SystemSpec kSystems[] = {
      {}},
     {SystemKind::kSparse, "sparse",
      "sparse placement (relative DP) with FLOP-aware eviction and the online tuner",
-     Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams},
+     Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams, nullptr,
+     false},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {
@@ -97,6 +100,16 @@ std::string SystemNames() {
   std::string out;
   for (const SystemSpec& s : kSystems) {
     if (!out.empty()) out += ", ";
+    out += s.name;
+  }
+  return out;
+}
+
+std::string DefaultSystemNames() {
+  std::string out;
+  for (const SystemSpec& s : kSystems) {
+    if (!s.shown_by_default) continue;
+    if (!out.empty()) out += ",";
     out += s.name;
   }
   return out;

@@ -77,6 +77,9 @@ struct SystemSpec {
   // For emulations of a serving engine (admission and eviction kEngine): builds its cache. The
   // replay then serves the trace through it instead of a PrefixCache. Null otherwise.
   EngineFactory engine = nullptr;
+  // Run when --systems is not given (vanilla, today's engines, the paper's baselines, Marconi,
+  // the oracle); variants and ablations are run on request.
+  bool shown_by_default = true;
 };
 
 // Every system, in the order reports list them.
@@ -87,6 +90,9 @@ const char* SystemName(SystemKind kind);
 std::string SystemNames();
 // Whether the system runs the online alpha tuner (kOnline or kOneShot).
 bool IsTuned(SystemKind kind);
+
+// The systems run by default, comma-separated: the rows with shown_by_default.
+std::string DefaultSystemNames();
 
 // "all", or a comma-separated list of names (repeats ignored); kInvalidArgument names the unknown
 // one and lists the systems.
