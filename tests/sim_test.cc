@@ -384,13 +384,15 @@ TEST(Sim, ReportsAreWellFormed) {
   const ReportContext ctx{"golden", "tiny", 1000, "line", 0};
   const std::string json = SummaryJson(rows, ctx);
   for (const char* key : {"\"system\": \"sglang+\"", "\"params\"", "\"token_hit_rate\"",
-                          "\"ttft_ms_p95\"", "\"peak_state_bytes\"", "\"buckets\""}) {
+                          "\"ttft_ms_p95\"", "\"peak_state_bytes\"", "\"buckets\"",
+                          "\"attention_hit_tokens\"", "\"tokens_lost_no_state\"", "\"derived\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
   }
   const std::string csv = PerRequestCsv(trace, results);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "system,request,session_id,turn_id,input_tokens,hit_tokens,ttft_ms");
-  EXPECT_NE(csv.find("sglang+,1,A,1,14,12,"), std::string::npos);
+            "system,request,session_id,turn_id,input_tokens,hit_tokens,attention_hit_tokens,"
+            "ttft_ms");
+  EXPECT_NE(csv.find("sglang+,1,A,1,14,12,12,"), std::string::npos) << csv;
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 4);
   EXPECT_NE(SummaryTable(rows, ctx).find("sglang+"), std::string::npos);
 }

@@ -41,73 +41,48 @@ struct SimOptions {
 int Fail(const Status& s) { return ReportError("sim", s); }
 
 int Run(const SimOptions& o) {
-  auto model = ModelSpec::FromNameOrFile(o.model);
-  if (!model.ok()) return Fail(model.status());
-  auto capacity = sim::ParseBytes(o.capacity);
-  if (!capacity.ok()) return Fail(capacity.status());
-  sim::SimConfig config;
-  std::vector<sim::SystemKind> systems;
-  if (Status s = ApplySystemsOptions(o.systems, &systems, &config); !s.ok()) return Fail(s);
-  if (o.tuner_flags && std::none_of(systems.begin(), systems.end(), sim::IsTuned)) {
-    return Fail(Status::InvalidArgument(
-        "--tuner-multiplier and --tuner-objective need a tuned system in --systems"));
-  }
   if (!o.per_request.empty()) {
     if (Status s = CheckOutputFile("--per-request", o.per_request); !s.ok()) return Fail(s);
   }
-
-  config.model = *model;
-  config.capacity_bytes = *capacity;
-  config.threads =
-      o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  config.tuner.multiplier = o.multiplier;
-  config.tuner.objective = o.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
-                                                  : AlphaTunerConfig::Objective::kTokenHitRate;
-  // Validated here, not only by the policies that tune: a bad value is never silently ignored.
-  if (auto tuner = AlphaTuner::Create(config.tuner); !tuner.ok()) {
-    return Fail(Status::InvalidArgument("--tuner-multiplier: " + tuner.status().message()));
+  sim::SimRequest request;
+  request.trace = o.trace;
+  request.sessions = o.sessions;
+  request.sps = o.sps;
+  request.skip_bad_lines = o.skip_bad_lines;
+  request.model = o.model;
+  request.capacity = o.capacity;
+  request.systems = ChoiceOf(o.systems);
+  if (o.tuner_flags) {
+    request.tuner_multiplier = o.multiplier;
+    request.tuner_objective = o.objective;
   }
+  request.threads = o.threads;
   if (!o.roofline.empty()) {
     if (o.roofline.size() != 2) {
       return Fail(Status::InvalidArgument("--roofline takes PEAK_FLOPS,EFFICIENCY"));
     }
     auto t = sim::TtftModel::Roofline(o.roofline[0], o.roofline[1], 0);
     if (!t.ok()) return Fail(t.status());
-    config.ttft = *t;
+    request.ttft = *t;
   } else if (!o.ttft_profile.empty()) {
     auto t = sim::TtftModel::FromProfileCsv(o.ttft_profile, !o.ttft_interpolate);
     if (!t.ok()) return Fail(t.status());
-    config.ttft = *t;
+    request.ttft = *t;
   }
-
-  Result<sim::Trace> trace = o.trace.empty()
-                                 ? Result<sim::Trace>(sim::SyntheticMixed(o.sessions, 1.0, 1))
-                                 : sim::ReadTrace(o.trace, {o.skip_bad_lines});
-  if (!trace.ok()) return Fail(trace.status());
-  WarnTrace("sim", *trace);
-  if (o.sps > 0) {
-    *trace = sim::Retime(*trace, o.sps);
-  }
-
-  // Validate the cache configuration once, before any replay.
-  if (Status s = sim::CheckCapacity(*model, *capacity, o.capacity); !s.ok()) return Fail(s);
-  std::vector<sim::SystemResult> results;
-  std::vector<sim::Summary> rows;
   Progress progress("sim");
-  for (sim::SystemKind kind : systems) {
-    config.progress = progress.Callback("requests", sim::SystemName(kind));
-    auto r = sim::RunSystem(*trace, kind, config);
-    if (!r.ok()) return Fail(r.status());
-    rows.push_back(sim::Summarize(*r));
-    results.push_back(std::move(r).value());
-  }
+  request.progress = [&](const std::string& system) {
+    return progress.Callback("requests", system);
+  };
+  auto run = sim::Simulate(request);
+  if (!run.ok()) return Fail(run.status());
   progress.Finish();
-  const sim::ReportContext ctx = sim::ContextOf(*trace, *model, *capacity, config.ttft, o.capacity);
-  const std::string text =
-      o.format == "json" ? sim::SummaryJson(rows, ctx) : sim::SummaryTable(rows, ctx);
+  WarnTrace("sim", run->trace);
+  const std::string text = o.format == "json" ? sim::SummaryJson(run->rows, run->context)
+                                              : sim::SummaryTable(run->rows, run->context);
   std::fputs(text.c_str(), stdout);
   if (!o.per_request.empty()) {
-    if (Status s = sim::WriteFile(o.per_request, sim::PerRequestCsv(*trace, results)); !s.ok()) {
+    if (Status s = sim::WriteFile(o.per_request, sim::PerRequestCsv(run->trace, run->results));
+        !s.ok()) {
       return Fail(s);
     }
   }

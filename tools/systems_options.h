@@ -11,6 +11,7 @@
 
 #include "marconi/policies.h"
 #include "sim/replay.h"
+#include "sim/simulate.h"
 #include "sim/systems.h"
 
 namespace marconi::tools {
@@ -45,33 +46,17 @@ inline void AddSystemsOptions(CLI::App* cmd, SystemsOptions* o, const std::strin
           ->capture_default_str();
 }
 
-// Parses the options into `kinds` and `config` (params, recency). kInvalidArgument for an unknown
-// system or parameter, a value out of range, a --set for a system that is not run, or --recency
-// without a FLOP-aware system.
+// The options as the simulator's SystemsChoice (an unset --recency stays unset).
+inline sim::SystemsChoice ChoiceOf(const SystemsOptions& o) {
+  sim::SystemsChoice c{o.systems, o.set, std::nullopt};
+  if (o.recency_option != nullptr && o.recency_option->count() > 0) c.recency = o.recency;
+  return c;
+}
+
+// Parses the options into `kinds` and `config` (sim::ApplySystemsChoice).
 inline Status ApplySystemsOptions(const SystemsOptions& o, std::vector<sim::SystemKind>* kinds,
                                   sim::SimConfig* config) {
-  auto parsed = sim::ParseSystems(o.systems);
-  if (!parsed.ok()) return parsed.status();
-  *kinds = *parsed;
-  for (const std::string& item : o.set) {
-    auto set = sim::ParseSet(item, &config->params);
-    if (!set.ok()) return set.status();
-    if (std::find(kinds->begin(), kinds->end(), *set) == kinds->end()) {
-      return Status::InvalidArgument("--set '" + item + "': " + sim::SystemName(*set) +
-                                     " is not among the systems run (--systems)");
-    }
-  }
-  const bool flop_aware = std::any_of(kinds->begin(), kinds->end(), [](sim::SystemKind k) {
-    return sim::SpecOf(k).eviction == sim::Eviction::kFlopAware;
-  });
-  if (o.recency_option != nullptr && o.recency_option->count() > 0 && !flop_aware) {
-    return Status::InvalidArgument(
-        "--recency needs a system with FLOP-aware eviction in --systems");
-  }
-  auto recency = ParseRecency(o.recency);
-  if (!recency.ok()) return recency.status();
-  config->recency = *recency;
-  return Status::Ok();
+  return sim::ApplySystemsChoice(ChoiceOf(o), kinds, config);
 }
 
 }  // namespace marconi::tools

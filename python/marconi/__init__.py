@@ -78,9 +78,9 @@ def simulate_report(
     sps=None,
     threads=0,
     params=None,
-    multiplier=5.0,
-    objective="hit",
-    recency="inverse-requests",
+    multiplier=None,
+    objective=None,
+    recency=None,
     skip_bad_lines=False,
     records=True,
 ):

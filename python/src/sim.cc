@@ -13,7 +13,7 @@
 #include "marconi/sparse_placement.h"
 #include "sim/replay.h"
 #include "sim/report.h"
-#include "sim/synthetic.h"
+#include "sim/simulate.h"
 #include "sim/trace.h"
 
 namespace marconi::python {
@@ -26,61 +26,13 @@ struct SimOutput {
   std::vector<sim::SystemResult> results;
 };
 
-struct SimArgs {
-  std::optional<std::string> trace;
-  std::string capacity, model, systems, recency, objective;
-  int sessions = 80;
-  std::optional<double> sps;
-  int threads = 0;
-  std::vector<std::string> set;  // "SYSTEM.PARAM=VALUE", as `marconi sim --set`
-  double multiplier = 5;
-  bool skip_bad_lines = false;
-};
-
-// The same steps as `marconi sim` (tools/sim.cc), without the GIL.
-Result<SimOutput> Simulate(const SimArgs& a) {
-  auto model = ModelSpec::FromNameOrFile(a.model);
-  if (!model.ok()) return model.status();
-  auto capacity = sim::ParseBytes(a.capacity);
-  if (!capacity.ok()) return capacity.status();
-  auto systems = sim::ParseSystems(a.systems);
-  if (!systems.ok()) return systems.status();
-  auto recency = ParseRecency(a.recency);
-  if (!recency.ok()) return recency.status();
-  if (a.objective != "hit" && a.objective != "flops") {
-    return Status::InvalidArgument("objective must be 'hit' or 'flops', not '" + a.objective + "'");
-  }
-  if (a.sessions <= 0) return Status::InvalidArgument("sessions must be positive");
-  if (a.sps && !(*a.sps > 0)) return Status::InvalidArgument("sps must be positive");
-  if (a.threads < 0) return Status::InvalidArgument("threads must be >= 0");
-  sim::SimConfig config;
-  for (const std::string& item : a.set) {
-    if (auto set = sim::ParseSet(item, &config.params); !set.ok()) return set.status();
-  }
-  config.model = *model;
-  config.capacity_bytes = *capacity;
-  config.threads =
-      a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency());
-  config.tuner.multiplier = a.multiplier;
-  config.recency = *recency;
-  config.tuner.objective = a.objective == "flops" ? AlphaTunerConfig::Objective::kFlopsSaved
-                                                  : AlphaTunerConfig::Objective::kTokenHitRate;
-  Result<sim::Trace> trace = a.trace ? sim::ReadTrace(*a.trace, {a.skip_bad_lines})
-                                     : Result<sim::Trace>(sim::SyntheticMixed(a.sessions, 1.0, 1));
-  if (!trace.ok()) return trace.status();
-  if (a.sps) *trace = sim::Retime(*trace, *a.sps);
-  if (Status s = sim::CheckCapacity(*model, *capacity, a.capacity); !s.ok()) return s;
+Result<SimOutput> RunSimulation(const sim::SimRequest& request) {
+  auto run = sim::Simulate(request);
+  if (!run.ok()) return run.status();
   SimOutput out;
-  std::vector<sim::Summary> rows;
-  for (sim::SystemKind kind : *systems) {
-    auto r = sim::RunSystem(*trace, kind, config);
-    if (!r.ok()) return r.status();
-    rows.push_back(sim::Summarize(*r));
-    out.results.push_back(std::move(r).value());
-  }
-  const sim::ReportContext ctx = sim::ContextOf(*trace, *model, *capacity, config.ttft, a.capacity);
-  out.json = sim::SummaryJson(rows, ctx);
-  out.trace = std::move(trace).value();
+  out.json = sim::SummaryJson(run->rows, run->context);
+  out.trace = std::move(run->trace);
+  out.results = std::move(run->results);
   return out;
 }
 
@@ -141,23 +93,26 @@ void BindSim(py::module_& m) {
       "_simulate",
       [](std::optional<std::string> trace, std::string capacity, std::string model,
          std::string systems, int sessions, std::optional<double> sps, int threads,
-         std::vector<std::string> set, double multiplier, std::string objective,
-         std::string recency, bool skip_bad_lines) {
-        SimArgs a{std::move(trace),
-                  std::move(capacity),
-                  std::move(model),
-                  std::move(systems),
-                  std::move(recency),
-                  std::move(objective),
-                  sessions,
-                  sps,
-                  threads,
-                  std::move(set),
-                  multiplier,
-                  skip_bad_lines};
+         std::vector<std::string> set, std::optional<double> multiplier,
+         std::optional<std::string> objective, std::optional<std::string> recency,
+         bool skip_bad_lines) {
+        sim::SimRequest a;
+        a.trace = trace.value_or("");
+        a.capacity = std::move(capacity);
+        a.model = std::move(model);
+        a.systems = {std::move(systems), std::move(set), std::move(recency)};
+        a.sessions = sessions;
+        if (sps) {
+          if (!(*sps > 0)) throw py::value_error("sps must be positive");
+          a.sps = *sps;
+        }
+        a.threads = threads;
+        a.tuner_multiplier = multiplier;
+        a.tuner_objective = std::move(objective);
+        a.skip_bad_lines = skip_bad_lines;
         Result<SimOutput> r = [&] {
           py::gil_scoped_release release;
-          return Simulate(a);
+          return RunSimulation(a);
         }();
         return Unwrap(std::move(r));
       },

@@ -1,0 +1,92 @@
+#include "sim/simulate.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "marconi/alpha_tuner.h"
+#include "marconi/policies.h"
+#include "sim/synthetic.h"
+
+namespace marconi::sim {
+
+Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* kinds,
+                          SimConfig* config) {
+  auto parsed = ParseSystems(choice.systems.empty() ? DefaultSystemNames() : choice.systems);
+  if (!parsed.ok()) return parsed.status();
+  *kinds = *parsed;
+  for (const std::string& item : choice.set) {
+    auto set = ParseSet(item, &config->params);
+    if (!set.ok()) return set.status();
+    if (std::find(kinds->begin(), kinds->end(), *set) == kinds->end()) {
+      return Status::InvalidArgument("--set '" + item + "': " + SystemName(*set) +
+                                     " is not among the systems run (--systems)");
+    }
+  }
+  if (choice.recency) {
+    const bool flop_aware = std::any_of(kinds->begin(), kinds->end(), [](SystemKind k) {
+      return SpecOf(k).eviction == Eviction::kFlopAware;
+    });
+    if (!flop_aware) {
+      return Status::InvalidArgument(
+          "--recency needs a system with FLOP-aware eviction in --systems");
+    }
+    auto recency = ParseRecency(*choice.recency);
+    if (!recency.ok()) return recency.status();
+    config->recency = *recency;
+  }
+  return Status::Ok();
+}
+
+Result<SimRun> Simulate(const SimRequest& r) {
+  auto model = ModelSpec::FromNameOrFile(r.model);
+  if (!model.ok()) return model.status();
+  auto capacity = ParseBytes(r.capacity);
+  if (!capacity.ok()) return capacity.status();
+  SimConfig config;
+  std::vector<SystemKind> systems;
+  if (Status s = ApplySystemsChoice(r.systems, &systems, &config); !s.ok()) return s;
+  if ((r.tuner_multiplier || r.tuner_objective) &&
+      std::none_of(systems.begin(), systems.end(), IsTuned)) {
+    return Status::InvalidArgument(
+        "--tuner-multiplier and --tuner-objective need a tuned system in --systems");
+  }
+  if (r.tuner_objective && *r.tuner_objective != "hit" && *r.tuner_objective != "flops") {
+    return Status::InvalidArgument("--tuner-objective must be 'hit' or 'flops', not '" +
+                                   *r.tuner_objective + "'");
+  }
+  if (r.sessions < 1) return Status::InvalidArgument("--sessions must be >= 1");
+  if (!(r.sps >= 0)) return Status::InvalidArgument("--sps must be positive");
+  if (r.threads < 0) return Status::InvalidArgument("--threads must be >= 0");
+  config.model = *model;
+  config.capacity_bytes = *capacity;
+  config.threads = r.threads > 0
+                       ? r.threads
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (r.tuner_multiplier) config.tuner.multiplier = *r.tuner_multiplier;
+  if (r.tuner_objective == "flops")
+    config.tuner.objective = AlphaTunerConfig::Objective::kFlopsSaved;
+  // Validated here, not only by the systems that tune: a bad value is never silently ignored.
+  if (auto tuner = AlphaTuner::Create(config.tuner); !tuner.ok()) {
+    return Status::InvalidArgument("--tuner-multiplier: " + tuner.status().message());
+  }
+  if (r.ttft) config.ttft = *r.ttft;
+  if (Status s = CheckCapacity(*model, *capacity, r.capacity); !s.ok()) return s;
+
+  Result<Trace> trace = r.trace.empty() ? Result<Trace>(SyntheticMixed(r.sessions, 1.0, 1))
+                                        : ReadTrace(r.trace, {r.skip_bad_lines});
+  if (!trace.ok()) return trace.status();
+  SimRun run;
+  run.trace = std::move(trace).value();
+  if (r.sps > 0) run.trace = Retime(run.trace, r.sps);
+  for (SystemKind kind : systems) {
+    if (r.progress) config.progress = r.progress(SystemName(kind));
+    auto result = RunSystem(run.trace, kind, config);
+    if (!result.ok()) return result.status();
+    run.rows.push_back(Summarize(*result));
+    run.results.push_back(std::move(result).value());
+  }
+  run.context = ContextOf(run.trace, *model, *capacity, config.ttft, r.capacity);
+  return run;
+}
+
+}  // namespace marconi::sim

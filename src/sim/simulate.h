@@ -1,0 +1,65 @@
+// One `marconi sim` run as a library call. The command line (tools/sim.cc) and the Python
+// package (marconi.simulate) are both thin layers over it, so they accept, refuse and report the
+// same things.
+#ifndef MARCONI_SIM_SIMULATE_H_
+#define MARCONI_SIM_SIMULATE_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "marconi/status.h"
+#include "sim/replay.h"
+#include "sim/report.h"
+#include "sim/systems.h"
+#include "sim/trace.h"
+#include "sim/ttft_model.h"
+
+namespace marconi::sim {
+
+// The choice and configuration of the compared systems, as --systems, --set and --recency give
+// them (sim and sweep share it).
+struct SystemsChoice {
+  std::string systems;           // "all" or comma-separated names; empty: DefaultSystemNames()
+  std::vector<std::string> set;  // "SYSTEM.PARAM=VALUE" items (ParseSet)
+  std::optional<std::string> recency;  // FLOP-aware recency by name; unset: the default
+};
+// Parses `choice` into `kinds`, config->params and config->recency. kInvalidArgument for an
+// unknown system or parameter, a value out of range, a --set for a system that is not run, or a
+// recency given without a FLOP-aware system among those run. On error the outputs are partial.
+Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* kinds,
+                          SimConfig* config);
+
+struct SimRequest {
+  std::string trace;  // JSONL path, plain or .zst; empty: the synthetic workload
+  int sessions = 80;  // sessions of the synthetic workload (when trace is empty), >= 1
+  double sps = 0;     // > 0: re-time sessions to start at this rate (sessions/s)
+  bool skip_bad_lines = false;
+  std::string model = "paper-7b";  // preset name or config.json path
+  std::string capacity = "5GB";    // ParseBytes syntax
+  SystemsChoice systems;
+  // Alpha tuner settings; when set, a tuned system must be among those run.
+  std::optional<double> tuner_multiplier;
+  std::optional<std::string> tuner_objective;  // "hit" or "flops"
+  int threads = 0;                             // 0: every core
+  std::optional<TtftModel> ttft;               // unset: SimConfig's default
+  // Called before each system's replay with its name; returns the progress callback of that
+  // replay (SimConfig::progress), or null.
+  std::function<std::function<void(size_t, size_t)>(const std::string&)> progress;
+};
+
+struct SimRun {
+  Trace trace;
+  std::vector<SystemResult> results;  // one per system, in the order asked
+  std::vector<Summary> rows;          // Summarize(results[i])
+  ReportContext context;
+};
+
+// Validates every input before any replay, reads (or builds) the trace, and replays it through
+// each system. Errors: kInvalidArgument for bad options, the trace reader's for a bad trace.
+Result<SimRun> Simulate(const SimRequest& request);
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_SIMULATE_H_
