@@ -97,14 +97,14 @@ std::string SweepCsv(const std::vector<SweepCell>& cells) {
       "model,capacity_bytes,sessions_per_second,system,requests,input_tokens,hit_tokens,"
       "token_hit_rate,request_hit_rate,flops_saved_fraction,ttft_ms_p5,ttft_ms_p50,ttft_ms_p95,"
       "ttft_ms_mean,peak_bytes,peak_kv_bytes,peak_state_bytes,checkpoints_admitted,evictions,"
-      "alpha\n";
+      "alpha,attention_hit_tokens,tokens_lost_no_state\n";
   char buf[512];
   for (const SweepCell& c : cells) {
     const Summary& s = c.summary;
     std::snprintf(
         buf, sizeof(buf),
         "%s,%lld,%g,%s,%lld,%lld,%lld,%.6f,%.6f,%.6f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%lld,"
-        "%lld,%.2f\n",
+        "%lld,%.2f,%lld,%lld\n",
         c.model.c_str(), static_cast<long long>(c.capacity_bytes), c.sessions_per_second,
         s.system.c_str(), static_cast<long long>(s.requests),
         static_cast<long long>(s.input_tokens), static_cast<long long>(s.hit_tokens),
@@ -112,7 +112,8 @@ std::string SweepCsv(const std::vector<SweepCell>& cells) {
         s.ttft_ms_p95, s.ttft_ms_mean, static_cast<long long>(s.peak_bytes),
         static_cast<long long>(s.peak_kv_bytes), static_cast<long long>(s.peak_state_bytes),
         static_cast<long long>(s.checkpoints_admitted), static_cast<long long>(s.evictions),
-        s.alpha);
+        s.alpha, static_cast<long long>(s.attention_hit_tokens),
+        static_cast<long long>(s.tokens_lost_no_state));
     o += buf;
   }
   return o;
