@@ -45,6 +45,21 @@ $M sweep --trace "$T/docqa.jsonl.zst" --capacities 2GB,5GB,10GB,20GB --systems $
   -o "$T/docqa" >&2
 $M sweep --trace "$T/sysprompt.jsonl.zst" --capacities 1GB,2GB,5GB,10GB --systems $SYSTEMS \
   -o "$T/sysprompt" >&2
+# Today's engines against Marconi (issue 11), on a model the engines serve (Nemotron-H 8B:
+# Mamba2 + 4 attention layers), with Marconi's eviction inside each engine's admission.
+ENGINES=vanilla,llamacpp,trtllm,vllm,vllm-all,sglang-nobuffer,sglang,sglang+,marconi,sglang-marconi
+EM=nemotron-h-8b
+engine_sweep() {  # $1 = trace name, $2 = capacities, $3 = sessions/s (empty: as built)
+  $M sweep --trace "$T/$1.jsonl.zst" --models $EM --capacities "$2" ${3:+--sps "$3"} \
+    --systems $ENGINES -o "$T/engines-$1" >&2
+  # TensorRT-LLM snapshots nothing by default; the same engine with a 256-token interval.
+  $M sweep --trace "$T/$1.jsonl.zst" --models $EM --capacities "$2" ${3:+--sps "$3"} \
+    --systems trtllm --set trtllm.snapshot_interval=256 -o "$T/engines-$1-trt256" >&2
+}
+engine_sweep sharegpt 1GB,4GB,10GB 1
+engine_sweep swe-art7.5 10GB,40GB,80GB 10
+engine_sweep docqa 2GB,5GB,20GB ""
+engine_sweep sysprompt 1GB,5GB,10GB ""
 # Run from $T with relative names: the plots' titles name the trace, and must not name the
 # temporary directory (or every regeneration would change them).
 (cd "$T" && "$M_ABS" place --trace docqa.jsonl.zst --budgets 1,2,4,8 --format csv \
@@ -80,6 +95,32 @@ table() {  # $1 = sweep.csv
           100 * hit[k, "marconi-oneshot"], 100 * hit[k, "oracle"], ratio, win, rwin, ttft
       }
     }' "$1"
+}
+engine_table() {  # $1 = engines sweep.csv, $2 = the trtllm interval-256 sweep.csv
+  awk -F, -v systems="$ENGINES" "$COLS"'{
+      if (FILENAME != first && first != "") trt = 1
+      if (first == "") first = FILENAME
+      key = $col["capacity_bytes"]
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      name = trt ? "trtllm-256" : $col["system"]
+      hit[key, name] = $col["token_hit_rate"]
+      lost[key, name] = $col["input_tokens"] > 0 ? $col["tokens_lost_no_state"] / $col["input_tokens"] : 0
+    }
+    END {
+      m = split(systems ",trtllm-256", s, ",")
+      header = "| cache |"; rule = "|---|"
+      for (j = 1; j <= m; ++j) { header = header " " s[j] " |"; rule = rule "---|" }
+      print header; print rule
+      for (i = 1; i <= n; ++i) {
+        k = order[i]; line = sprintf("| %.0f GB |", k / 1e9)
+        for (j = 1; j <= m; ++j) {
+          cell = sprintf("%.1f%%", 100 * hit[k, s[j]])
+          if (lost[k, s[j]] >= 0.0005) cell = cell sprintf(" (-%.1f)", 100 * lost[k, s[j]])
+          line = line " " cell " |"
+        }
+        print line
+      }
+    }' "$1" "$2"
 }
 headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLang+, best P95 TTFT cut
   awk -F, "$COLS"'{
@@ -173,6 +214,22 @@ MID
     echo "$(headline "$T/$t/sweep.csv")"
     echo
     table "$T/$t/sweep.csv"
+  done
+  echo
+  echo "## Today's engines vs Marconi"
+  echo
+  echo "Emulations of the prefix caches that serving engines ship for hybrid models (rules, sources"
+  echo "and readings in \`docs/engines.md\`), on Nemotron-H 8B (\`$EM\`), beside the paper's"
+  echo "SGLang+ baseline, Marconi, and Marconi's eviction inside SGLang's admission and granularity"
+  echo "(\`sglang-marconi\`: what SGLang PR #21862 proposed). Each cell is the token hit rate; in"
+  echo "brackets, the input tokens (%) whose KV was cached and matched but recomputed for want of a"
+  echo "state there (\`tokens_lost_no_state\`), when at least 0.05%. \`trtllm\` is TensorRT-LLM as"
+  echo "shipped (no snapshot interval: no recurrent reuse); \`trtllm-256\` sets a 256-token interval."
+  for t in sharegpt swe-art7.5 docqa sysprompt; do
+    echo
+    echo "### $t"
+    echo
+    engine_table "$T/engines-$t/sweep.csv" "$T/engines-$t-trt256/sweep.csv"
   done
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"

@@ -33,8 +33,9 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
-# Only what runs threads (ParallelFor, the alpha tuner's replays, the oracle's grid, sweeps,
-# tokenisation): the two test binaries holding them, and those tests alone, to keep it short.
+# Only what runs threads (ParallelFor, the alpha tuner's replays, the shared front, the oracle's
+# grid, sweeps, tokenisation): the two test binaries holding them, and those tests alone, to keep
+# it short.
 echo "== thread sanitizer build and threaded tests (TSan)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMARCONI_TSAN=ON \
   -DMARCONI_BUILD_BENCH=OFF >/dev/null
@@ -42,7 +43,7 @@ cmake --build build-tsan -j"$jobs" --target marconi_core_tests marconi_sim_tests
 # (The engine's tests run no thread of ours; OpenBLAS's pool is not instrumented.) halt_on_error:
 # the first race fails the stage.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-./build-tsan/tests/marconi_core_tests --gtest_brief=1 --gtest_filter='ParallelFor.*:AlphaTuner.*'
+./build-tsan/tests/marconi_core_tests --gtest_brief=1 --gtest_filter='ParallelFor.*:AlphaTuner.*:SharedPrefixCache.*'
 ./build-tsan/tests/marconi_sim_tests --gtest_brief=1 --gtest_filter='Sweep.*:TraceBuilder.*:'\
 'Sim.PoliciesKeepTheirOrderOnAContendedMixedWorkload:Sim.DeterministicAcrossRunsAndThreadCounts'
 
