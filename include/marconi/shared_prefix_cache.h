@@ -96,6 +96,9 @@ class SharedPrefixCache {
   // records it once the cache took the call. Both require the exclusive lock.
   Result<Timestamp> Stamp(Timestamp now) const;
   void Accept(Timestamp t, const Status& outcome);
+  // The steps both CompleteRequest forms share; `call(handle, time)` is the cache's call.
+  template <typename Call>
+  Status Complete(Request& request, Timestamp now, Call&& call);
   // Gives a request's pin back. Takes the exclusive lock.
   void Give(RequestHandle& handle);
 

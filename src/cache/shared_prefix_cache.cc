@@ -71,8 +71,8 @@ Result<SharedPrefixCache::Request> SharedPrefixCache::BeginRequest(std::span<con
   return Request(this, std::move(h).value());
 }
 
-Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token> input,
-                                          std::span<const Token> output, Timestamp now) {
+template <typename Call>
+Status SharedPrefixCache::Complete(Request& request, Timestamp now, Call&& call) {
   if (request.owner_ != this) {
     return Status::FailedPrecondition("CompleteRequest: the request is not one of this front's");
   }
@@ -80,24 +80,24 @@ Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token
   auto t = Stamp(now);
   if (!t.ok()) return t.status();
   request.owner_ = nullptr;  // the cache releases the pin, under this lock
-  Status s = cache_->CompleteRequest(std::move(request.handle_), input, output, *t);
+  Status s = call(std::move(request.handle_), *t);
   Accept(*t, s);
   return s;
 }
 
 Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token> input,
+                                          std::span<const Token> output, Timestamp now) {
+  return Complete(request, now, [&](RequestHandle h, Timestamp t) {
+    return cache_->CompleteRequest(std::move(h), input, output, t);
+  });
+}
+
+Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token> input,
                                           std::span<const Token> output, Timestamp now,
                                           std::span<const int64_t> captured) {
-  if (request.owner_ != this) {
-    return Status::FailedPrecondition("CompleteRequest: the request is not one of this front's");
-  }
-  std::unique_lock lock(mu_);
-  auto t = Stamp(now);
-  if (!t.ok()) return t.status();
-  request.owner_ = nullptr;
-  Status s = cache_->CompleteRequest(std::move(request.handle_), input, output, *t, captured);
-  Accept(*t, s);
-  return s;
+  return Complete(request, now, [&](RequestHandle h, Timestamp t) {
+    return cache_->CompleteRequest(std::move(h), input, output, t, captured);
+  });
 }
 
 Status SharedPrefixCache::Insert(std::span<const Token> sequence,
