@@ -97,12 +97,9 @@ bool LlamacppCache::Load(Slot& slot, std::span<const Token> input) {
   return true;
 }
 
+// A slot's content is overwritten, not evicted: the eviction counters count what the prompt cache
+// drops for room and the checkpoints a slot's list drops.
 void LlamacppCache::Clear(Slot& slot) {
-  if (!slot.tokens.empty()) {
-    ++stats_.evictions;
-    stats_.evicted_tokens += Size(slot.tokens);
-    stats_.evicted_checkpoints += 1 + static_cast<int64_t>(slot.checkpoints.size());
-  }
   slot.tokens.clear();
   slot.checkpoints.clear();
 }
@@ -219,9 +216,7 @@ EngineLookup LlamacppCache::Serve(std::span<const Token> input, std::span<const 
   // Checkpoints past the resume point describe content about to be overwritten.
   const auto stale = std::remove_if(slot.checkpoints.begin(), slot.checkpoints.end(),
                                     [&](const Checkpoint& c) { return c.n_tokens - 1 > hit; });
-  stats_.evicted_checkpoints += slot.checkpoints.end() - stale;
   slot.checkpoints.erase(stale, slot.checkpoints.end());
-  stats_.evicted_tokens += held - hit;
   slot.tokens.resize(static_cast<size_t>(hit));
 
   Prefill(slot, hit, n);
