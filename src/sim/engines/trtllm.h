@@ -9,10 +9,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -48,32 +46,57 @@ class TrtllmCache final : public EngineCache {
   int64_t tree_states() const { return tree_states_; }
 
  private:
+  // One block of the reuse tree: up to tokens_per_block tokens (fewer only for the last block of
+  // a commit), stored in arena_ at id * tokens_per_block; children in an intrusive sibling list.
   struct Block {
     NodeId parent = kNoNode;
-    int64_t start = 0;  // depth of its first token
-    std::vector<Token> tokens;
-    std::vector<NodeId> children;
-    std::vector<int64_t> states;  // positions in (start, start + tokens.size()], ascending
+    NodeId first_child = kNoNode;
+    NodeId next = kNoNode, prev = kNoNode;  // siblings
+    int64_t start = 0;                      // depth of its first token
+    int64_t len = 0;
+    std::vector<int64_t> states;  // positions in (start, start + len], ascending
     uint64_t kv_tick = 0;
     uint64_t state_tick = 0;
-    uint64_t key = 0;
-    uint64_t pin = 0;  // == epoch_: held by the running request
+    uint64_t key = 0;  // in index_ iff the parent is indexed
+    uint64_t pin = 0;
+    int64_t children = 0;
+    bool indexed = false;  // its children are in index_  // == epoch_: held by the running request
     bool alive = false;
   };
+  // Open-addressing map from a block key (parent id and content hash) to the block.
+  class Index {
+   public:
+    NodeId Find(uint64_t key) const;
+    void Insert(uint64_t key, NodeId id);  // keeps an existing entry (a hash collision)
+    void Erase(uint64_t key, NodeId id);
 
-  uint64_t KeyOf(NodeId parent, std::span<const Token> tokens) const;
-  NodeId FindChild(NodeId parent, std::span<const Token> tokens) const;
-  NodeId NewBlock(NodeId parent, std::span<const Token> tokens);
+   private:
+    void Grow();
+    std::vector<uint64_t> keys_;  // 0 = empty
+    std::vector<NodeId> ids_;
+    size_t size_ = 0;
+  };
+  using Heap = std::vector<std::pair<uint64_t, NodeId>>;  // min-heap of (tick, block), lazy
+
+  std::span<const Token> TokensOf(NodeId id) const;
+  static uint64_t ContentHash(std::span<const Token> tokens);
+  static uint64_t KeyOf(NodeId parent, uint64_t content);
+  NodeId FindChild(NodeId parent, std::span<const Token> tokens, uint64_t* content) const;
+  void IndexChild(NodeId id);
+  NodeId NewBlock(NodeId parent, std::span<const Token> tokens, uint64_t content);
   void TouchKv(NodeId id);
   void TouchState(NodeId id);
-  void RefreshLeafSets(NodeId id);
-  bool IsLeaf(NodeId id) const { return blocks_[static_cast<size_t>(id)].children.empty(); }
+  void PushCandidates(NodeId id);
+  bool IsLeaf(NodeId id) const { return blocks_[static_cast<size_t>(id)].first_child == kNoNode; }
   // Frees pages (state slots) until `pages` (`slots`) are free or nothing unpinned is left.
   bool EnsureFreePages(int64_t pages);
   bool EnsureFreeSlots(int64_t slots);
+  NodeId PopLeaf(Heap& heap, bool need_state);
   bool EvictLeafBlock();
   bool EvictLeafState();
   void RemoveBlock(NodeId id);
+  void CompactHeaps();
+  void FlushNextLeaf();
   void SyncStats();
 
   const ModelSpec* model_;
@@ -82,10 +105,15 @@ class TrtllmCache final : public EngineCache {
   int64_t state_slots_;
   bool reuse_enabled_;
   std::vector<Block> blocks_;  // [0] is the root (no tokens)
+  std::vector<Token> arena_;   // tokens_per_block tokens per block id
   std::vector<NodeId> free_ids_;
-  std::unordered_map<uint64_t, NodeId> index_;          // KeyOf(parent, tokens) -> block
-  std::set<std::pair<uint64_t, NodeId>> kv_leaves_;     // unpinned-or-not leaf blocks by kv_tick
-  std::set<std::pair<uint64_t, NodeId>> state_leaves_;  // leaf blocks holding states
+  Index index_;
+  Heap kv_heap_;                                   // leaf blocks by kv_tick (stale entries skipped)
+  Heap state_heap_;                                // leaf blocks holding states by state_tick
+  std::vector<std::pair<uint64_t, NodeId>> held_;  // pinned candidates popped during one eviction
+  NodeId next_leaf_ = kNoNode;     // a block that just became a leaf, not yet in kv_heap_
+  std::vector<uint64_t> content_;  // per-request scratch: block content hashes
+  std::vector<NodeId> path_;       // per-request scratch: matched blocks
   uint64_t tick_ = 0;
   uint64_t epoch_ = 0;
   int64_t tree_pages_ = 0;
