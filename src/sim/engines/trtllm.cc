@@ -331,15 +331,24 @@ bool TrtllmCache::EvictLeafBlock() {
 // deepest of its block first); the block's KV stays and still serves attention matches. With no
 // leaf state left, a leaf block goes to expose the states above it.
 bool TrtllmCache::EvictLeafState() {
-  FlushNextLeaf();
-  const NodeId id = PopLeaf(state_heap_, true);
+  NodeId id = kNoNode;
+  if (next_leaf_ != kNoNode && !blocks_[static_cast<size_t>(next_leaf_)].states.empty()) {
+    const Block& b = blocks_[static_cast<size_t>(next_leaf_)];
+    // As in EvictLeafBlock: older than every state-heap entry, so the least recently used.
+    if (b.pin != epoch_ && (state_heap_.empty() || b.state_tick <= state_heap_.front().first)) {
+      id = next_leaf_;  // stays pending as a page candidate
+    } else {
+      FlushNextLeaf();
+    }
+  }
+  if (id == kNoNode) id = PopLeaf(state_heap_, true);
   if (id == kNoNode) return EvictLeafBlock();
   Block& b = blocks_[static_cast<size_t>(id)];
   b.states.pop_back();
   --tree_states_;
   ++stats_.evictions;
   ++stats_.evicted_checkpoints;
-  if (!b.states.empty()) {  // still the least recently used candidate
+  if (!b.states.empty() && id != next_leaf_) {  // still the least recently used candidate
     state_heap_.emplace_back(b.state_tick, id);
     std::push_heap(state_heap_.begin(), state_heap_.end(), Later);
   }
