@@ -298,6 +298,26 @@ TEST(EnginesLlamacpp, PromptCacheEvictsOldestAndRefusesOversizedEntries) {
   EXPECT_EQ(big->Serve(Cat(huge, Seq(3, 5)), {}, 2).reusable_tokens, 0);
 }
 
+// With two slots: a resend of X while its slot holds X + Z (f_keep < 0.5) saves the slot, finds
+// no entry keeping more than the slot does, clears it and recomputes X; when X's slot later
+// switches, X is not saved again, as the entry X + Z already holds it as a prefix.
+TEST(EnginesLlamacpp, PromptCacheSkipsAContainedSlot) {
+  auto cache = MakeCache(Set({"parallel=2"}));
+  const auto x = Seq(1, 1000), z = Seq(500'000, 1500), out = Seq(9, 3);
+  cache->Serve(x, out, 0);                         // slot 1 (both empty: the last one)
+  cache->Serve(Seq(2'000'000, 300), out, 1);       // slot 0
+  const auto xz = Cat(Cat(x, Prefix(out, 2)), z);  // continues slot 1 (live state)
+  EXPECT_EQ(cache->Serve(xz, out, 2).reusable_tokens, 1002);
+  EXPECT_TRUE(cache->prompt_cache().empty());
+  EXPECT_EQ(cache->Serve(x, out, 3).reusable_tokens, 0);  // saved, not loaded, cleared
+  ASSERT_EQ(cache->prompt_cache().size(), 1u);
+  EXPECT_EQ(cache->prompt_cache()[0].tokens.size(), xz.size() + 2);
+  cache->Serve(Seq(3'000'000, 300), out, 4);  // the LRU slot 0: saves its content
+  ASSERT_EQ(cache->prompt_cache().size(), 2u);
+  cache->Serve(Seq(4'000'000, 300), out, 5);  // slot 1, holding X + 2: contained in X + Z
+  EXPECT_EQ(cache->prompt_cache().size(), 2u);
+}
+
 // Slot choice: with two slots, two alternating conversations each keep their slot (similarity
 // above 0.10), and an unrelated prompt takes the least recently used one.
 TEST(EnginesLlamacpp, SlotsFollowPromptSimilarity) {
