@@ -359,6 +359,7 @@ TEST(EnginesLlamacpp, CapacityIsTheSlotsContext) {
   cache->Serve(Seq(1, 4990), Seq(100'000, 50), 1);
   EXPECT_EQ(cache->slots()[cache->last_slot()].tokens.size(), 5000u);
   EXPECT_LE(cache->stats().peak_kv_bytes, 2 * 5000 * kv);
+  EXPECT_LE(cache->stats().peak_bytes, capacity);  // host RAM (checkpoints, prompt cache) is apart
 }
 
 TEST(EnginesLlamacpp, SetReachesTheEmulation) {

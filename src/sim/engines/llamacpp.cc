@@ -232,19 +232,18 @@ EngineLookup LlamacppCache::Serve(std::span<const Token> input, std::span<const 
   return {std::min(lcp, n - 1), hit};
 }
 
+// The content counted is what lives in --capacity: every slot's KV and live recurrent state.
+// Checkpoints and the prompt cache are host RAM (prompt_cache_bytes(), cache_ram_mib) and stay out
+// of the byte counts, so that peaks compare with the other systems' capacity.
 void LlamacppCache::SyncStats() {
   int64_t tokens = 0, states = 0;
   for (const Slot& s : slots_) {
     tokens += Size(s.tokens);
-    states += (s.tokens.empty() ? 0 : 1) + static_cast<int64_t>(s.checkpoints.size());
-  }
-  for (const Entry& e : entries_) {
-    tokens += Size(e.tokens);
-    states += 1 + static_cast<int64_t>(e.checkpoints.size());
+    states += s.tokens.empty() ? 0 : 1;
   }
   stats_.cached_tokens = tokens;
   stats_.checkpoints = states;
-  stats_.nodes = static_cast<int64_t>(entries_.size());
+  stats_.nodes = static_cast<int64_t>(slots_.size());
   stats_.kv_bytes = tokens * model_->KvBytesPerToken();
   stats_.state_bytes = states * model_->StateBytesPerCheckpoint();
   UpdatePeaks();
