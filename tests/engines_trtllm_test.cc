@@ -366,6 +366,7 @@ TEST(EnginesTrtllm, BadParametersAreRefused) {
   EXPECT_FALSE(ParseSet("trtllm.offset_from_end=-2", &o).ok());
   EXPECT_FALSE(ParseSet("trtllm.branch_snapshot=2", &o).ok());
   EXPECT_FALSE(ParseSet("trtllm.tokens_per_block=0", &o).ok());
+  EXPECT_FALSE(ParseSet("trtllm.tokens_per_block=4097", &o).ok());
   auto tiny = Make({}, 1000);
   ASSERT_FALSE(tiny.ok());
   EXPECT_EQ(tiny.status().code(), StatusCode::kInvalidArgument);

@@ -21,7 +21,7 @@ constexpr SystemParam kSparseParams[] = {
 };
 
 constexpr SystemParam kTrtllmParams[] = {
-    {"tokens_per_block", 32, 1, 1 << 20, true, "tokens per attention page (KvCacheConfig)"},
+    {"tokens_per_block", 32, 1, 4096, true, "tokens per attention page (KvCacheConfig)"},
     {"snapshot_interval", 0, 0, 1 << 30, true,
      "periodic_snapshot_interval; 0 = off, the default, so no recurrent reuse at all"},
     {"offset_from_start", -1, -1, 1 << 30, true,

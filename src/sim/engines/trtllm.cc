@@ -12,6 +12,8 @@ namespace {
 constexpr int64_t kUnbounded = PrefixCacheConfig::kUnlimited;
 constexpr NodeId kRoot = 0;
 constexpr int64_t kIndexAbove = 8;
+// Every block reserves this many tokens in the arena; TensorRT-LLM uses 8 to 128.
+constexpr int64_t kMaxTokensPerBlock = 4096;
 
 uint64_t Mix(uint64_t h) {
   h ^= h >> 33;
@@ -109,8 +111,9 @@ TrtllmCache::TrtllmCache(const ModelSpec& model, const TrtllmOptions& options, i
   blocks_.emplace_back();
   blocks_[0].alive = true;
   arena_.resize(static_cast<size_t>(opt_.tokens_per_block));
-  if (kv_pages_ != kUnbounded) {  // the tree never holds more blocks than pages
-    const auto most = static_cast<size_t>(std::min<int64_t>(kv_pages_ + 2, int64_t{1} << 20));
+  // The tree never holds more blocks than pages: reserve them when that is modest (64 MiB).
+  if (kv_pages_ != kUnbounded && (kv_pages_ + 2) * opt_.tokens_per_block <= int64_t{1} << 24) {
+    const auto most = static_cast<size_t>(kv_pages_ + 2);
     blocks_.reserve(most);
     arena_.reserve(most * static_cast<size_t>(opt_.tokens_per_block));
   }
@@ -595,6 +598,10 @@ Result<std::unique_ptr<EngineCache>> MakeTrtllm(const EngineContext& context) {
   o.offset_from_end = static_cast<int64_t>(context.param("offset_from_end"));
   o.branch_snapshot = context.param("branch_snapshot") != 0;
   o.max_seq_len = static_cast<int64_t>(context.param("max_seq_len"));
+  if (o.tokens_per_block > kMaxTokensPerBlock) {
+    return Status::InvalidArgument("trtllm: tokens_per_block must be at most " +
+                                   std::to_string(kMaxTokensPerBlock));
+  }
   if (o.tokens_per_block < 1)
     return Status::InvalidArgument("trtllm: tokens_per_block must be >= 1");
   if (o.snapshot_interval < 0) {
