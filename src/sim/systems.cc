@@ -6,6 +6,9 @@
 #include <limits>
 #include <sstream>
 
+#include "sim/engines/llamacpp.h"
+#include "sim/engines/trtllm.h"
+
 namespace marconi::sim {
 namespace {
 
@@ -15,6 +18,28 @@ constexpr SystemParam kBlockParams[] = {
 constexpr SystemParam kSparseParams[] = {
     {"budget", 2, 0, 4096, true, "placed states per cached entry (M)"},
     {"chunk_tokens", 64, 1, 1 << 20, true, "placement granularity in tokens"},
+};
+
+constexpr SystemParam kTrtllmParams[] = {
+    {"tokens_per_block", 32, 1, 4096, true, "tokens per attention page (KvCacheConfig)"},
+    {"snapshot_interval", 0, 0, 1 << 30, true,
+     "periodic_snapshot_interval; 0 = off, the default, so no recurrent reuse at all"},
+    {"offset_from_start", -1, -1, 1 << 30, true,
+     "one additional_snapshot_offsets_from_start entry (tokens); -1 = none"},
+    {"offset_from_end", -1, -1, 1 << 30, true,
+     "one additional_snapshot_offsets_from_end entry (0 = the prompt end); -1 = none"},
+    {"branch_snapshot", 0, 0, 1, true, "enable_branch_snapshot (0/1)"},
+    {"max_seq_len", 8192, 2, 1 << 30, true,
+     "sizes the pool split: a typical request holds max_seq_len/2 tokens of KV"},
+};
+constexpr SystemParam kLlamacppParams[] = {
+    {"parallel", 1, 1, 256, true, "--parallel: slots"},
+    {"ctx_checkpoints", 32, 0, 1 << 20, true, "--ctx-checkpoints: checkpoints per slot"},
+    {"checkpoint_min_step", 8192, 0, 1 << 30, true, "--checkpoint-min-step (tokens)"},
+    {"n_batch", 2048, 1, 1 << 20, true, "-b: logical batch (tokens)"},
+    {"n_ubatch", 512, 1, 1 << 20, true, "-ub: physical batch (tokens)"},
+    {"cache_ram_mib", 8192, -1, 1 << 30, true, "--cache-ram (MiB): 0 = off, -1 = no limit"},
+    {"slot_prompt_similarity", 0.10, 0, 1, false, "--slot-prompt-similarity"},
 };
 
 constexpr SystemSpec kSystems[] = {
@@ -67,6 +92,12 @@ constexpr SystemSpec kSystems[] = {
      "sparse placement (relative DP) with FLOP-aware eviction and the online tuner",
      Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams, nullptr,
      false},
+    {SystemKind::kTrtllm, "trtllm",
+     "TensorRT-LLM MambaHybridCacheManagerV2: states at snapshot points only (none by default)",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kTrtllmParams, MakeTrtllm},
+    {SystemKind::kLlamacpp, "llamacpp",
+     "llama.cpp server: slots with context checkpoints near the prompt end, RAM prompt cache",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kLlamacppParams, MakeLlamacpp},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {

@@ -28,6 +28,8 @@ enum class SystemKind {
   kMarconiOneShot,
   kOracle,
   kSparse,
+  kTrtllm,
+  kLlamacpp,
 };
 
 // Which states a system stores.
