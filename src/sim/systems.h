@@ -28,6 +28,10 @@ enum class SystemKind {
   kMarconiOneShot,
   kOracle,
   kSparse,
+  kSglang,
+  kSglangNoBuffer,
+  kSglangLazy,
+  kSglangMarconi,
 };
 
 // Which states a system stores.
