@@ -178,13 +178,12 @@ void SglangCache::MoveLock(int32_t node, int64_t pos) {
 }
 
 void SglangCache::InsertChunk(int64_t pos) {
-  const std::span<const Token> key(seq_.data(), static_cast<size_t>(pos));
   if (buffered()) {
     // donate_mamba_ping_pong_slot: the tracked slot goes to the tree (or is freed if the node has
     // a state already), then the request's buffer gets a fresh slot.
     --reserved_;
     SetExternal();
-    const auto [node, stored] = tree_.Insert(key, true);
+    const auto [node, stored] = tree_.Insert(seq_, pos, true, locked_);
     MoveLock(node, pos);
     if (tree_.EnsureFreeSlots(1)) ++reserved_;
     SetExternal();
@@ -192,7 +191,7 @@ void SglangCache::InsertChunk(int64_t pos) {
     // no_buffer: a copy of the live state into a newly allocated slot; without a slot the chunk
     // is not cached.
     if (!tree_.EnsureFreeSlots(1)) return;
-    const auto [node, stored] = tree_.Insert(key, true);
+    const auto [node, stored] = tree_.Insert(seq_, pos, true, locked_);
     MoveLock(node, pos);
   }
   UpdatePeaks();
@@ -205,8 +204,10 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
   const int64_t g = static_cast<int64_t>(output.size());
   // The last sampled token is never decoded (with no output, the prompt alone is in KV).
   const int64_t committed = g > 0 ? n + g - 1 : n;
-  seq_.assign(input.begin(), input.end());
-  if (g > 1) seq_.insert(seq_.end(), output.begin(), output.end() - 1);
+  // The tree's edges share this buffer; a new one unless no edge kept the last.
+  if (seq_.use_count() != 1) seq_ = std::make_shared<std::vector<Token>>();
+  seq_->assign(input.begin(), input.end());
+  if (g > 1) seq_->insert(seq_->end(), output.begin(), output.end() - 1);
 
   // Req._compute_max_prefix_len: the last input token is recomputed for its logits.
   const SglangTree::Match m = tree_.MatchPrefix(input.first(static_cast<size_t>(n - 1)));
@@ -278,7 +279,7 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
   if (cache_len > 0 && reserved_ > 0) {
     --reserved_;
     SetExternal();
-    tree_.Insert(std::span<const Token>(seq_.data(), static_cast<size_t>(cache_len)), true);
+    tree_.Insert(seq_, cache_len, true, shared_ <= cache_len ? locked_ : SglangTree::kRoot);
   }
   tree_.Unlock(locked_);
   locked_ = SglangTree::kRoot;

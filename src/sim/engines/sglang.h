@@ -79,7 +79,7 @@ class SglangCache final : public EngineCache {
   int64_t reserved_per_request_;
   SglangTree tree_;
   // The running request (one at a time).
-  std::vector<Token> seq_;  // input + output minus the last sampled token
+  std::shared_ptr<std::vector<Token>> seq_;  // input + output minus the last sampled token
   int32_t locked_ = SglangTree::kRoot;
   int64_t shared_ = 0;    // its tokens whose KV is the tree's (the locked path)
   int64_t computed_ = 0;  // its tokens in KV

@@ -35,18 +35,20 @@ int32_t SglangTree::Split(int32_t node, int64_t offset) {
   const int32_t up = NewNode();  // before taking references: the arena may move
   Node& n = nodes_[static_cast<size_t>(node)];
   Node& u = nodes_[static_cast<size_t>(up)];
-  const auto cut = n.edge.begin() + static_cast<std::ptrdiff_t>(offset);
   u.parent = n.parent;
   u.children = 1;
-  u.depth = n.depth - static_cast<int64_t>(n.edge.size()) + offset;
-  u.edge.assign(n.edge.begin(), cut);
-  n.edge.erase(n.edge.begin(), cut);
+  u.depth = n.depth - n.len + offset;
+  u.buf = n.buf;
+  u.begin = n.begin;
+  u.len = offset;
+  n.begin += offset;
+  n.len -= offset;
   // _split_node: the new parent holds no state and inherits the full lock of what is below it.
   u.full_lock = n.full_lock;
   u.kv_seq = n.kv_seq;
   u.kv_clock = n.kv_clock;
-  children_[ChildKey(u.parent, u.edge[0])] = up;
-  children_[ChildKey(up, n.edge[0])] = node;
+  children_[ChildKey(u.parent, u.edge()[0])] = up;
+  children_[ChildKey(up, n.edge()[0])] = node;
   n.parent = up;
   return up;
 }
@@ -114,20 +116,27 @@ void SglangTree::RefreshState(int32_t id) {
   AddState(id);
 }
 
+size_t SglangTree::MatchEdge(int32_t child, const Token* key, size_t limit) const {
+  const Node& c = nodes_[static_cast<size_t>(child)];
+  limit = std::min(limit, static_cast<size_t>(c.len));
+  const Token* edge = c.edge();
+  size_t k = 1;
+  while (k < limit && edge[k] == key[k]) ++k;
+  return k;
+}
+
 SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
   Match m;
-  std::vector<int32_t> path;
+  std::vector<int32_t>& path = path_;
+  path.clear();
   int32_t node = kRoot;
   size_t pos = 0;
   while (pos < key.size()) {
     int32_t child = Child(node, key[pos]);
     if (child < 0) break;
-    const std::vector<Token>& edge = nodes_[static_cast<size_t>(child)].edge;
-    const size_t edge_size = edge.size();
-    const size_t limit = std::min(edge_size, key.size() - pos);
-    size_t k = 1;  // the first token matched through the child index
-    while (k < limit && edge[k] == key[pos + k]) ++k;
-    // A partial match splits the edge even in a lookup (the references above die here).
+    const size_t edge_size = static_cast<size_t>(nodes_[static_cast<size_t>(child)].len);
+    const size_t k = MatchEdge(child, key.data() + pos, key.size() - pos);
+    // A partial match splits the edge even in a lookup.
     if (k < edge_size) child = Split(child, static_cast<int64_t>(k));
     path.push_back(child);
     pos += k;
@@ -147,36 +156,43 @@ SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
   return m;
 }
 
-std::pair<int32_t, bool> SglangTree::Insert(std::span<const Token> key, bool with_state) {
-  std::vector<int32_t> path;
-  int32_t node = kRoot;
-  size_t pos = 0;
-  while (pos < key.size()) {
+std::pair<int32_t, bool> SglangTree::Insert(const Tokens& seq, int64_t len, bool with_state,
+                                            int32_t from) {
+  std::vector<int32_t>& path = path_;
+  path.clear();
+  const Token* key = seq->data();
+  const size_t size = static_cast<size_t>(len);
+  int32_t node = from;
+  size_t pos = static_cast<size_t>(nodes_[static_cast<size_t>(from)].depth);
+  assert(pos <= size);
+  while (pos < size) {
     int32_t child = Child(node, key[pos]);
     if (child < 0) {
       child = NewNode();
       Node& c = nodes_[static_cast<size_t>(child)];
       c.parent = node;
-      c.edge.assign(key.begin() + static_cast<std::ptrdiff_t>(pos), key.end());
-      c.depth = static_cast<int64_t>(key.size());
+      c.buf = seq;
+      c.begin = static_cast<int64_t>(pos);
+      c.len = len - c.begin;
+      c.depth = len;
       children_[ChildKey(node, key[pos])] = child;
       ++nodes_[static_cast<size_t>(node)].children;
       if (node != kRoot) SyncLeaf(node);  // no longer a leaf
-      tree_kv_ += static_cast<int64_t>(key.size() - pos);
+      tree_kv_ += c.len;
       path.push_back(child);
       node = child;
       break;
     }
-    const std::vector<Token>& edge = nodes_[static_cast<size_t>(child)].edge;
-    const size_t limit = std::min(edge.size(), key.size() - pos);
-    size_t k = 1;
-    while (k < limit && edge[k] == key[pos + k]) ++k;
-    if (k < edge.size()) child = Split(child, static_cast<int64_t>(k));
+    const size_t edge_size = static_cast<size_t>(nodes_[static_cast<size_t>(child)].len);
+    const size_t k = MatchEdge(child, key + pos, size - pos);
+    if (k < edge_size) child = Split(child, static_cast<int64_t>(k));
     path.push_back(child);
     pos += k;
     node = child;
   }
+  // _insert_helper refreshes the whole path, the part above `from` included.
   for (auto it = path.rbegin(); it != path.rend(); ++it) TouchKv(*it);
+  for (int32_t id = from; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) TouchKv(id);
   bool stored = false;
   if (with_state && node != kRoot) {
     if (nodes_[static_cast<size_t>(node)].has_state) {
@@ -228,12 +244,12 @@ void SglangTree::DeleteLeaf(int32_t id) {
       RemoveState(id);
       ++stats_->evicted_checkpoints;
     }
-    const int64_t tokens = static_cast<int64_t>(n.edge.size());
+    const int64_t tokens = n.len;
     tree_kv_ -= tokens;
     stats_->evicted_tokens += tokens;
     const int32_t parent = n.parent;
-    children_.erase(ChildKey(parent, n.edge[0]));
-    std::vector<Token>().swap(n.edge);
+    children_.erase(ChildKey(parent, n.edge()[0]));
+    n.buf.reset();
     n.alive = false;
     free_ids_.push_back(id);
     --stats_->nodes;
@@ -269,8 +285,7 @@ double SglangTree::Efficiency(int32_t id) const {
   const double flops =
       config_.model->PrefillFlops(0, n.depth) - config_.model->PrefillFlops(0, base);
   const int64_t bytes =
-      config_.state_slot_bytes +
-      (n.children == 0 ? static_cast<int64_t>(n.edge.size()) * config_.kv_bytes_per_token : 0);
+      config_.state_slot_bytes + (n.children == 0 ? n.len * config_.kv_bytes_per_token : 0);
   return bytes > 0 ? flops / static_cast<double>(bytes) : 0;
 }
 
@@ -389,12 +404,11 @@ std::vector<int64_t> SglangTree::StateDepths(std::span<const Token> tokens) cons
     const int32_t child = Child(node, tokens[pos]);
     if (child < 0) break;
     const Node& c = nodes_[static_cast<size_t>(child)];
-    if (c.edge.size() > tokens.size() - pos ||
-        !std::equal(c.edge.begin(), c.edge.end(),
-                    tokens.begin() + static_cast<std::ptrdiff_t>(pos)))
+    if (static_cast<size_t>(c.len) > tokens.size() - pos ||
+        !std::equal(c.edge(), c.edge() + c.len, tokens.begin() + static_cast<std::ptrdiff_t>(pos)))
       break;
     if (c.has_state) out.push_back(c.depth);
-    pos += c.edge.size();
+    pos += static_cast<size_t>(c.len);
     node = child;
   }
   return out;

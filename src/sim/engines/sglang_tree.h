@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <set>
 #include <span>
 #include <unordered_map>
@@ -63,11 +64,16 @@ class SglangTree {
   // path in the KV order and the used state node in the state order.
   Match MatchPrefix(std::span<const Token> key);
 
-  // Inserts [0, key.size()) with a state at its end (`with_state`; the state enters the slot
-  // pool: the caller hands over a slot it held). Returns the node ending at key.size() and
-  // whether a state was newly stored there (false: the node already had one; it is refreshed).
-  // The KV of tokens already in the tree is not duplicated. Refreshes the path in the KV order.
-  std::pair<int32_t, bool> Insert(std::span<const Token> key, bool with_state);
+  // A request's tokens, shared by the edges cut from them (no copy when an edge is made or split).
+  using Tokens = std::shared_ptr<const std::vector<Token>>;
+
+  // Inserts [0, len) of `seq` with a state at its end (`with_state`; the state enters the slot
+  // pool: the caller hands over a slot it held). Returns the node ending at len and whether a
+  // state was newly stored there (false: the node already had one; it is refreshed). The KV of
+  // tokens already in the tree is not duplicated. Refreshes the path in the KV order. `from`, a
+  // node whose path is a prefix of seq[0, len), only saves the walk from the root.
+  std::pair<int32_t, bool> Insert(const Tokens& seq, int64_t len, bool with_state,
+                                  int32_t from = kRoot);
 
   // inc_lock_ref / dec_lock_ref: the full lock on node..root, the state lock on the node.
   void Lock(int32_t node);
@@ -98,7 +104,9 @@ class SglangTree {
     int32_t parent = -1;
     int32_t children = 0;
     int64_t depth = 0;  // tokens from the root to the end of this node's edge
-    std::vector<Token> edge;
+    Tokens buf;         // the edge is (*buf)[begin, begin + len)
+    int64_t begin = 0, len = 0;
+    const Token* edge() const { return buf->data() + begin; }
     bool alive = false;
     bool has_state = false;
     int32_t full_lock = 0;
@@ -134,6 +142,8 @@ class SglangTree {
   int32_t FlopAwareVictim(const Range& candidates, ClockOf clock_of, bool state_side) const;
   double Efficiency(int32_t id) const;
   void UpdateUse();
+  // The number of leading tokens of `child`'s edge equal to key[0, limit); the first is known to.
+  size_t MatchEdge(int32_t child, const Token* key, size_t limit) const;
 
   Config config_;
   CacheStats* stats_;
@@ -146,6 +156,7 @@ class SglangTree {
   int64_t tree_kv_ = 0, states_ = 0;
   int64_t external_kv_ = 0, external_slots_ = 0;
   int64_t peak_kv_used_ = 0, peak_slots_used_ = 0;
+  std::vector<int32_t> path_;  // scratch
 };
 
 }  // namespace marconi::sim
