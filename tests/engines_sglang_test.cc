@@ -8,6 +8,8 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "marconi/prefix_cache.h"
@@ -118,17 +120,20 @@ TEST(SglangEngine, Case3OnlyTheLastDecodeTrackSurvives) {
   EXPECT_EQ(c->stats().checkpoints, 1);
 }
 
-// Case 4, state side: X (640) and its descendant Y (960); a hit on Y refreshes Y only, so a
-// state shortfall of one tombstones X (its KV stays), not Y.
+// Case 4, state side: X (640) and its descendant Y (960); a hit on Y refreshes Y only (not its
+// ancestors, in any order), so a state shortfall of one tombstones X (its KV stays), not W (a
+// state stored after X) nor Y.
 TEST(SglangEngine, Case4StateListRefreshesOnlyTheUsedNode) {
   SglangConfig config = Config(SglangStrategy::kExtraBuffer);
-  config.max_mamba_cache_size = 5;  // 3 states + the 3 slots of a running request: one short
+  config.max_mamba_cache_size = 6;  // 4 states + the 3 slots of a running request: one short
   auto c = Make(config);
   const Req a{Fresh(1000), Fresh(1)};
   Serve(*c, a);  // Y at 960
   const Req b{Cat(Prefix(a.input, 700), Fresh(200)), Fresh(1)};
   Serve(*c, b);  // X at 640 (branch), newer than Y
   ASSERT_EQ(c->tree().StateDepths(a.input), (std::vector<int64_t>{640, 960}));
+  const Req w{Fresh(100), Fresh(1)};
+  Serve(*c, w);                                        // W at 64, newer than X
   const Req hit_y{Cat(a.input, Fresh(50)), Fresh(1)};  // hits Y, stores Z at 1024 below it
   EXPECT_EQ(Serve(*c, hit_y).reusable_tokens, 960);
   ASSERT_EQ(c->tree().StateDepths(hit_y.input), (std::vector<int64_t>{640, 960, 1024}));
@@ -138,6 +143,7 @@ TEST(SglangEngine, Case4StateListRefreshesOnlyTheUsedNode) {
   Serve(*c, other);
   EXPECT_EQ(c->stats().evicted_checkpoints, evicted_before + 1);
   EXPECT_EQ(c->tree().StateDepths(hit_y.input), (std::vector<int64_t>{960, 1024}));
+  EXPECT_EQ(c->tree().StateDepths(w.input), std::vector<int64_t>{64});
   // X became a tombstone: its KV stays (other's 64 tokens were added).
   EXPECT_EQ(c->stats().cached_tokens, kv_before + 64);
   const Req e{Cat(Prefix(a.input, 700), Fresh(100)), Fresh(1)};
@@ -434,28 +440,33 @@ TEST(SglangEngine, PoolsNeverOverflow) {
   for (SglangStrategy strategy : {SglangStrategy::kExtraBuffer, SglangStrategy::kNoBuffer,
                                   SglangStrategy::kExtraBufferLazy}) {
     for (SglangTree::Order order : {SglangTree::Order::kLru, SglangTree::Order::kFlopAware}) {
-      SglangConfig config = Config(strategy);
-      config.order = order;
-      config.chunked_prefill_size = 256;
-      config.max_mamba_cache_size = 9;
-      const int64_t slot = SglangStateSlotBytes(Model(), config.ssm_dtype_bytes);
-      auto c = Make(config, 9 * slot + 6000 * kv);
-      ASSERT_EQ(c->kv_tokens(), 6000);
-      int64_t hits = 0;
-      for (const Req& r : RandomTrace(11, 150)) {
-        hits += Serve(*c, r).reusable_tokens;
-        const CacheStats& s = c->stats();
-        ASSERT_LE(c->tree().peak_kv_used(), c->kv_tokens());
-        ASSERT_LE(c->tree().peak_slots_used(), c->state_slots());
-        ASSERT_EQ(s.cached_tokens, c->tree().tree_kv_tokens());
-        ASSERT_EQ(s.kv_bytes, s.cached_tokens * kv);
-        ASSERT_EQ(s.state_bytes, s.checkpoints * slot);
-        ASSERT_LE(s.checkpoints, c->state_slots());
+      for (const auto& [slots, tokens, seed] :
+           {std::tuple{9, 6000, 11u}, std::tuple{5, 2500, 12u}, std::tuple{12, 4000, 13u}}) {
+        SCOPED_TRACE("slots " + std::to_string(slots) + ", KV tokens " + std::to_string(tokens) +
+                     ", seed " + std::to_string(seed));
+        SglangConfig config = Config(strategy);
+        config.order = order;
+        config.chunked_prefill_size = 256;
+        config.max_mamba_cache_size = slots;
+        const int64_t slot = SglangStateSlotBytes(Model(), config.ssm_dtype_bytes);
+        auto c = Make(config, slots * slot + tokens * kv);
+        ASSERT_EQ(c->kv_tokens(), tokens);
+        int64_t hits = 0;
+        for (const Req& r : RandomTrace(seed, 150)) {
+          hits += Serve(*c, r).reusable_tokens;
+          const CacheStats& s = c->stats();
+          ASSERT_LE(c->tree().peak_kv_used(), c->kv_tokens());
+          ASSERT_LE(c->tree().peak_slots_used(), c->state_slots());
+          ASSERT_EQ(s.cached_tokens, c->tree().tree_kv_tokens());
+          ASSERT_EQ(s.kv_bytes, s.cached_tokens * kv);
+          ASSERT_EQ(s.state_bytes, s.checkpoints * slot);
+          ASSERT_LE(s.checkpoints, c->state_slots());
+        }
+        EXPECT_GT(c->stats().evictions, 0);
+        EXPECT_GT(c->stats().evicted_tokens, 0);
+        EXPECT_GT(hits, 0);
+        EXPECT_LE(c->stats().peak_kv_bytes, c->kv_tokens() * kv);
       }
-      EXPECT_GT(c->stats().evictions, 0);
-      EXPECT_GT(c->stats().evicted_tokens, 0);
-      EXPECT_GT(hits, 0);
-      EXPECT_LE(c->stats().peak_kv_bytes, c->kv_tokens() * kv);
     }
   }
 }

@@ -178,22 +178,23 @@ void SglangCache::MoveLock(int32_t node, int64_t pos) {
 }
 
 void SglangCache::InsertChunk(int64_t pos) {
+  const int32_t from = locked_;
   if (buffered()) {
     // donate_mamba_ping_pong_slot: the tracked slot goes to the tree (or is freed if the node has
     // a state already), then the request's buffer gets a fresh slot.
     --reserved_;
-    SetExternal();
-    const auto [node, stored] = tree_.Insert(seq_, pos, true, locked_);
-    MoveLock(node, pos);
-    if (tree_.EnsureFreeSlots(1)) ++reserved_;
-    SetExternal();
-  } else {
+  } else if (!tree_.EnsureFreeSlots(1)) {
     // no_buffer: a copy of the live state into a newly allocated slot; without a slot the chunk
     // is not cached.
-    if (!tree_.EnsureFreeSlots(1)) return;
-    const auto [node, stored] = tree_.Insert(seq_, pos, true, locked_);
-    MoveLock(node, pos);
+    return;
   }
+  // The request's KV of [shared, pos) moves to the tree (what the tree holds already is freed).
+  shared_ = pos;
+  SetExternal();
+  const auto [node, stored] = tree_.Insert(seq_, pos, true, from);
+  MoveLock(node, pos);
+  if (buffered() && tree_.EnsureFreeSlots(1)) ++reserved_;
+  SetExternal();
   UpdatePeaks();
 }
 
@@ -277,9 +278,11 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
   // (no_buffer: every committed token with the live slot); the rest of the KV is freed.
   const int64_t cache_len = buffered() ? std::max<int64_t>(last_track, 0) : committed;
   if (cache_len > 0 && reserved_ > 0) {
+    const int32_t from = shared_ <= cache_len ? locked_ : SglangTree::kRoot;
     --reserved_;
+    shared_ = computed_ = 0;  // its KV is now the tree's up to cache_len, and freed past it
     SetExternal();
-    tree_.Insert(seq_, cache_len, true, shared_ <= cache_len ? locked_ : SglangTree::kRoot);
+    tree_.Insert(seq_, cache_len, true, from);
   }
   tree_.Unlock(locked_);
   locked_ = SglangTree::kRoot;
