@@ -191,7 +191,8 @@ void SglangCache::InsertChunk(int64_t pos) {
   // The request's KV of [shared, pos) moves to the tree (what the tree holds already is freed).
   shared_ = pos;
   SetExternal();
-  const auto [node, stored] = tree_.Insert(seq_, pos, true, from);
+  seq_.size = static_cast<size_t>(pos);
+  const auto [node, stored] = tree_.Insert(seq_, true, from);
   MoveLock(node, pos);
   if (buffered() && tree_.EnsureFreeSlots(1)) ++reserved_;
   SetExternal();
@@ -205,10 +206,7 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
   const int64_t g = static_cast<int64_t>(output.size());
   // The last sampled token is never decoded (with no output, the prompt alone is in KV).
   const int64_t committed = g > 0 ? n + g - 1 : n;
-  // The tree's edges share this buffer; a new one unless no edge kept the last.
-  if (seq_.use_count() != 1) seq_ = std::make_shared<std::vector<Token>>();
-  seq_->assign(input.begin(), input.end());
-  if (g > 1) seq_->insert(seq_->end(), output.begin(), output.end() - 1);
+  seq_ = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
 
   // Req._compute_max_prefix_len: the last input token is recomputed for its logits.
   const SglangTree::Match m = tree_.MatchPrefix(input.first(static_cast<size_t>(n - 1)));
@@ -282,7 +280,8 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
     --reserved_;
     shared_ = computed_ = 0;  // its KV is now the tree's up to cache_len, and freed past it
     SetExternal();
-    tree_.Insert(seq_, cache_len, true, from);
+    seq_.size = static_cast<size_t>(cache_len);
+    tree_.Insert(seq_, true, from);
   }
   tree_.Unlock(locked_);
   locked_ = SglangTree::kRoot;

@@ -69,7 +69,8 @@ class SglangCache final : public EngineCache {
   bool buffered() const { return config_.strategy != SglangStrategy::kNoBuffer; }
   // The running request's use of the pools outside the tree.
   void SetExternal();
-  // Inserts seq_[0, pos) with a state and moves the request's lock there (cache_unfinished_req).
+  // Inserts the request's tokens [0, pos) with a state and moves the request's lock there
+  // (cache_unfinished_req).
   void InsertChunk(int64_t pos);
   void MoveLock(int32_t node, int64_t pos);
 
@@ -79,7 +80,7 @@ class SglangCache final : public EngineCache {
   int64_t reserved_per_request_;
   SglangTree tree_;
   // The running request (one at a time).
-  std::shared_ptr<std::vector<Token>> seq_;  // input + output minus the last sampled token
+  SglangTree::Key seq_;  // input + output minus the last sampled token
   int32_t locked_ = SglangTree::kRoot;
   int64_t shared_ = 0;    // its tokens whose KV is the tree's (the locked path)
   int64_t computed_ = 0;  // its tokens in KV

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <tuple>
 
 namespace marconi::sim {
@@ -116,13 +117,30 @@ void SglangTree::RefreshState(int32_t id) {
   AddState(id);
 }
 
-size_t SglangTree::MatchEdge(int32_t child, const Token* key, size_t limit) const {
-  const Node& c = nodes_[static_cast<size_t>(child)];
-  limit = std::min(limit, static_cast<size_t>(c.len));
-  const Token* edge = c.edge();
-  size_t k = 1;
-  while (k < limit && edge[k] == key[k]) ++k;
+namespace {
+
+// The length of the common prefix of a[0, n) and b[0, n), a block at a time.
+size_t CommonPrefix(const Token* a, const Token* b, size_t n) {
+  constexpr size_t kBlock = 16;
+  size_t k = 0;
+  while (k + kBlock <= n && std::memcmp(a + k, b + k, kBlock * sizeof(Token)) == 0) k += kBlock;
+  while (k < n && a[k] == b[k]) ++k;
   return k;
+}
+
+}  // namespace
+
+size_t SglangTree::MatchEdge(int32_t child, const Key& key, size_t pos) const {
+  const Node& c = nodes_[static_cast<size_t>(child)];
+  const size_t limit = std::min(key.size - pos, static_cast<size_t>(c.len));
+  const Token* edge = c.edge();
+  size_t k = 0;
+  if (pos < key.head.size()) {
+    const size_t n = std::min(limit, key.head.size() - pos);
+    k = CommonPrefix(edge, key.head.data() + pos, n);
+    if (k < n) return k;
+  }
+  return k + CommonPrefix(edge + k, key.tail.data() + (pos + k - key.head.size()), limit - k);
 }
 
 SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
@@ -135,7 +153,7 @@ SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
     int32_t child = Child(node, key[pos]);
     if (child < 0) break;
     const size_t edge_size = static_cast<size_t>(nodes_[static_cast<size_t>(child)].len);
-    const size_t k = MatchEdge(child, key.data() + pos, key.size() - pos);
+    const size_t k = MatchEdge(child, Key{key, {}, key.size()}, pos);
     // A partial match splits the edge even in a lookup.
     if (k < edge_size) child = Split(child, static_cast<int64_t>(k));
     path.push_back(child);
@@ -156,26 +174,37 @@ SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
   return m;
 }
 
-std::pair<int32_t, bool> SglangTree::Insert(const Tokens& seq, int64_t len, bool with_state,
-                                            int32_t from) {
+std::pair<int32_t, bool> SglangTree::Insert(const Key& key, bool with_state, int32_t from) {
   std::vector<int32_t>& path = path_;
   path.clear();
-  const Token* key = seq->data();
-  const size_t size = static_cast<size_t>(len);
+  const size_t size = key.size;
+  auto at = [&key](size_t i) {
+    return i < key.head.size() ? key.head[i] : key.tail[i - key.head.size()];
+  };
   int32_t node = from;
   size_t pos = static_cast<size_t>(nodes_[static_cast<size_t>(from)].depth);
   assert(pos <= size);
   while (pos < size) {
-    int32_t child = Child(node, key[pos]);
+    int32_t child = Child(node, at(pos));
     if (child < 0) {
+      // A new leaf holds a copy of the tokens new to the tree.
+      auto buf = std::make_shared<std::vector<Token>>();
+      buf->reserve(size - pos);
+      const size_t head = key.head.size();
+      const size_t split = std::max(pos, std::min(head, size));  // where the tail starts
+      buf->insert(buf->end(), key.head.begin() + static_cast<std::ptrdiff_t>(std::min(pos, split)),
+                  key.head.begin() + static_cast<std::ptrdiff_t>(split));
+      if (size > head) {
+        buf->insert(buf->end(), key.tail.begin() + static_cast<std::ptrdiff_t>(split - head),
+                    key.tail.begin() + static_cast<std::ptrdiff_t>(size - head));
+      }
       child = NewNode();
       Node& c = nodes_[static_cast<size_t>(child)];
       c.parent = node;
-      c.buf = seq;
-      c.begin = static_cast<int64_t>(pos);
-      c.len = len - c.begin;
-      c.depth = len;
-      children_[ChildKey(node, key[pos])] = child;
+      c.buf = std::move(buf);
+      c.len = static_cast<int64_t>(size - pos);
+      c.depth = static_cast<int64_t>(size);
+      children_[ChildKey(node, at(pos))] = child;
       ++nodes_[static_cast<size_t>(node)].children;
       if (node != kRoot) SyncLeaf(node);  // no longer a leaf
       tree_kv_ += c.len;
@@ -184,7 +213,7 @@ std::pair<int32_t, bool> SglangTree::Insert(const Tokens& seq, int64_t len, bool
       break;
     }
     const size_t edge_size = static_cast<size_t>(nodes_[static_cast<size_t>(child)].len);
-    const size_t k = MatchEdge(child, key + pos, size - pos);
+    const size_t k = MatchEdge(child, key, pos);
     if (k < edge_size) child = Split(child, static_cast<int64_t>(k));
     path.push_back(child);
     pos += k;

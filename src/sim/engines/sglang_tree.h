@@ -64,16 +64,19 @@ class SglangTree {
   // path in the KV order and the used state node in the state order.
   Match MatchPrefix(std::span<const Token> key);
 
-  // A request's tokens, shared by the edges cut from them (no copy when an edge is made or split).
-  using Tokens = std::shared_ptr<const std::vector<Token>>;
+  // The tokens of an insert: `head` then `tail`, the first `size` of them (a request's input and
+  // output, never concatenated: the tree copies only the tokens it does not hold yet).
+  struct Key {
+    std::span<const Token> head, tail;
+    size_t size = 0;
+  };
 
-  // Inserts [0, len) of `seq` with a state at its end (`with_state`; the state enters the slot
-  // pool: the caller hands over a slot it held). Returns the node ending at len and whether a
-  // state was newly stored there (false: the node already had one; it is refreshed). The KV of
-  // tokens already in the tree is not duplicated. Refreshes the path in the KV order. `from`, a
-  // node whose path is a prefix of seq[0, len), only saves the walk from the root.
-  std::pair<int32_t, bool> Insert(const Tokens& seq, int64_t len, bool with_state,
-                                  int32_t from = kRoot);
+  // Inserts key[0, size) with a state at its end (`with_state`; the state enters the slot pool:
+  // the caller hands over a slot it held). Returns the node ending at size and whether a state
+  // was newly stored there (false: the node already had one; it is refreshed). The KV of tokens
+  // already in the tree is not duplicated. Refreshes the path in the KV order. `from`, a node
+  // whose path is a prefix of the key, only saves the walk from the root.
+  std::pair<int32_t, bool> Insert(const Key& key, bool with_state, int32_t from = kRoot);
 
   // inc_lock_ref / dec_lock_ref: the full lock on node..root, the state lock on the node.
   void Lock(int32_t node);
@@ -104,7 +107,8 @@ class SglangTree {
     int32_t parent = -1;
     int32_t children = 0;
     int64_t depth = 0;  // tokens from the root to the end of this node's edge
-    Tokens buf;         // the edge is (*buf)[begin, begin + len)
+    // The edge is (*buf)[begin, begin + len); the parts of a split edge share one buffer.
+    std::shared_ptr<const std::vector<Token>> buf;
     int64_t begin = 0, len = 0;
     const Token* edge() const { return buf->data() + begin; }
     bool alive = false;
@@ -142,8 +146,8 @@ class SglangTree {
   int32_t FlopAwareVictim(const Range& candidates, ClockOf clock_of, bool state_side) const;
   double Efficiency(int32_t id) const;
   void UpdateUse();
-  // The number of leading tokens of `child`'s edge equal to key[0, limit); the first is known to.
-  size_t MatchEdge(int32_t child, const Token* key, size_t limit) const;
+  // The number of leading tokens of `child`'s edge equal to key[pos, size).
+  size_t MatchEdge(int32_t child, const Key& key, size_t pos) const;
 
   Config config_;
   CacheStats* stats_;
