@@ -432,6 +432,38 @@ TEST(SglangOracle, LazyAndMarconiMatchExtraBufferWithoutPressure) {
   RunOracle(SglangStrategy::kExtraBuffer, SglangTree::Order::kFlopAware, 192);
 }
 
+// A model without recurrent layers: SGLang's plain RadixCache, whatever the strategy. The hit is
+// the longest common prefix (capped at n - 1) with any earlier request's committed tokens.
+TEST(SglangOracle, PlainRadixCacheForAttentionOnlyModels) {
+  const ModelSpec llama = ModelSpec::Preset("llama-2-7b").value();
+  for (SglangStrategy strategy : {SglangStrategy::kExtraBuffer, SglangStrategy::kNoBuffer}) {
+    SglangConfig config = Config(strategy);
+    config.chunked_prefill_size = 192;
+    auto c = SglangCache::Create(llama, kUnlimited, config).value();
+    std::vector<Tokens> committed;
+    int64_t hits = 0;
+    for (const Req& r : RandomTrace(5, 120)) {
+      const int64_t key = static_cast<int64_t>(r.input.size()) - 1;
+      int64_t want = 0;
+      for (const Tokens& s : committed) {
+        want = std::max(want, Lcp(r.input, key, s, static_cast<int64_t>(s.size())));
+      }
+      const EngineLookup got = Serve(*c, r);
+      ASSERT_EQ(got.reusable_tokens, want) << "request " << committed.size();
+      ASSERT_EQ(got.attention_hit_tokens, want);
+      hits += want;
+      committed.push_back(r.Committed());
+    }
+    EXPECT_GT(hits, 0);
+    EXPECT_EQ(c->stats().state_bytes, 0);
+    EXPECT_EQ(c->DerivedSizes().count("state_slots"), 0u);
+  }
+  // Bounded: all the capacity is KV.
+  auto bounded = SglangCache::Create(llama, 1000 * llama.KvBytesPerToken(), SglangConfig{});
+  ASSERT_TRUE(bounded.ok());
+  EXPECT_EQ((*bounded)->kv_tokens(), 1000);
+}
+
 // ------------------------------------------------------------------------------------------
 // Bounded pools: the capacity invariant, and eviction happening.
 
@@ -565,7 +597,7 @@ TEST(SglangEngine, BadParametersAreInvalidArgument) {
   alpha.alpha = -1;
   EXPECT_TRUE(invalid(Model(), kUnlimited, alpha));
   const ModelSpec llama = ModelSpec::Preset("llama-2-7b").value();
-  EXPECT_TRUE(invalid(llama, kUnlimited, ok)) << "no recurrent layer";
+  EXPECT_TRUE(invalid(llama, 1000, ok)) << "not one KV token";
   SystemOverrides o;
   EXPECT_FALSE(ParseSet("sglang.track_interval=0", &o).ok());
   EXPECT_FALSE(ParseSet("sglang-nobuffer.chunk_size=64", &o).ok());

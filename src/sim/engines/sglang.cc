@@ -64,11 +64,6 @@ Result<std::unique_ptr<SglangCache>> SglangCache::Create(const ModelSpec& model,
                                                          int64_t capacity_bytes,
                                                          const SglangConfig& config) {
   const int64_t slot_bytes = SglangStateSlotBytes(model, config.ssm_dtype_bytes);
-  if (slot_bytes <= 0) {
-    return Status::InvalidArgument("sglang: model '" + model.name() +
-                                   "' has no recurrent layer (the Mamba radix cache is for "
-                                   "hybrid models)");
-  }
   if (config.ssm_dtype_bytes < 1 || config.ssm_dtype_bytes > 8) {
     return Status::InvalidArgument("sglang: ssm_dtype_bytes must be in 1..8");
   }
@@ -84,6 +79,7 @@ Result<std::unique_ptr<SglangCache>> SglangCache::Create(const ModelSpec& model,
   if (!(config.alpha >= 0) || !std::isfinite(config.alpha)) {
     return Status::InvalidArgument("sglang: alpha must be finite and >= 0");
   }
+  if (slot_bytes <= 0) return CreatePlain(model, capacity_bytes, config);
   const bool buffered = config.strategy != SglangStrategy::kNoBuffer;
   const int64_t chunk = config.chunk_size > 0 ? config.chunk_size : SglangDerivedChunkSize(model);
   int64_t prefill_chunk = config.chunked_prefill_size;
@@ -132,9 +128,30 @@ Result<std::unique_ptr<SglangCache>> SglangCache::Create(const ModelSpec& model,
       new SglangCache(model, config, chunk, prefill_chunk, slot_bytes, slots, kv_tokens));
 }
 
+Result<std::unique_ptr<SglangCache>> SglangCache::CreatePlain(const ModelSpec& model,
+                                                              int64_t capacity_bytes,
+                                                              const SglangConfig& config) {
+  // Without recurrent layers SGLang runs its plain RadixCache: KV of every committed token,
+  // inserted at each chunk end and at finish (as no_buffer), a hit anywhere on the matched path,
+  // all the capacity to the KV pool.
+  SglangConfig plain = config;
+  plain.strategy = SglangStrategy::kNoBuffer;
+  int64_t kv_tokens = kUnbounded;
+  if (capacity_bytes != PrefixCacheConfig::kUnlimited) {
+    if (capacity_bytes <= 0) return Status::InvalidArgument("sglang: capacity must be > 0");
+    kv_tokens = capacity_bytes / std::max<int64_t>(model.KvBytesPerToken(), 1);
+    if (kv_tokens < 1) {
+      return Status::InvalidArgument("sglang: capacity " + std::to_string(capacity_bytes) +
+                                     " bytes holds no KV token");
+    }
+  }
+  return std::unique_ptr<SglangCache>(new SglangCache(model, plain, 0, config.chunked_prefill_size,
+                                                      0, kUnbounded, kv_tokens, /*plain=*/true));
+}
+
 SglangCache::SglangCache(const ModelSpec& model, const SglangConfig& config, int64_t chunk_size,
                          int64_t prefill_chunk, int64_t slot_bytes, int64_t slots,
-                         int64_t kv_tokens)
+                         int64_t kv_tokens, bool plain)
     : model_(&model),
       config_(config),
       chunk_size_(chunk_size),
@@ -142,13 +159,19 @@ SglangCache::SglangCache(const ModelSpec& model, const SglangConfig& config, int
       slot_bytes_(slot_bytes),
       slots_(slots),
       kv_tokens_(kv_tokens),
-      reserved_per_request_(ReservedPerRequest(config.strategy)),
+      reserved_per_request_(plain ? 0 : ReservedPerRequest(config.strategy)),
+      plain_(plain),
       tree_({&model, kv_tokens, slots, model.KvBytesPerToken(), slot_bytes, config.order,
-             config.alpha},
+             config.alpha, plain},
             &stats_) {}
 
 std::map<std::string, double> SglangCache::DerivedSizes() const {
   std::map<std::string, double> out;
+  if (plain_) {
+    out["chunked_prefill_size"] = static_cast<double>(prefill_chunk_);
+    if (kv_tokens_ != kUnbounded) out["kv_tokens"] = static_cast<double>(kv_tokens_);
+    return out;
+  }
   out["state_slot_bytes"] = static_cast<double>(slot_bytes_);
   if (buffered()) {
     out["chunk_size"] = static_cast<double>(chunk_size_);
@@ -275,9 +298,9 @@ EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const To
   // Finish (cache_finished_req): insert up to the last tracked position with the kept slot
   // (no_buffer: every committed token with the live slot); the rest of the KV is freed.
   const int64_t cache_len = buffered() ? std::max<int64_t>(last_track, 0) : committed;
-  if (cache_len > 0 && reserved_ > 0) {
+  if (cache_len > 0 && (plain_ || reserved_ > 0)) {
     const int32_t from = shared_ <= cache_len ? locked_ : SglangTree::kRoot;
-    --reserved_;
+    if (!plain_) --reserved_;
     shared_ = computed_ = 0;  // its KV is now the tree's up to cache_len, and freed past it
     SetExternal();
     seq_.size = static_cast<size_t>(cache_len);

@@ -46,8 +46,9 @@ int64_t SglangStateSlotBytes(const ModelSpec& model, int64_t ssm_dtype_bytes);
 
 class SglangCache final : public EngineCache {
  public:
-  // kInvalidArgument when the model has no recurrent layer, a parameter is out of range, or the
-  // capacity leaves fewer slots than one running request holds, or no KV token.
+  // kInvalidArgument when a parameter is out of range, or the capacity leaves fewer slots than
+  // one running request holds, or no KV token. A model without recurrent layers gets SGLang's
+  // plain RadixCache (every committed token cached, a hit anywhere on the matched path).
   static Result<std::unique_ptr<SglangCache>> Create(const ModelSpec& model, int64_t capacity_bytes,
                                                      const SglangConfig& config);
 
@@ -65,7 +66,12 @@ class SglangCache final : public EngineCache {
 
  private:
   SglangCache(const ModelSpec& model, const SglangConfig& config, int64_t chunk_size,
-              int64_t prefill_chunk, int64_t slot_bytes, int64_t slots, int64_t kv_tokens);
+              int64_t prefill_chunk, int64_t slot_bytes, int64_t slots, int64_t kv_tokens,
+              bool plain = false);
+  // A model without recurrent layers: SGLang's plain RadixCache.
+  static Result<std::unique_ptr<SglangCache>> CreatePlain(const ModelSpec& model,
+                                                          int64_t capacity_bytes,
+                                                          const SglangConfig& config);
   bool buffered() const { return config_.strategy != SglangStrategy::kNoBuffer; }
   // The running request's use of the pools outside the tree.
   void SetExternal();
@@ -78,6 +84,7 @@ class SglangCache final : public EngineCache {
   SglangConfig config_;
   int64_t chunk_size_, prefill_chunk_, slot_bytes_, slots_, kv_tokens_;
   int64_t reserved_per_request_;
+  bool plain_;
   SglangTree tree_;
   // The running request (one at a time).
   SglangTree::Key seq_;  // input + output minus the last sampled token

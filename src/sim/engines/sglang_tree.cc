@@ -51,6 +51,10 @@ int32_t SglangTree::Split(int32_t node, int64_t offset) {
   children_[ChildKey(u.parent, u.edge()[0])] = up;
   children_[ChildKey(up, n.edge()[0])] = node;
   n.parent = up;
+  if (config_.every_node_usable) {
+    AddState(up);
+    --stats_->checkpoints_admitted;  // structure, not an admission
+  }
   return up;
 }
 

@@ -47,6 +47,9 @@ class SglangTree {
     int64_t state_slot_bytes = 0;    // bytes of one slot (fp32 temporal state by default)
     Order order = Order::kLru;
     double alpha = 0;  // kFlopAware only
+    // SGLang's plain RadixCache (a model without recurrent layers): every node, the upper part of
+    // a split included, is a hit position (a "state" of 0 bytes).
+    bool every_node_usable = false;
   };
 
   struct Match {
