@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "sim/engines/llamacpp.h"
+#include "sim/engines/sglang.h"
 #include "sim/engines/trtllm.h"
 
 namespace marconi::sim {
@@ -18,6 +19,53 @@ constexpr SystemParam kBlockParams[] = {
 constexpr SystemParam kSparseParams[] = {
     {"budget", 2, 0, 4096, true, "placed states per cached entry (M)"},
     {"chunk_tokens", 64, 1, 1 << 20, true, "placement granularity in tokens"},
+};
+// SGLang's defaults (docs/engines.md); the ranges are what the emulation accepts.
+constexpr SystemParam kSglangChunk = {
+    "chunk_size",
+    0,
+    0,
+    1 << 20,
+    true,
+    "mamba cache chunk size C, the state grid (0 = from the model: 64 GDN/Mamba1, 256 Mamba2)"};
+constexpr SystemParam kSglangTrack = {
+    "track_interval", 256,  1,
+    1 << 20,          true, "--mamba-track-interval: decode tokens between tracks"};
+constexpr SystemParam kSglangPrefill = {
+    "chunked_prefill_size",
+    8192,
+    0,
+    1 << 24,
+    true,
+    "--chunked-prefill-size: tokens per prefill extend (0 = no chunking)"};
+constexpr SystemParam kSglangRatio = {
+    "mamba_full_memory_ratio",
+    0.9,
+    0.01,
+    100,
+    false,
+    "--mamba-full-memory-ratio r: the state pool gets r/(1+r) of the capacity"};
+constexpr SystemParam kSglangDtype = {
+    "ssm_dtype_bytes", 4, 1, 8, true, "--mamba-ssm-dtype in bytes (float32 = 4)"};
+constexpr SystemParam kSglangSlots = {
+    "max_mamba_cache_size",
+    0,
+    0,
+    1 << 30,
+    true,
+    "--max-mamba-cache-size: state slots (0 = derived from the capacity)"};
+constexpr SystemParam kSglangParams[] = {kSglangChunk, kSglangTrack, kSglangPrefill,
+                                         kSglangRatio, kSglangDtype, kSglangSlots};
+constexpr SystemParam kSglangNoBufferParams[] = {kSglangPrefill, kSglangRatio, kSglangDtype,
+                                                 kSglangSlots};
+constexpr SystemParam kSglangMarconiParams[] = {
+    kSglangChunk,
+    kSglangTrack,
+    kSglangPrefill,
+    kSglangRatio,
+    kSglangDtype,
+    kSglangSlots,
+    {"alpha", 1.0, 0, 1000, false, "weight of FLOPs per byte against recency (fixed, not tuned)"},
 };
 
 constexpr SystemParam kTrtllmParams[] = {
@@ -98,6 +146,21 @@ constexpr SystemSpec kSystems[] = {
     {SystemKind::kLlamacpp, "llamacpp",
      "llama.cpp server: slots with context checkpoints near the prompt end, RAM prompt cache",
      Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kLlamacppParams, MakeLlamacpp},
+    {SystemKind::kSglang, "sglang",
+     "SGLang's Mamba radix cache, extra_buffer: states on the chunk grid, decode tracks, two LRU "
+     "lists",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglang},
+    {SystemKind::kSglangNoBuffer, "sglang-nobuffer",
+     "SGLang, no_buffer: a state at each chunk end and at finish, no branch or decode states",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangNoBufferParams,
+     MakeSglangNoBuffer},
+    {SystemKind::kSglangLazy, "sglang-lazy",
+     "SGLang, extra_buffer_lazy: decode tracks only when a slot is free after one eviction",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglangLazy},
+    {SystemKind::kSglangMarconi, "sglang-marconi",
+     "SGLang extra_buffer with Marconi's FLOP-aware eviction order (PR #21862), fixed alpha",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangMarconiParams,
+     MakeSglangMarconi},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {

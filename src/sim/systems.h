@@ -30,6 +30,10 @@ enum class SystemKind {
   kSparse,
   kTrtllm,
   kLlamacpp,
+  kSglang,
+  kSglangNoBuffer,
+  kSglangLazy,
+  kSglangMarconi,
 };
 
 // Which states a system stores.

@@ -1,0 +1,362 @@
+#include "sim/engines/sglang.h"
+
+#include <algorithm>
+#include <cmath>
+#include <variant>
+
+#include "marconi/prefix_cache.h"
+
+namespace marconi::sim {
+namespace {
+
+constexpr int64_t kUnbounded = SglangTree::kUnbounded;
+
+// _calculate_mamba_ratio: MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO (3) plus 2 for
+// extra_buffer with the overlap scheduler, 1 for extra_buffer_lazy, 0 for no_buffer.
+int64_t MambaRatio(SglangStrategy s) {
+  switch (s) {
+    case SglangStrategy::kExtraBuffer:
+      return 5;
+    case SglangStrategy::kExtraBufferLazy:
+      return 4;
+    case SglangStrategy::kNoBuffer:
+      return 3;
+  }
+  return 5;
+}
+
+// HybridReqToTokenPool: the live slot plus mamba_ping_pong_track_buffer_size (2 with overlap);
+// lazy allocates one ping-pong slot up front; no_buffer only the live slot.
+int64_t ReservedPerRequest(SglangStrategy s) {
+  switch (s) {
+    case SglangStrategy::kExtraBuffer:
+      return 3;
+    case SglangStrategy::kExtraBufferLazy:
+      return 2;
+    case SglangStrategy::kNoBuffer:
+      return 1;
+  }
+  return 3;
+}
+
+}  // namespace
+
+int64_t SglangDerivedChunkSize(const ModelSpec& model) {
+  bool gdn = false, mamba2 = false;
+  for (const LayerSpec& layer : model.layers()) {
+    gdn = gdn || std::holds_alternative<GatedDeltaNetLayer>(layer);
+    mamba2 = mamba2 || std::holds_alternative<Mamba2Layer>(layer) ||
+             std::holds_alternative<PaperSsmLayer>(layer);
+  }
+  if (gdn) return 64;
+  return mamba2 ? 256 : 64;
+}
+
+int64_t SglangStateSlotBytes(const ModelSpec& model, int64_t ssm_dtype_bytes) {
+  int64_t bytes = 0;
+  for (const LayerSpec& layer : model.layers()) {
+    if (IsRecurrent(layer)) bytes += LayerStateBytes(layer, model.d_model(), ssm_dtype_bytes);
+  }
+  return bytes;
+}
+
+Result<std::unique_ptr<SglangCache>> SglangCache::Create(const ModelSpec& model,
+                                                         int64_t capacity_bytes,
+                                                         const SglangConfig& config) {
+  const int64_t slot_bytes = SglangStateSlotBytes(model, config.ssm_dtype_bytes);
+  if (config.ssm_dtype_bytes < 1 || config.ssm_dtype_bytes > 8) {
+    return Status::InvalidArgument("sglang: ssm_dtype_bytes must be in 1..8");
+  }
+  if (!(config.mamba_full_memory_ratio > 0) || !std::isfinite(config.mamba_full_memory_ratio)) {
+    return Status::InvalidArgument("sglang: mamba_full_memory_ratio must be > 0");
+  }
+  if (config.track_interval < 1 || config.chunk_size < 0 || config.chunked_prefill_size < 0 ||
+      config.max_mamba_cache_size < 0) {
+    return Status::InvalidArgument(
+        "sglang: track_interval must be >= 1; chunk_size, chunked_prefill_size and "
+        "max_mamba_cache_size >= 0");
+  }
+  if (!(config.alpha >= 0) || !std::isfinite(config.alpha)) {
+    return Status::InvalidArgument("sglang: alpha must be finite and >= 0");
+  }
+  if (slot_bytes <= 0) return CreatePlain(model, capacity_bytes, config);
+  const bool buffered = config.strategy != SglangStrategy::kNoBuffer;
+  const int64_t chunk = config.chunk_size > 0 ? config.chunk_size : SglangDerivedChunkSize(model);
+  int64_t prefill_chunk = config.chunked_prefill_size;
+  if (buffered && prefill_chunk > 0) {
+    // Chunks end on the state grid so that every chunk end can be tracked.
+    prefill_chunk = prefill_chunk / chunk * chunk;
+    if (prefill_chunk == 0) {
+      return Status::InvalidArgument(
+          "sglang: chunked_prefill_size " + std::to_string(config.chunked_prefill_size) +
+          " is below the mamba cache chunk size " + std::to_string(chunk));
+    }
+  }
+  const int64_t reserved = ReservedPerRequest(config.strategy);
+  int64_t slots = kUnbounded, kv_tokens = kUnbounded;
+  if (config.max_mamba_cache_size > 0) slots = config.max_mamba_cache_size;
+  if (capacity_bytes != PrefixCacheConfig::kUnlimited) {
+    if (capacity_bytes <= 0) return Status::InvalidArgument("sglang: capacity must be > 0");
+    if (config.max_mamba_cache_size == 0) {
+      // _handle_max_mamba_cache: the state pool gets r / (1 + r) of the memory.
+      const long double r = config.mamba_full_memory_ratio;
+      slots = static_cast<int64_t>(std::floor(static_cast<long double>(capacity_bytes) * r /
+                                              (1 + r) / static_cast<long double>(slot_bytes)));
+    }
+    if (slots > capacity_bytes / slot_bytes) {
+      return Status::InvalidArgument("sglang: max_mamba_cache_size " + std::to_string(slots) +
+                                     " slots of " + std::to_string(slot_bytes) +
+                                     " bytes exceed the capacity");
+    }
+    const int64_t kv_bytes = model.KvBytesPerToken();
+    if (kv_bytes > 0) {
+      kv_tokens = (capacity_bytes - slots * slot_bytes) / kv_bytes;
+      if (kv_tokens < 1) {
+        return Status::InvalidArgument("sglang: capacity " + std::to_string(capacity_bytes) +
+                                       " bytes leaves no KV token after " + std::to_string(slots) +
+                                       " state slots");
+      }
+    }
+  }
+  if (slots < reserved) {
+    return Status::InvalidArgument(
+        "sglang: " + std::to_string(slots) + " state slots of " + std::to_string(slot_bytes) +
+        " bytes, fewer than the " + std::to_string(reserved) +
+        " one running request holds (raise the capacity or max_mamba_cache_size)");
+  }
+  return std::unique_ptr<SglangCache>(
+      new SglangCache(model, config, chunk, prefill_chunk, slot_bytes, slots, kv_tokens));
+}
+
+Result<std::unique_ptr<SglangCache>> SglangCache::CreatePlain(const ModelSpec& model,
+                                                              int64_t capacity_bytes,
+                                                              const SglangConfig& config) {
+  // Without recurrent layers SGLang runs its plain RadixCache: KV of every committed token,
+  // inserted at each chunk end and at finish (as no_buffer), a hit anywhere on the matched path,
+  // all the capacity to the KV pool.
+  SglangConfig plain = config;
+  plain.strategy = SglangStrategy::kNoBuffer;
+  int64_t kv_tokens = kUnbounded;
+  if (capacity_bytes != PrefixCacheConfig::kUnlimited) {
+    if (capacity_bytes <= 0) return Status::InvalidArgument("sglang: capacity must be > 0");
+    kv_tokens = capacity_bytes / std::max<int64_t>(model.KvBytesPerToken(), 1);
+    if (kv_tokens < 1) {
+      return Status::InvalidArgument("sglang: capacity " + std::to_string(capacity_bytes) +
+                                     " bytes holds no KV token");
+    }
+  }
+  return std::unique_ptr<SglangCache>(new SglangCache(model, plain, 0, config.chunked_prefill_size,
+                                                      0, kUnbounded, kv_tokens, /*plain=*/true));
+}
+
+SglangCache::SglangCache(const ModelSpec& model, const SglangConfig& config, int64_t chunk_size,
+                         int64_t prefill_chunk, int64_t slot_bytes, int64_t slots,
+                         int64_t kv_tokens, bool plain)
+    : model_(&model),
+      config_(config),
+      chunk_size_(chunk_size),
+      prefill_chunk_(prefill_chunk),
+      slot_bytes_(slot_bytes),
+      slots_(slots),
+      kv_tokens_(kv_tokens),
+      reserved_per_request_(plain ? 0 : ReservedPerRequest(config.strategy)),
+      plain_(plain),
+      tree_({&model, kv_tokens, slots, model.KvBytesPerToken(), slot_bytes, config.order,
+             config.alpha, plain},
+            &stats_) {}
+
+std::map<std::string, double> SglangCache::DerivedSizes() const {
+  std::map<std::string, double> out;
+  if (plain_) {
+    out["chunked_prefill_size"] = static_cast<double>(prefill_chunk_);
+    if (kv_tokens_ != kUnbounded) out["kv_tokens"] = static_cast<double>(kv_tokens_);
+    return out;
+  }
+  out["state_slot_bytes"] = static_cast<double>(slot_bytes_);
+  if (buffered()) {
+    out["chunk_size"] = static_cast<double>(chunk_size_);
+    out["track_interval"] = static_cast<double>(config_.track_interval);
+  }
+  out["chunked_prefill_size"] = static_cast<double>(prefill_chunk_);
+  if (slots_ != kUnbounded) {
+    out["state_slots"] = static_cast<double>(slots_);
+    // resolve_max_num_reqs: min(kv_tokens // 2, slots // ratio).
+    int64_t running = slots_ / MambaRatio(config_.strategy);
+    if (kv_tokens_ != kUnbounded) running = std::min(running, kv_tokens_ / 2);
+    out["max_running_requests"] = static_cast<double>(running);
+  }
+  if (kv_tokens_ != kUnbounded) out["kv_tokens"] = static_cast<double>(kv_tokens_);
+  return out;
+}
+
+void SglangCache::SetExternal() { tree_.SetExternal(computed_ - shared_, reserved_); }
+
+void SglangCache::MoveLock(int32_t node, int64_t pos) {
+  // cache_unfinished_req: inc_lock_ref on the new node before dec_lock_ref on the old one.
+  tree_.Lock(node);
+  tree_.Unlock(locked_);
+  locked_ = node;
+  shared_ = pos;
+  SetExternal();
+}
+
+void SglangCache::InsertChunk(int64_t pos) {
+  const int32_t from = locked_;
+  if (buffered()) {
+    // donate_mamba_ping_pong_slot: the tracked slot goes to the tree (or is freed if the node has
+    // a state already), then the request's buffer gets a fresh slot.
+    --reserved_;
+  } else if (!tree_.EnsureFreeSlots(1)) {
+    // no_buffer: a copy of the live state into a newly allocated slot; without a slot the chunk
+    // is not cached.
+    return;
+  }
+  // The request's KV of [shared, pos) moves to the tree (what the tree holds already is freed).
+  shared_ = pos;
+  SetExternal();
+  seq_.size = static_cast<size_t>(pos);
+  const auto [node, stored] = tree_.Insert(seq_, true, from);
+  MoveLock(node, pos);
+  if (buffered() && tree_.EnsureFreeSlots(1)) ++reserved_;
+  SetExternal();
+  UpdatePeaks();
+}
+
+EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const Token> output,
+                                Timestamp /*now*/) {
+  tree_.BeginRequest();
+  const int64_t n = static_cast<int64_t>(input.size());
+  const int64_t g = static_cast<int64_t>(output.size());
+  // The last sampled token is never decoded (with no output, the prompt alone is in KV).
+  const int64_t committed = g > 0 ? n + g - 1 : n;
+  seq_ = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
+
+  // Req._compute_max_prefix_len: the last input token is recomputed for its logits.
+  const SglangTree::Match m = tree_.MatchPrefix(input.first(static_cast<size_t>(n - 1)));
+  EngineLookup found{m.matched, m.hit};
+  // A request that cannot fit the KV pool is rejected by the scheduler: nothing is cached.
+  if (kv_tokens_ != kUnbounded && committed > kv_tokens_) return found;
+
+  // mamba_branching_seqlen (grid = C with page size 1).
+  int64_t branch = -1;
+  if (buffered()) {
+    const int64_t aligned = m.matched / chunk_size_ * chunk_size_;
+    if (aligned > m.hit) branch = aligned;
+  }
+  locked_ = m.state_node;
+  tree_.Lock(locked_);
+  shared_ = computed_ = m.hit;
+  // The running request's slots (the hit's state is copied into its live slot).
+  reserved_ = tree_.EnsureFreeSlots(reserved_per_request_)
+                  ? reserved_per_request_
+                  : std::max<int64_t>(0, std::min(reserved_per_request_, tree_.FreeSlots()));
+  SetExternal();
+
+  // Prefill, in extends of chunked_prefill_size from the hit.
+  int64_t last_track = -1;  // mamba_last_track_seqlen (-1: None)
+  for (int64_t p = m.hit; p < n;) {
+    const int64_t end = prefill_chunk_ > 0 ? std::min(n, p + prefill_chunk_) : n;
+    tree_.EnsureFreeKv(end - p);
+    computed_ = end;
+    SetExternal();
+    const bool last_chunk = end == n;
+    if (buffered()) {
+      // _mamba_radix_cache_v2_req_prepare_for_extend: one state per extend.
+      const int64_t e = end - p;
+      int64_t track = e >= chunk_size_ ? p + e / chunk_size_ * chunk_size_ : -1;
+      if (branch > p && branch < end && (branch - p) % chunk_size_ == 0) track = branch;
+      if (track >= 0) last_track = track;
+      if (!last_chunk && last_track >= 0) {
+        InsertChunk(last_track);
+        last_track = -1;
+      }
+    } else if (!last_chunk) {
+      InsertChunk(end);
+    }
+    p = end;
+  }
+
+  // Decode: every multiple of the track interval reached; only the last survives (ping-pong).
+  if (buffered() && committed > n) {
+    const int64_t t = config_.track_interval;
+    if (config_.strategy == SglangStrategy::kExtraBufferLazy) {
+      // mamba_lazy_prealloc_at_boundary: a transient slot, after evicting at most one state.
+      for (int64_t b = (n / t + 1) * t; b <= committed; b += t) {
+        tree_.EnsureFreeKv(b - computed_);
+        computed_ = b;
+        SetExternal();
+        if (tree_.EnsureFreeSlots(1, 1)) last_track = b;
+      }
+    } else if (committed / t * t > n) {
+      last_track = committed / t * t;
+    }
+  }
+  tree_.EnsureFreeKv(committed - computed_);
+  computed_ = committed;
+  SetExternal();
+
+  // Finish (cache_finished_req): insert up to the last tracked position with the kept slot
+  // (no_buffer: every committed token with the live slot); the rest of the KV is freed.
+  const int64_t cache_len = buffered() ? std::max<int64_t>(last_track, 0) : committed;
+  if (cache_len > 0 && (plain_ || reserved_ > 0)) {
+    const int32_t from = shared_ <= cache_len ? locked_ : SglangTree::kRoot;
+    if (!plain_) --reserved_;
+    shared_ = computed_ = 0;  // its KV is now the tree's up to cache_len, and freed past it
+    SetExternal();
+    seq_.size = static_cast<size_t>(cache_len);
+    tree_.Insert(seq_, true, from);
+  }
+  tree_.Unlock(locked_);
+  locked_ = SglangTree::kRoot;
+  shared_ = computed_ = reserved_ = 0;
+  SetExternal();
+  UpdatePeaks();
+  return found;
+}
+
+namespace {
+
+SglangConfig ConfigOf(const EngineContext& c, SglangStrategy strategy) {
+  auto integer = [&](std::string_view name) { return static_cast<int64_t>(c.param(name)); };
+  SglangConfig config;
+  config.strategy = strategy;
+  config.chunked_prefill_size = integer("chunked_prefill_size");
+  config.mamba_full_memory_ratio = c.param("mamba_full_memory_ratio");
+  config.ssm_dtype_bytes = integer("ssm_dtype_bytes");
+  config.max_mamba_cache_size = integer("max_mamba_cache_size");
+  if (strategy != SglangStrategy::kNoBuffer) {
+    config.chunk_size = integer("chunk_size");
+    config.track_interval = integer("track_interval");
+  }
+  return config;
+}
+
+Result<std::unique_ptr<EngineCache>> Make(const EngineContext& c, const SglangConfig& config) {
+  if (c.model == nullptr) return Status::InvalidArgument("sglang: no model");
+  auto cache = SglangCache::Create(*c.model, c.capacity_bytes, config);
+  if (!cache.ok()) return cache.status();
+  return std::unique_ptr<EngineCache>(std::move(cache).value());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EngineCache>> MakeSglang(const EngineContext& context) {
+  return Make(context, ConfigOf(context, SglangStrategy::kExtraBuffer));
+}
+
+Result<std::unique_ptr<EngineCache>> MakeSglangNoBuffer(const EngineContext& context) {
+  return Make(context, ConfigOf(context, SglangStrategy::kNoBuffer));
+}
+
+Result<std::unique_ptr<EngineCache>> MakeSglangLazy(const EngineContext& context) {
+  return Make(context, ConfigOf(context, SglangStrategy::kExtraBufferLazy));
+}
+
+Result<std::unique_ptr<EngineCache>> MakeSglangMarconi(const EngineContext& context) {
+  SglangConfig config = ConfigOf(context, SglangStrategy::kExtraBuffer);
+  config.order = SglangTree::Order::kFlopAware;
+  config.alpha = context.param("alpha");
+  return Make(context, config);
+}
+
+}  // namespace marconi::sim
