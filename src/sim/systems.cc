@@ -6,6 +6,8 @@
 #include <limits>
 #include <sstream>
 
+#include "sim/engines/vllm.h"
+
 namespace marconi::sim {
 namespace {
 
@@ -15,6 +17,25 @@ constexpr SystemParam kBlockParams[] = {
 constexpr SystemParam kSparseParams[] = {
     {"budget", 2, 0, 4096, true, "placed states per cached entry (M)"},
     {"chunk_tokens", 64, 1, 1 << 20, true, "placement granularity in tokens"},
+};
+
+// vLLM v1's defaults (vllm/config/cache.py, vllm/config/scheduler.py); docs/engines.md.
+constexpr SystemParam kVllmParams[] = {
+    {"block_size", 0, 0, 65536, true,
+     "--block-size: kernel block K = max(16, it), 0 = unset; B is raised from K until one "
+     "attention page holds a state"},
+    {"retention_interval", 0, 0, 1 << 30, true,
+     "--prefix-cache-retention-interval: 0 = states kept only at the replay boundary and the "
+     "junction; > 0 (a multiple of B) also one every that many tokens"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
+};
+constexpr SystemParam kVllmAllParams[] = {
+    {"block_size", 0, 0, 65536, true,
+     "--block-size: kernel block K = max(16, it), 0 = unset; B is a multiple of "
+     "lcm(mamba_chunk_size, K) holding a state"},
+    {"mamba_chunk_size", 0, 0, 65536, true,
+     "the model's mamba chunk size; 0 = 64 for GatedDeltaNet models, else 256"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
 };
 
 constexpr SystemSpec kSystems[] = {
@@ -64,6 +85,14 @@ constexpr SystemSpec kSystems[] = {
     {SystemKind::kSparse, "sparse",
      "sparse placement (relative DP) with FLOP-aware eviction and the online tuner",
      Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams},
+    {SystemKind::kVllm, "vllm",
+     "vLLM v1, mamba_cache_mode align: states at step-ending block boundaries, kept at the "
+     "replay boundary and the shared-prefix junction; one LRU block pool",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmParams, MakeVllmEngine},
+    {SystemKind::kVllmAll, "vllm-all",
+     "vLLM v1, mamba_cache_mode all: a state at every block boundary; one LRU block pool",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmAllParams,
+     MakeVllmAllEngine},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {

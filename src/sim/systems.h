@@ -28,6 +28,8 @@ enum class SystemKind {
   kMarconiOneShot,
   kOracle,
   kSparse,
+  kVllm,
+  kVllmAll,
 };
 
 // Which states a system stores.

@@ -1,0 +1,131 @@
+#include "sim/engines/vllm_block_pool.h"
+
+#include <limits>
+
+namespace marconi::sim {
+
+VllmBlockPool::VllmBlockPool(int64_t usable_blocks)
+    : usable_(usable_blocks), never_used_(usable_blocks) {}
+
+int32_t VllmBlockPool::Allocate() {
+  int32_t b = kNone;
+  if (!unhashed_free_.empty()) {
+    b = unhashed_free_.back();
+    unhashed_free_.pop_back();
+  } else if (never_used_ > 0 &&
+             blocks_.size() < static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    --never_used_;
+    b = static_cast<int32_t>(blocks_.size());
+    blocks_.emplace_back();
+  } else if (head_ != kNone) {
+    // Every never-hashed block is in use: the least recently freed hashed block goes.
+    b = head_;
+    Unlink(b);
+    --hashed_free_;
+    ++evicted_[static_cast<int>(blocks_[Index(b)].kind)];
+    Uncache(b);
+  } else {
+    return kNone;
+  }
+  blocks_[Index(b)].ref = 1;
+  return b;
+}
+
+void VllmBlockPool::Touch(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  if (b.ref == 0) {  // a cached block waiting in the free queue
+    Unlink(block);
+    --hashed_free_;
+  }
+  ++b.ref;
+}
+
+void VllmBlockPool::Cache(int32_t block, uint64_t key, Kind kind) {
+  Block& b = blocks_[Index(block)];
+  b.key = key;
+  b.kind = kind;
+  b.dup_next = kNone;
+  ++hashed_[static_cast<int>(kind)];
+  auto [it, inserted] = map_.try_emplace(key, block);
+  if (!inserted) {  // a duplicate: after the others, so lookups keep returning the oldest
+    int32_t last = it->second;
+    while (blocks_[Index(last)].dup_next != kNone) last = blocks_[Index(last)].dup_next;
+    blocks_[Index(last)].dup_next = block;
+  }
+}
+
+void VllmBlockPool::Free(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  if (--b.ref > 0) return;
+  if (b.kind == Kind::kUnhashed) {
+    unhashed_free_.push_back(block);
+  } else {
+    Append(block);
+    ++hashed_free_;
+  }
+}
+
+bool VllmBlockPool::Evict(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  if (b.ref > 0 || b.kind == Kind::kUnhashed) return false;
+  Unlink(block);
+  --hashed_free_;
+  ++evicted_[static_cast<int>(b.kind)];
+  Uncache(block);
+  unhashed_free_.push_back(block);
+  return true;
+}
+
+std::vector<int32_t> VllmBlockPool::HashedFreeOrder() const {
+  std::vector<int32_t> out;
+  for (int32_t b = head_; b != kNone; b = blocks_[Index(b)].next) out.push_back(b);
+  return out;
+}
+
+void VllmBlockPool::Unlink(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  if (b.prev != kNone) {
+    blocks_[Index(b.prev)].next = b.next;
+  } else {
+    head_ = b.next;
+  }
+  if (b.next != kNone) {
+    blocks_[Index(b.next)].prev = b.prev;
+  } else {
+    tail_ = b.prev;
+  }
+  b.prev = b.next = kNone;
+}
+
+void VllmBlockPool::Append(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  b.prev = tail_;
+  b.next = kNone;
+  if (tail_ != kNone) {
+    blocks_[Index(tail_)].next = block;
+  } else {
+    head_ = block;
+  }
+  tail_ = block;
+}
+
+void VllmBlockPool::Uncache(int32_t block) {
+  Block& b = blocks_[Index(block)];
+  auto it = map_.find(b.key);
+  if (it->second == block) {
+    if (b.dup_next != kNone) {
+      it->second = b.dup_next;
+    } else {
+      map_.erase(it);
+    }
+  } else {
+    int32_t prev = it->second;
+    while (blocks_[Index(prev)].dup_next != block) prev = blocks_[Index(prev)].dup_next;
+    blocks_[Index(prev)].dup_next = b.dup_next;
+  }
+  --hashed_[static_cast<int>(b.kind)];
+  b.kind = Kind::kUnhashed;
+  b.dup_next = kNone;
+}
+
+}  // namespace marconi::sim

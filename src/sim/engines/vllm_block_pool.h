@@ -1,0 +1,101 @@
+// vLLM v1's BlockPool (vllm/v1/core/block_pool.py), as the emulation needs it: one pool of
+// equal blocks shared by every KV cache group, a map from block hash (with its group) to cached
+// blocks, and ONE free-block queue in which blocks that were never hashed go first and hashed
+// blocks wait in LRU order, each evictable on its own (no leaf rule).
+//
+// Blocks that hold no hash are interchangeable, so the pool keeps them as a count (never used)
+// plus a stack of ids: vLLM's queue order among them (prepend_n on free, the initial order) only
+// decides which physical block is reused, never what is cached. The hashed free blocks keep
+// their exact queue order in an intrusive doubly linked list.
+#ifndef MARCONI_SIM_ENGINES_VLLM_BLOCK_POOL_H_
+#define MARCONI_SIM_ENGINES_VLLM_BLOCK_POOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+namespace marconi::sim {
+
+class VllmBlockPool {
+ public:
+  static constexpr int32_t kNone = -1;
+  // What a hashed block caches: attention KV of one block in one attention group, or one state
+  // in one recurrent group. Counted apart for the statistics.
+  enum class Kind : uint8_t { kUnhashed, kAttention, kState };
+
+  // `usable_blocks`: the blocks requests may use (vLLM's num_blocks minus the null block).
+  explicit VllmBlockPool(int64_t usable_blocks);
+
+  // The first cached block under `key` (vLLM's get_one_block: the oldest of duplicates), or kNone.
+  int32_t Find(uint64_t key) const {
+    const auto it = map_.find(key);
+    return it == map_.end() ? kNone : it->second;
+  }
+
+  // get_new_blocks(1): a block from the head of the free queue, held by the caller. A hashed
+  // block popped there is evicted (its hash dropped, _maybe_evict_cached_block). kNone when no
+  // block is free (every block is held).
+  int32_t Allocate();
+  // touch(): a cached block gets one more user; a free one leaves the free queue.
+  void Touch(int32_t block);
+  // cache_full_blocks for one block: a held block gets `key`. Duplicates (another block already
+  // under `key`) are kept, as vLLM keeps them; lookups return the oldest.
+  void Cache(int32_t block, uint64_t key, Kind kind);
+  // free_blocks for one block: one user less; at zero a hashed block is appended to the queue's
+  // tail (most recently used), an unhashed one goes back to the head (reused first).
+  void Free(int32_t block);
+
+  // Evicts one free hashed block wherever it sits in the queue (what popping it at the head
+  // does). For tests that cut a cached path mid-way. False if the block is held or unhashed.
+  bool Evict(int32_t block);
+
+  bool hashed(int32_t block) const { return blocks_[Index(block)].kind != Kind::kUnhashed; }
+  int32_t ref_count(int32_t block) const { return blocks_[Index(block)].ref; }
+
+  // Free blocks: never hashed or hashed and evictable.
+  int64_t free_blocks() const {
+    return never_used_ + static_cast<int64_t>(unhashed_free_.size()) + hashed_free_;
+  }
+  int64_t usable_blocks() const { return usable_; }
+  // Blocks held by requests (ref_count > 0).
+  int64_t held_blocks() const {
+    return created() - static_cast<int64_t>(unhashed_free_.size()) - hashed_free_;
+  }
+  // Occupied blocks: held by a request or cached (hashed), i.e. all but the never-hashed free.
+  int64_t used_blocks() const { return created() - static_cast<int64_t>(unhashed_free_.size()); }
+  // Hashed blocks by kind, held or free.
+  int64_t hashed_blocks(Kind kind) const { return hashed_[static_cast<int>(kind)]; }
+  // Hashed blocks evicted from the queue's head, by kind.
+  int64_t evicted_blocks(Kind kind) const { return evicted_[static_cast<int>(kind)]; }
+  int64_t created() const { return static_cast<int64_t>(blocks_.size()); }
+  // The hashed free blocks from the queue's head (next evicted) to its tail, for tests.
+  std::vector<int32_t> HashedFreeOrder() const;
+
+ private:
+  struct Block {
+    uint64_t key = 0;
+    int32_t prev = kNone, next = kNone;  // in the hashed free list
+    int32_t dup_next = kNone;            // the next block cached under the same key
+    int32_t ref = 0;
+    Kind kind = Kind::kUnhashed;
+  };
+  static size_t Index(int32_t block) { return static_cast<size_t>(block); }
+  void Unlink(int32_t block);
+  void Append(int32_t block);
+  void Uncache(int32_t block);
+
+  int64_t usable_;
+  int64_t never_used_;
+  std::vector<Block> blocks_;
+  std::vector<int32_t> unhashed_free_;
+  int32_t head_ = kNone, tail_ = kNone;  // the hashed free blocks, LRU first
+  int64_t hashed_free_ = 0;
+  std::unordered_map<uint64_t, int32_t> map_;
+  int64_t hashed_[3] = {0, 0, 0};
+  int64_t evicted_[3] = {0, 0, 0};
+};
+
+}  // namespace marconi::sim
+
+#endif  // MARCONI_SIM_ENGINES_VLLM_BLOCK_POOL_H_
