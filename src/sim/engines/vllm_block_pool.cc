@@ -4,6 +4,53 @@
 
 namespace marconi::sim {
 
+int32_t& BlockKeyMap::FindOrInsert(uint64_t key, int32_t value) {
+  key = Norm(key);
+  if (2 * (size_ + 1) > keys_.size()) Grow();
+  size_t i = key & mask_;
+  for (; keys_[i] != kEmpty; i = (i + 1) & mask_) {
+    if (keys_[i] == key) return values_[i];
+  }
+  keys_[i] = key;
+  values_[i] = value;
+  ++size_;
+  return values_[i];
+}
+
+void BlockKeyMap::Erase(uint64_t key) {
+  key = Norm(key);
+  size_t i = key & mask_;
+  while (keys_[i] != key) {
+    if (keys_[i] == kEmpty) return;
+    i = (i + 1) & mask_;
+  }
+  // Backward shift: move later entries of the probe run into the hole when their home slot
+  // does not lie (cyclically) between the hole and them.
+  for (size_t j = (i + 1) & mask_; keys_[j] != kEmpty; j = (j + 1) & mask_) {
+    const size_t home = keys_[j] & mask_;
+    if (((j - home) & mask_) >= ((j - i) & mask_)) {
+      keys_[i] = keys_[j];
+      values_[i] = values_[j];
+      i = j;
+    }
+  }
+  keys_[i] = kEmpty;
+  values_[i] = kNone;
+  --size_;
+}
+
+void BlockKeyMap::Grow() {
+  std::vector<uint64_t> keys(keys_.size() * 2, kEmpty);
+  std::vector<int32_t> values(keys.size(), kNone);
+  keys.swap(keys_);
+  values.swap(values_);
+  mask_ = keys_.size() - 1;
+  size_ = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] != kEmpty) FindOrInsert(keys[i], values[i]);
+  }
+}
+
 VllmBlockPool::VllmBlockPool(int64_t usable_blocks)
     : usable_(usable_blocks), never_used_(usable_blocks) {}
 
@@ -46,9 +93,9 @@ void VllmBlockPool::Cache(int32_t block, uint64_t key, Kind kind) {
   b.kind = kind;
   b.dup_next = kNone;
   ++hashed_[static_cast<int>(kind)];
-  auto [it, inserted] = map_.try_emplace(key, block);
-  if (!inserted) {  // a duplicate: after the others, so lookups keep returning the oldest
-    int32_t last = it->second;
+  const int32_t first = map_.FindOrInsert(key, block);
+  if (first != block) {  // a duplicate: after the others, so lookups keep returning the oldest
+    int32_t last = first;
     while (blocks_[Index(last)].dup_next != kNone) last = blocks_[Index(last)].dup_next;
     blocks_[Index(last)].dup_next = block;
   }
@@ -111,15 +158,15 @@ void VllmBlockPool::Append(int32_t block) {
 
 void VllmBlockPool::Uncache(int32_t block) {
   Block& b = blocks_[Index(block)];
-  auto it = map_.find(b.key);
-  if (it->second == block) {
+  int32_t& first = map_.FindOrInsert(b.key, block);
+  if (first == block) {
     if (b.dup_next != kNone) {
-      it->second = b.dup_next;
+      first = b.dup_next;
     } else {
-      map_.erase(it);
+      map_.Erase(b.key);
     }
   } else {
-    int32_t prev = it->second;
+    int32_t prev = first;
     while (blocks_[Index(prev)].dup_next != block) prev = blocks_[Index(prev)].dup_next;
     blocks_[Index(prev)].dup_next = b.dup_next;
   }

@@ -12,10 +12,34 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 namespace marconi::sim {
+
+// A map from 64-bit block keys (already well mixed) to block ids: open addressing with linear
+// probing and backward-shift deletion, so that caching and evicting a block allocates nothing.
+class BlockKeyMap {
+ public:
+  static constexpr int32_t kNone = -1;
+  int32_t Find(uint64_t key) const {
+    key = Norm(key);
+    for (size_t i = key & mask_;; i = (i + 1) & mask_) {
+      if (keys_[i] == key) return values_[i];
+      if (keys_[i] == kEmpty) return kNone;
+    }
+  }
+  // The value under `key`, inserting `value` if absent.
+  int32_t& FindOrInsert(uint64_t key, int32_t value);
+  void Erase(uint64_t key);
+
+ private:
+  static constexpr uint64_t kEmpty = 0;
+  static uint64_t Norm(uint64_t key) { return key == kEmpty ? 1 : key; }
+  void Grow();
+  std::vector<uint64_t> keys_ = std::vector<uint64_t>(16, kEmpty);
+  std::vector<int32_t> values_ = std::vector<int32_t>(16, kNone);
+  size_t mask_ = 15, size_ = 0;
+};
 
 class VllmBlockPool {
  public:
@@ -28,10 +52,7 @@ class VllmBlockPool {
   explicit VllmBlockPool(int64_t usable_blocks);
 
   // The first cached block under `key` (vLLM's get_one_block: the oldest of duplicates), or kNone.
-  int32_t Find(uint64_t key) const {
-    const auto it = map_.find(key);
-    return it == map_.end() ? kNone : it->second;
-  }
+  int32_t Find(uint64_t key) const { return map_.Find(key); }
 
   // get_new_blocks(1): a block from the head of the free queue, held by the caller. A hashed
   // block popped there is evicted (its hash dropped, _maybe_evict_cached_block). kNone when no
@@ -91,7 +112,7 @@ class VllmBlockPool {
   std::vector<int32_t> unhashed_free_;
   int32_t head_ = kNone, tail_ = kNone;  // the hashed free blocks, LRU first
   int64_t hashed_free_ = 0;
-  std::unordered_map<uint64_t, int32_t> map_;
+  BlockKeyMap map_;
   int64_t hashed_[3] = {0, 0, 0};
   int64_t evicted_[3] = {0, 0, 0};
 };
