@@ -6,8 +6,8 @@ namespace marconi::sim {
 
 int32_t& BlockKeyMap::FindOrInsert(uint64_t key, int32_t value) {
   key = Norm(key);
-  if (2 * (size_ + 1) > keys_.size()) Grow();
-  size_t i = key & mask_;
+  if (4 * (size_ + 1) > keys_.size()) Grow();
+  size_t i = Home(key);
   for (; keys_[i] != kEmpty; i = (i + 1) & mask_) {
     if (keys_[i] == key) return values_[i];
   }
@@ -17,17 +17,11 @@ int32_t& BlockKeyMap::FindOrInsert(uint64_t key, int32_t value) {
   return values_[i];
 }
 
-void BlockKeyMap::Erase(uint64_t key) {
-  key = Norm(key);
-  size_t i = key & mask_;
-  while (keys_[i] != key) {
-    if (keys_[i] == kEmpty) return;
-    i = (i + 1) & mask_;
-  }
+void BlockKeyMap::EraseAt(size_t i) {
   // Backward shift: move later entries of the probe run into the hole when their home slot
   // does not lie (cyclically) between the hole and them.
   for (size_t j = (i + 1) & mask_; keys_[j] != kEmpty; j = (j + 1) & mask_) {
-    const size_t home = keys_[j] & mask_;
+    const size_t home = Home(keys_[j]);
     if (((j - home) & mask_) >= ((j - i) & mask_)) {
       keys_[i] = keys_[j];
       values_[i] = values_[j];
@@ -45,6 +39,7 @@ void BlockKeyMap::Grow() {
   keys.swap(keys_);
   values.swap(values_);
   mask_ = keys_.size() - 1;
+  --shift_;
   size_ = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (keys[i] != kEmpty) FindOrInsert(keys[i], values[i]);
@@ -158,12 +153,13 @@ void VllmBlockPool::Append(int32_t block) {
 
 void VllmBlockPool::Uncache(int32_t block) {
   Block& b = blocks_[Index(block)];
-  int32_t& first = map_.FindOrInsert(b.key, block);
+  const size_t slot = map_.SlotOf(b.key);
+  int32_t& first = map_.value_at(slot);
   if (first == block) {
     if (b.dup_next != kNone) {
       first = b.dup_next;
     } else {
-      map_.Erase(b.key);
+      map_.EraseAt(slot);
     }
   } else {
     int32_t prev = first;

@@ -23,22 +23,37 @@ class BlockKeyMap {
   static constexpr int32_t kNone = -1;
   int32_t Find(uint64_t key) const {
     key = Norm(key);
-    for (size_t i = key & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = Home(key);; i = (i + 1) & mask_) {
       if (keys_[i] == key) return values_[i];
       if (keys_[i] == kEmpty) return kNone;
     }
   }
   // The value under `key`, inserting `value` if absent.
   int32_t& FindOrInsert(uint64_t key, int32_t value);
-  void Erase(uint64_t key);
+  // The slot holding `key`, which must be present; its value may be read and written until
+  // the next insertion or erasure.
+  size_t SlotOf(uint64_t key) const {
+    key = Norm(key);
+    size_t i = Home(key);
+    while (keys_[i] != key) i = (i + 1) & mask_;
+    return i;
+  }
+  int32_t& value_at(size_t slot) { return values_[slot]; }
+  void EraseAt(size_t slot);
 
  private:
   static constexpr uint64_t kEmpty = 0;
   static uint64_t Norm(uint64_t key) { return key == kEmpty ? 1 : key; }
+  // Fibonacci hashing: the slot from the key's high bits after a multiply, so that keys that
+  // differ by a group salt do not crowd neighbouring slots.
+  size_t Home(uint64_t key) const {
+    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> shift_);
+  }
   void Grow();
   std::vector<uint64_t> keys_ = std::vector<uint64_t>(16, kEmpty);
   std::vector<int32_t> values_ = std::vector<int32_t>(16, kNone);
   size_t mask_ = 15, size_ = 0;
+  int shift_ = 60;  // 64 - log2(slots)
 };
 
 class VllmBlockPool {
