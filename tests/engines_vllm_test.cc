@@ -23,10 +23,12 @@ constexpr int64_t kUnbounded = PrefixCacheConfig::kUnlimited;
 
 // A hybrid whose state fits in 16 tokens of one attention layer, so B = K = 16 in align mode:
 // attention 2 * 8 * 128 * 2 = 4096 bytes per token; a Gated DeltaNet state of
-// (16 * 16 + (2 * 16 + 16) * 3) * 2 = 800 bytes. `recurrent` GDN layers, one attention layer.
-ModelSpec SmallHybrid(int recurrent = 1) {
-  std::vector<LayerSpec> layers = {AttentionLayer{8, 8, 128}};
+// (16 * 16 + (2 * 16 + 16) * 3) * 2 = 800 bytes. `recurrent` GDN layers, then one attention
+// layer (recurrent first, as in Qwen3-Next), or the attention layer first.
+ModelSpec SmallHybrid(int recurrent = 1, bool attention_first = false) {
+  std::vector<LayerSpec> layers;
   for (int i = 0; i < recurrent; ++i) layers.push_back(GatedDeltaNetLayer{1, 1, 16, 16, 4});
+  layers.insert(attention_first ? layers.begin() : layers.end(), AttentionLayer{8, 8, 128});
   return ModelSpec::Create("small-hybrid", 256, 2, std::move(layers)).value();
 }
 
@@ -345,9 +347,10 @@ TEST(VllmTest, AlignModeMatchesBruteForceOracle) {
 // --- eviction -----------------------------------------------------------------------------------
 
 // A pool of exactly `usable` blocks (plus the null block).
-VllmCache Bounded(const VllmParams& p, int64_t usable) {
-  const VllmConfig unb = DeriveVllmConfig(SmallHybrid(), kUnbounded, p).value();
-  return VllmCache(DeriveVllmConfig(SmallHybrid(), unb.block_bytes() * (usable + 1), p).value());
+VllmCache Bounded(const VllmParams& p, int64_t usable, bool attention_first = false) {
+  const ModelSpec model = SmallHybrid(1, attention_first);
+  const VllmConfig unb = DeriveVllmConfig(model, kUnbounded, p).value();
+  return VllmCache(DeriveVllmConfig(model, unb.block_bytes() * (usable + 1), p).value());
 }
 
 // Blocks that were never hashed are handed out before any cached block is evicted.
@@ -371,7 +374,8 @@ TEST(VllmTest, EvictionFollowsFreeQueueOrder) {
   Serve(c, a, Seq(5, 100));  // hashed: state 32, KV 16, KV 32; 3 never-hashed free
   ASSERT_EQ(c.pool().HashedFreeOrder().size(), 3u);
   // An unrelated P=40 request holds 5 blocks at its peak (3 KV + 2 state slots): two evictions,
-  // A's state first, then A's deepest KV block; the shallow one stays.
+  // A's state first (its block was released as A's decode passed 32, before A's KV was freed at
+  // finish), then A's deepest KV block; the shallow one stays.
   Serve(c, Seq(40, 7000), {1});
   EXPECT_EQ(c.stats().evictions, 2);
   EXPECT_EQ(c.stats().evicted_checkpoints, 1);
@@ -380,6 +384,23 @@ TEST(VllmTest, EvictionFollowsFreeQueueOrder) {
   EXPECT_FALSE(c.KvBlockCached(a, 32));
   EXPECT_TRUE(c.KvBlockCached(a, 16));
   EXPECT_LE(c.pool().used_blocks(), c.pool().usable_blocks());
+}
+
+// At finish a request frees group by group in the model's layer order. A (P=40, G=1) still holds
+// its retained state at 32 at finish (no decode step released it): with the recurrent layers
+// first the state is freed (and evicted) before the KV, with the attention layer first after it.
+TEST(VllmTest, GroupOrderFollowsLayerOrder) {
+  for (bool attention_first : {false, true}) {
+    SCOPED_TRACE(attention_first ? "attention first" : "recurrent first");
+    VllmCache c = Bounded(Align(), 6, attention_first);
+    const Tokens a = Seq(40, 0);
+    Serve(c, a, {1});
+    Serve(c, Seq(40, 7000), {1});  // holds 5 blocks at its peak: 2 evictions
+    EXPECT_EQ(c.stats().evictions, 2);
+    EXPECT_EQ(c.StateCached(a, 32), attention_first);
+    EXPECT_FALSE(c.KvBlockCached(a, 32));                 // the deepest KV goes either way
+    EXPECT_EQ(c.KvBlockCached(a, 16), !attention_first);  // then the shallow one
+  }
 }
 
 // No leaf rule: losing a mid-path KV block cuts every deeper hit, though the deeper blocks and the

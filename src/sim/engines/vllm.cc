@@ -103,12 +103,13 @@ void ChainHashes(std::span<const Token> head, std::span<const Token> tail, int64
 Result<VllmConfig> DeriveVllmConfig(const ModelSpec& model, int64_t capacity_bytes,
                                     const VllmParams& params) {
   int64_t attention = 0, recurrent = 0, attn_1tok = 0, mamba_page = 0;
-  bool gated_deltanet = false;
+  bool gated_deltanet = false, recurrent_first = false;
   for (const LayerSpec& layer : model.layers()) {
     if (std::holds_alternative<AttentionLayer>(layer)) {
       ++attention;
       attn_1tok = std::max(attn_1tok, LayerKvBytesPerToken(layer, model.dtype_bytes()));
     } else if (IsRecurrent(layer)) {
+      if (attention == 0 && recurrent == 0) recurrent_first = true;
       ++recurrent;
       mamba_page =
           std::max(mamba_page, LayerStateBytes(layer, model.d_model(), model.dtype_bytes()));
@@ -127,6 +128,7 @@ Result<VllmConfig> DeriveVllmConfig(const ModelSpec& model, int64_t capacity_byt
   c.mode = params.mode;
   c.max_num_batched_tokens = params.max_num_batched_tokens;
   c.retention_interval = params.retention_interval;
+  c.recurrent_groups_first = recurrent_first;
   const int64_t k = std::max(kMinKernelBlock, params.block_size);
   c.mamba_chunk_size = params.mamba_chunk_size > 0
                            ? params.mamba_chunk_size
@@ -377,18 +379,29 @@ void VllmCache::Step(int64_t start, int64_t end) {
 }
 
 void VllmCache::FreeRequest() {
-  // KVCacheManager.free: group by group, each group's blocks tail first; the recurrent groups
-  // come first (see docs/engines.md), so a request's states enter the queue before its KV.
+  // KVCacheManager.free: manager by manager in group order, each group's blocks tail first. The
+  // group order follows the model's layers (the first layer's type first).
   const size_t ga = static_cast<size_t>(config_.attention_groups);
   const size_t gm = static_cast<size_t>(config_.recurrent_groups);
-  for (size_t grp = 0; grp < gm; ++grp) {
-    for (size_t j = state_index_.size(); j > state_head_; --j) {
-      pool_.Free(state_blocks_[(j - 1) * gm + grp]);
+  auto free_states = [&] {
+    for (size_t grp = 0; grp < gm; ++grp) {
+      for (size_t j = state_index_.size(); j > state_head_; --j) {
+        pool_.Free(state_blocks_[(j - 1) * gm + grp]);
+      }
     }
-  }
-  const size_t attn = ga > 0 ? attn_blocks_.size() / ga : 0;
-  for (size_t grp = 0; grp < ga; ++grp) {
-    for (size_t i = attn; i > 0; --i) pool_.Free(attn_blocks_[(i - 1) * ga + grp]);
+  };
+  auto free_attention = [&] {
+    const size_t attn = ga > 0 ? attn_blocks_.size() / ga : 0;
+    for (size_t grp = 0; grp < ga; ++grp) {
+      for (size_t i = attn; i > 0; --i) pool_.Free(attn_blocks_[(i - 1) * ga + grp]);
+    }
+  };
+  if (config_.recurrent_groups_first) {
+    free_states();
+    free_attention();
+  } else {
+    free_attention();
+    free_states();
   }
   attn_blocks_.clear();
   state_index_.clear();

@@ -37,6 +37,8 @@ struct VllmConfig {
   int64_t mamba_chunk_size = 0;  // all mode: the model's chunk size used for B
   int64_t max_num_batched_tokens = 8192;
   int64_t retention_interval = 0;  // align: 0 = reachable boundaries only, >0 also every R tokens
+  // Group ids follow the model's layer order, so this says whose blocks a request frees first.
+  bool recurrent_groups_first = true;
   static constexpr int64_t kUnboundedBlocks = INT64_MAX;
 
   int64_t block_bytes() const { return page_bytes * group_size; }
