@@ -168,6 +168,11 @@ int Run(const ServeOptions& o) {
           Status::InvalidArgument(std::string(spec.name) +
                                   " needs the whole trace in hindsight; use `marconi sim` for it"));
     }
+    if (spec.engine != nullptr) {  // an emulated engine's cache is no PrefixCache to drive
+      if (o.systems == "all") continue;
+      return Fail(Status::InvalidArgument(std::string(spec.name) +
+                                          " is an engine emulation; use `marconi sim` for it"));
+    }
     auto policy = sim::MakeSystem(kind, sc, 0.0, sim::IsTuned(kind));
     if (!policy.ok()) return Fail(policy.status());
     Lane lane;
