@@ -347,8 +347,9 @@ TEST(VllmTest, AlignModeMatchesBruteForceOracle) {
 // --- eviction -----------------------------------------------------------------------------------
 
 // A pool of exactly `usable` blocks (plus the null block).
-VllmCache Bounded(const VllmParams& p, int64_t usable, bool attention_first = false) {
-  const ModelSpec model = SmallHybrid(1, attention_first);
+VllmCache Bounded(const VllmParams& p, int64_t usable, bool attention_first = false,
+                  int recurrent = 1) {
+  const ModelSpec model = SmallHybrid(recurrent, attention_first);
   const VllmConfig unb = DeriveVllmConfig(model, kUnbounded, p).value();
   return VllmCache(DeriveVllmConfig(model, unb.block_bytes() * (usable + 1), p).value());
 }
@@ -422,18 +423,31 @@ TEST(VllmTest, MidPathEvictionCutsDeeperHits) {
 // too large for the pool is served uncached instead of crashing.
 TEST(VllmTest, BoundedPoolNeverOverflows) {
   for (const VllmParams& p : {Align(), All()}) {
-    for (int64_t usable : {4, 9, 30, 200}) {
-      SCOPED_TRACE("usable " + std::to_string(usable));
-      VllmCache c = Bounded(p, usable);
-      const int64_t capacity = c.config().block_bytes() * c.config().num_blocks;
-      for (const Request& r : RandomTrace(7, 400)) {
-        Serve(c, r.input, r.output);
-        ASSERT_EQ(c.pool().held_blocks(), 0);
-        ASSERT_LE(c.pool().created(), usable);
-        ASSERT_LE(c.stats().kv_bytes + c.stats().state_bytes, capacity);
+    for (int recurrent : {1, 3}) {  // 3: a state costs 3 blocks, evicted one by one
+      for (int64_t usable : {4, 9, 30, 200}) {
+        SCOPED_TRACE("usable " + std::to_string(usable) + ", recurrent layers " +
+                     std::to_string(recurrent));
+        VllmCache c = Bounded(p, usable, false, recurrent);
+        const int64_t capacity = c.config().block_bytes() * c.config().num_blocks;
+        int64_t hits = 0;
+        for (const Request& r : RandomTrace(7, 400)) {
+          const EngineLookup got = Serve(c, r.input, r.output);
+          hits += got.reusable_tokens;
+          ASSERT_LE(got.reusable_tokens, got.attention_hit_tokens);
+          ASSERT_EQ(got.reusable_tokens % kB, 0);
+          ASSERT_EQ(c.pool().held_blocks(), 0);
+          ASSERT_LE(c.pool().created(), usable);
+          ASSERT_EQ(c.pool().used_blocks(),
+                    c.pool().hashed_blocks(VllmBlockPool::Kind::kAttention) +
+                        c.pool().hashed_blocks(VllmBlockPool::Kind::kState));
+          ASSERT_LE(c.stats().kv_bytes + c.stats().state_bytes, capacity);
+        }
+        EXPECT_LE(c.peak_used_blocks(), usable);
+        EXPECT_LE(c.stats().peak_bytes, capacity);
+        if (usable >= 30) {
+          EXPECT_GT(hits, 0);
+        }
       }
-      EXPECT_LE(c.peak_used_blocks(), usable);
-      EXPECT_LE(c.stats().peak_bytes, capacity);
     }
   }
 }

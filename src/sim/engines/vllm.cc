@@ -34,12 +34,8 @@ uint64_t Mix64(uint64_t x) {  // splitmix64's finaliser
 // Keys of the pool's map: the block's chain hash with its group (vLLM's BlockHashWithGroupId).
 constexpr uint64_t kGroupSalt = 0x9E3779B97F4A7C15ULL;
 
-uint64_t AttentionKeyOf(uint64_t hash, int64_t group) {
-  return hash ^ (kGroupSalt * static_cast<uint64_t>(2 * group + 1));
-}
-uint64_t StateKeyOf(uint64_t hash, int64_t group) {
-  return hash ^ (kGroupSalt * static_cast<uint64_t>(2 * group + 2));
-}
+uint64_t AttentionKeyOf(uint64_t hash) { return hash ^ kGroupSalt; }
+uint64_t StateKeyOf(uint64_t hash) { return hash ^ (kGroupSalt << 1); }
 
 // The hash of one block of B tokens chained to its parent's: equal hashes mean equal prefixes (up
 // to about 2^-64 per pair of blocks). Folded 64x64->128-bit multiplies over 4 tokens each, in
@@ -197,15 +193,12 @@ Result<VllmConfig> DeriveVllmConfig(const ModelSpec& model, int64_t capacity_byt
 VllmCache::VllmCache(const VllmConfig& config)
     : config_(config),
       pool_(config.num_blocks == VllmConfig::kUnboundedBlocks ? VllmConfig::kUnboundedBlocks
-                                                              : config.num_blocks - 1) {}
+                                                              : config.num_blocks - 1,
+            std::max(config.attention_groups, config.recurrent_groups)) {}
 
-uint64_t VllmCache::AttentionKey(size_t block, int64_t group) const {
-  return AttentionKeyOf(hashes_[block], group);
-}
+uint64_t VllmCache::AttentionKey(size_t block) const { return AttentionKeyOf(hashes_[block]); }
 
-uint64_t VllmCache::StateKey(size_t block, int64_t group) const {
-  return StateKeyOf(hashes_[block], group);
-}
+uint64_t VllmCache::StateKey(size_t block) const { return StateKeyOf(hashes_[block]); }
 
 bool VllmCache::Retained(int64_t pos) const {
   const int64_t b = config_.block_size;
@@ -234,7 +227,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
     while (a_blocks < max_blocks) {
       bool all = true;
       for (int64_t grp = 0; grp < ga && all; ++grp) {
-        all = pool_.Find(AttentionKey(a_blocks, grp)) != VllmBlockPool::kNone;
+        all = pool_.Find(AttentionKey(a_blocks), grp) != VllmBlockPool::kNone;
       }
       if (!all) break;  // the chain match stops at the first miss
       ++a_blocks;
@@ -246,7 +239,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
     for (size_t i = a_blocks; i > 0; --i) {  // right to left: the deepest state <= a
       bool all = true;
       for (int64_t grp = 0; grp < gm && all; ++grp) {
-        all = pool_.Find(StateKey(i - 1, grp)) != VllmBlockPool::kNone;
+        all = pool_.Find(StateKey(i - 1), grp) != VllmBlockPool::kNone;
       }
       if (all) {
         m_blocks = i;
@@ -266,7 +259,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
   state_head_ = state_checked_ = 0;
   for (size_t i = 0; i < m_blocks; ++i) {
     for (int64_t grp = 0; grp < ga; ++grp) {
-      const int32_t blk = pool_.Find(AttentionKey(i, grp));
+      const int32_t blk = pool_.Find(AttentionKey(i), grp);
       pool_.Touch(blk);
       attn_blocks_.push_back(blk);
     }
@@ -275,7 +268,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
   if (gm > 0 && m_blocks > 0) {
     state_index_.push_back(static_cast<int64_t>(m_blocks) - 1);
     for (int64_t grp = 0; grp < gm; ++grp) {
-      const int32_t blk = pool_.Find(StateKey(m_blocks - 1, grp));
+      const int32_t blk = pool_.Find(StateKey(m_blocks - 1), grp);
       pool_.Touch(blk);
       state_blocks_.push_back(blk);
     }
@@ -358,21 +351,18 @@ void VllmCache::Step(int64_t start, int64_t end) {
 
   // cache_blocks: every full attention block; the full state blocks that the mode keeps.
   const size_t full = static_cast<size_t>(end / b);
-  for (; attn_hashed_ < full; ++attn_hashed_) {
-    for (int64_t grp = 0; grp < ga; ++grp) {
-      pool_.Cache(attn_blocks_[attn_hashed_ * static_cast<size_t>(ga) + static_cast<size_t>(grp)],
-                  AttentionKey(attn_hashed_, grp), VllmBlockPool::Kind::kAttention);
-    }
+  for (; attn_hashed_ < full && ga > 0; ++attn_hashed_) {
+    pool_.Cache(std::span(attn_blocks_)
+                    .subspan(attn_hashed_ * static_cast<size_t>(ga), static_cast<size_t>(ga)),
+                AttentionKey(attn_hashed_), VllmBlockPool::Kind::kAttention);
   }
   for (; state_checked_ < state_index_.size() && (state_index_[state_checked_] + 1) * b <= end;
        ++state_checked_) {
     const int64_t idx = state_index_[state_checked_];
     if (!all_mode && !Retained((idx + 1) * b)) continue;  // unhashed: freed first
-    for (int64_t grp = 0; grp < gm; ++grp) {
-      pool_.Cache(
-          state_blocks_[state_checked_ * static_cast<size_t>(gm) + static_cast<size_t>(grp)],
-          StateKey(static_cast<size_t>(idx), grp), VllmBlockPool::Kind::kState);
-    }
+    pool_.Cache(std::span(state_blocks_)
+                    .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm)),
+                StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
     admitted_state_blocks_ += gm;
   }
   peak_used_blocks_ = std::max(peak_used_blocks_, pool_.used_blocks());
@@ -452,7 +442,7 @@ bool VllmCache::KvBlockCached(std::span<const Token> tokens, int64_t depth) cons
   std::vector<uint64_t> hashes;
   ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
   for (int64_t grp = 0; grp < config_.attention_groups; ++grp) {
-    if (pool_.Find(AttentionKeyOf(hashes.back(), grp)) == VllmBlockPool::kNone) return false;
+    if (pool_.Find(AttentionKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
   }
   return true;
 }
@@ -465,7 +455,7 @@ bool VllmCache::EvictKvBlock(std::span<const Token> tokens, int64_t depth) {
   }
   std::vector<uint64_t> hashes;
   ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
-  const int32_t blk = pool_.Find(AttentionKeyOf(hashes.back(), 0));
+  const int32_t blk = pool_.Find(AttentionKeyOf(hashes.back()), 0);
   if (blk == VllmBlockPool::kNone || !pool_.Evict(blk)) return false;
   RefreshStats();
   return true;
@@ -477,7 +467,7 @@ bool VllmCache::StateCached(std::span<const Token> tokens, int64_t depth) const 
   std::vector<uint64_t> hashes;
   ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
   for (int64_t grp = 0; grp < config_.recurrent_groups; ++grp) {
-    if (pool_.Find(StateKeyOf(hashes.back(), grp)) == VllmBlockPool::kNone) return false;
+    if (pool_.Find(StateKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
   }
   return true;
 }

@@ -94,8 +94,8 @@ class VllmCache : public EngineCache {
   bool Retained(int64_t pos) const;
   void FreeRequest();
   void RefreshStats();
-  uint64_t AttentionKey(size_t block, int64_t group) const;
-  uint64_t StateKey(size_t block, int64_t group) const;
+  uint64_t AttentionKey(size_t block) const;
+  uint64_t StateKey(size_t block) const;
   int32_t Alloc();
 
   VllmConfig config_;

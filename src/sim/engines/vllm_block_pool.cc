@@ -1,5 +1,6 @@
 #include "sim/engines/vllm_block_pool.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace marconi::sim {
@@ -46,8 +47,10 @@ void BlockKeyMap::Grow() {
   }
 }
 
-VllmBlockPool::VllmBlockPool(int64_t usable_blocks)
-    : usable_(usable_blocks), never_used_(usable_blocks) {}
+VllmBlockPool::VllmBlockPool(int64_t usable_blocks, int64_t groups)
+    : usable_(usable_blocks),
+      never_used_(usable_blocks),
+      groups_(static_cast<size_t>(std::max<int64_t>(groups, 1))) {}
 
 int32_t VllmBlockPool::Allocate() {
   int32_t b = kNone;
@@ -82,17 +85,38 @@ void VllmBlockPool::Touch(int32_t block) {
   ++b.ref;
 }
 
-void VllmBlockPool::Cache(int32_t block, uint64_t key, Kind kind) {
-  Block& b = blocks_[Index(block)];
-  b.key = key;
-  b.kind = kind;
-  b.dup_next = kNone;
-  ++hashed_[static_cast<int>(kind)];
-  const int32_t first = map_.FindOrInsert(key, block);
-  if (first != block) {  // a duplicate: after the others, so lookups keep returning the oldest
-    int32_t last = first;
-    while (blocks_[Index(last)].dup_next != kNone) last = blocks_[Index(last)].dup_next;
-    blocks_[Index(last)].dup_next = block;
+void VllmBlockPool::Cache(std::span<const int32_t> blocks, uint64_t key, Kind kind) {
+  int32_t e = map_.Find(key);
+  if (e == kNone) {
+    if (!free_entries_.empty()) {
+      e = free_entries_.back();
+      free_entries_.pop_back();
+    } else {
+      e = static_cast<int32_t>(entry_key_.size());
+      entry_key_.push_back(0);
+      entry_blocks_.push_back(0);
+      heads_.resize(heads_.size() + groups_, kNone);
+    }
+    entry_key_[static_cast<size_t>(e)] = key;
+    map_.FindOrInsert(key, e);
+  }
+  const size_t base = static_cast<size_t>(e) * groups_;
+  for (size_t g = 0; g < blocks.size(); ++g) {
+    const int32_t block = blocks[g];
+    Block& b = blocks_[Index(block)];
+    b.kind = kind;
+    b.entry = e;
+    b.group = static_cast<int32_t>(g);
+    b.dup_next = kNone;
+    ++hashed_[static_cast<int>(kind)];
+    ++entry_blocks_[static_cast<size_t>(e)];
+    if (heads_[base + g] == kNone) {
+      heads_[base + g] = block;
+    } else {  // a duplicate: after the others, so lookups keep returning the oldest
+      int32_t last = heads_[base + g];
+      while (blocks_[Index(last)].dup_next != kNone) last = blocks_[Index(last)].dup_next;
+      blocks_[Index(last)].dup_next = block;
+    }
   }
 }
 
@@ -153,21 +177,22 @@ void VllmBlockPool::Append(int32_t block) {
 
 void VllmBlockPool::Uncache(int32_t block) {
   Block& b = blocks_[Index(block)];
-  const size_t slot = map_.SlotOf(b.key);
-  int32_t& first = map_.value_at(slot);
-  if (first == block) {
-    if (b.dup_next != kNone) {
-      first = b.dup_next;
-    } else {
-      map_.EraseAt(slot);
-    }
+  const size_t e = static_cast<size_t>(b.entry);
+  int32_t& head = heads_[e * groups_ + static_cast<size_t>(b.group)];
+  if (head == block) {
+    head = b.dup_next;
   } else {
-    int32_t prev = first;
+    int32_t prev = head;
     while (blocks_[Index(prev)].dup_next != block) prev = blocks_[Index(prev)].dup_next;
     blocks_[Index(prev)].dup_next = b.dup_next;
   }
+  if (--entry_blocks_[e] == 0) {  // the key's last block: the key leaves the map
+    map_.EraseAt(map_.SlotOf(entry_key_[e]));
+    free_entries_.push_back(b.entry);
+  }
   --hashed_[static_cast<int>(b.kind)];
   b.kind = Kind::kUnhashed;
+  b.entry = kNone;
   b.dup_next = kNone;
 }
 

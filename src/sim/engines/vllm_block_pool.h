@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace marconi::sim {
@@ -63,11 +64,19 @@ class VllmBlockPool {
   // in one recurrent group. Counted apart for the statistics.
   enum class Kind : uint8_t { kUnhashed, kAttention, kState };
 
-  // `usable_blocks`: the blocks requests may use (vLLM's num_blocks minus the null block).
-  explicit VllmBlockPool(int64_t usable_blocks);
+  // `usable_blocks`: the blocks requests may use (vLLM's num_blocks minus the null block);
+  // `groups`: the most groups of one kind (KV cache groups of one spec).
+  VllmBlockPool(int64_t usable_blocks, int64_t groups);
 
-  // The first cached block under `key` (vLLM's get_one_block: the oldest of duplicates), or kNone.
-  int32_t Find(uint64_t key) const { return map_.Find(key); }
+  // The first block of `group` cached under `key` (vLLM's get_one_block: the oldest of
+  // duplicates), or kNone. One key covers every group of a kind (vLLM keys each group apart;
+  // the map keeps one entry with a chain per group, so caching a state costs one map insertion
+  // rather than one per group).
+  int32_t Find(uint64_t key, int64_t group) const {
+    const int32_t e = map_.Find(key);
+    return e == kNone ? kNone
+                      : heads_[static_cast<size_t>(e) * groups_ + static_cast<size_t>(group)];
+  }
 
   // get_new_blocks(1): a block from the head of the free queue, held by the caller. A hashed
   // block popped there is evicted (its hash dropped, _maybe_evict_cached_block). kNone when no
@@ -75,9 +84,10 @@ class VllmBlockPool {
   int32_t Allocate();
   // touch(): a cached block gets one more user; a free one leaves the free queue.
   void Touch(int32_t block);
-  // cache_full_blocks for one block: a held block gets `key`. Duplicates (another block already
-  // under `key`) are kept, as vLLM keeps them; lookups return the oldest.
-  void Cache(int32_t block, uint64_t key, Kind kind);
+  // cache_full_blocks for one block position: held block `blocks[g]` of each group g gets
+  // `key`. Duplicates (another block of the group already under `key`) are kept, as vLLM keeps
+  // them; lookups return the oldest.
+  void Cache(std::span<const int32_t> blocks, uint64_t key, Kind kind);
   // free_blocks for one block: one user less; at zero a hashed block is appended to the queue's
   // tail (most recently used), an unhashed one goes back to the head (reused first).
   void Free(int32_t block);
@@ -110,10 +120,11 @@ class VllmBlockPool {
 
  private:
   struct Block {
-    uint64_t key = 0;
     int32_t prev = kNone, next = kNone;  // in the hashed free list
-    int32_t dup_next = kNone;            // the next block cached under the same key
+    int32_t dup_next = kNone;            // the next block of its group cached under its key
     int32_t ref = 0;
+    int32_t entry = kNone;  // its key's entry
+    int32_t group = 0;
     Kind kind = Kind::kUnhashed;
   };
   static size_t Index(int32_t block) { return static_cast<size_t>(block); }
@@ -127,7 +138,13 @@ class VllmBlockPool {
   std::vector<int32_t> unhashed_free_;
   int32_t head_ = kNone, tail_ = kNone;  // the hashed free blocks, LRU first
   int64_t hashed_free_ = 0;
-  BlockKeyMap map_;
+  BlockKeyMap map_;  // key -> entry
+  size_t groups_;
+  // Per entry: the key, the chain head of each group, the blocks cached under it.
+  std::vector<uint64_t> entry_key_;
+  std::vector<int32_t> heads_;
+  std::vector<int32_t> entry_blocks_;
+  std::vector<int32_t> free_entries_;
   int64_t hashed_[3] = {0, 0, 0};
   int64_t evicted_[3] = {0, 0, 0};
 };
