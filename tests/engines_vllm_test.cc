@@ -404,6 +404,26 @@ TEST(VllmTest, GroupOrderFollowsLayerOrder) {
   }
 }
 
+// vllm-marconi: when the free queue's head is a state block, the state block evicted is the one
+// of lowest recency + alpha * FLOPs-per-byte (both min-max normalised). A's state at 96 is older
+// than B's at 16 but saves far more FLOPs per byte: S(96) = 0 + alpha, S(16) = 1 + 0, so alpha 2
+// evicts B's state where vLLM's LRU (and alpha 0) evicts A's.
+TEST(VllmTest, MarconiVariantEvictsTheLeastUsefulState) {
+  for (double alpha : {-1.0, 0.0, 2.0}) {
+    SCOPED_TRACE("alpha " + std::to_string(alpha));
+    VllmParams p = Align();
+    p.marconi_alpha = alpha;
+    VllmCache c = Bounded(p, 12);
+    const Tokens a = Seq(100, 0), b = Seq(20, 1000);
+    Serve(c, a, {1});              // KV [0,96) and the state at 96
+    Serve(c, b, {1});              // KV [0,16) and the state at 16
+    Serve(c, Seq(20, 5000), {1});  // holds 4 blocks at its peak: one eviction
+    ASSERT_EQ(c.stats().evictions, 1);
+    EXPECT_EQ(c.StateCached(a, 96), alpha > 1);
+    EXPECT_EQ(c.StateCached(b, 16), alpha <= 1);
+  }
+}
+
 // No leaf rule: losing a mid-path KV block cuts every deeper hit, though the deeper blocks and the
 // state stay cached (the chain-hash match stops at the first miss).
 TEST(VllmTest, MidPathEvictionCutsDeeperHits) {
@@ -534,6 +554,7 @@ TEST(VllmTest, BadParametersAreInvalidArgument) {
   auto r = FromRegistry(SystemKind::kVllm, model, kUnbounded, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ParseSet("vllm-marconi.alpha=-1", &o).ok());
   // Out of range values are refused by --set itself.
   EXPECT_FALSE(ParseSet("vllm.max_num_batched_tokens=0", &o).ok());
   EXPECT_FALSE(ParseSet("vllm.block_size=-16", &o).ok());
@@ -554,13 +575,13 @@ TEST(VllmTest, RunsThroughTheRegistry) {
   }
   SimConfig config;
   config.model = SmallHybrid();
-  for (SystemKind kind : {SystemKind::kVllm, SystemKind::kVllmAll}) {
+  for (SystemKind kind : {SystemKind::kVllm, SystemKind::kVllmAll, SystemKind::kVllmMarconi}) {
     auto r = RunSystem(trace, kind, config);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(r->stats.requests, 50);
     EXPECT_GT(r->stats.hit_tokens, 0);
     // all: lcm(64, 16) for a GatedDeltaNet model
-    EXPECT_EQ(r->derived.at("block_size"), kind == SystemKind::kVllm ? 16.0 : 64.0);
+    EXPECT_EQ(r->derived.at("block_size"), kind == SystemKind::kVllmAll ? 64.0 : 16.0);
   }
 }
 

@@ -37,6 +37,13 @@ constexpr SystemParam kVllmAllParams[] = {
      "the model's mamba chunk size; 0 = 64 for GatedDeltaNet models, else 256"},
     {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
 };
+constexpr SystemParam kVllmMarconiParams[] = {
+    {"block_size", 0, 0, 65536, true, "as vllm's"},
+    {"retention_interval", 0, 0, 1 << 30, true, "as vllm's"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
+    {"alpha", 1.0, 0, 1e6, false,
+     "weight of FLOPs saved per byte against recency when choosing the state block to evict"},
+};
 
 constexpr SystemSpec kSystems[] = {
     {SystemKind::kVanilla,
@@ -93,6 +100,11 @@ constexpr SystemSpec kSystems[] = {
      "vLLM v1, mamba_cache_mode all: a state at every block boundary; one LRU block pool",
      Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmAllParams,
      MakeVllmAllEngine},
+    {SystemKind::kVllmMarconi, "vllm-marconi",
+     "vllm with Marconi's FLOP-aware eviction: the free queue's state block chosen by recency + "
+     "alpha * FLOPs saved per byte",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmMarconiParams,
+     MakeVllmMarconiEngine},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {

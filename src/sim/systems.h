@@ -30,6 +30,7 @@ enum class SystemKind {
   kSparse,
   kVllm,
   kVllmAll,
+  kVllmMarconi,
 };
 
 // Which states a system stores.

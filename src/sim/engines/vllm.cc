@@ -125,6 +125,12 @@ Result<VllmConfig> DeriveVllmConfig(const ModelSpec& model, int64_t capacity_byt
   c.max_num_batched_tokens = params.max_num_batched_tokens;
   c.retention_interval = params.retention_interval;
   c.recurrent_groups_first = recurrent_first;
+  c.flops_linear = model.linear_flops_per_token();
+  c.flops_pair = model.attention_pair_flops();
+  if (params.marconi_alpha >= 0 && !std::isfinite(params.marconi_alpha)) {
+    return Status::InvalidArgument("vllm-marconi: alpha must be finite");
+  }
+  c.marconi_alpha = params.marconi_alpha;
   const int64_t k = std::max(kMinKernelBlock, params.block_size);
   c.mamba_chunk_size = params.mamba_chunk_size > 0
                            ? params.mamba_chunk_size
@@ -194,7 +200,9 @@ VllmCache::VllmCache(const VllmConfig& config)
     : config_(config),
       pool_(config.num_blocks == VllmConfig::kUnboundedBlocks ? VllmConfig::kUnboundedBlocks
                                                               : config.num_blocks - 1,
-            std::max(config.attention_groups, config.recurrent_groups)) {}
+            std::max(config.attention_groups, config.recurrent_groups)) {
+  pool_.set_state_alpha(config.marconi_alpha);
+}
 
 uint64_t VllmCache::AttentionKey(size_t block) const { return AttentionKeyOf(hashes_[block]); }
 
@@ -215,6 +223,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
   // Committed tokens at finish: the last sampled token is never decoded.
   const int64_t g = std::max<int64_t>(static_cast<int64_t>(output.size()), 1);
   const int64_t committed = n + g - 1;
+  pool_.set_clock(++clock_);
 
   // Chain hashes of every full block of the committed tokens, once (hash_request_tokens).
   ChainHashes(input, output.first(static_cast<size_t>(committed - n)), b, &hashes_);
@@ -360,9 +369,17 @@ void VllmCache::Step(int64_t start, int64_t end) {
        ++state_checked_) {
     const int64_t idx = state_index_[state_checked_];
     if (!all_mode && !Retained((idx + 1) * b)) continue;  // unhashed: freed first
-    pool_.Cache(std::span(state_blocks_)
-                    .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm)),
-                StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
+    const auto blocks =
+        std::span(state_blocks_)
+            .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm));
+    pool_.Cache(blocks, StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
+    if (config_.marconi_alpha >= 0) {
+      // Without a tree, a state saves the prefill of its whole prefix, per byte of its blocks.
+      const double p = static_cast<double>((idx + 1) * b);
+      const double value = (config_.flops_linear * p + config_.flops_pair * p * p) /
+                           static_cast<double>(gm * config_.block_bytes());
+      for (const int32_t blk : blocks) pool_.SetValue(blk, value);
+    }
     admitted_state_blocks_ += gm;
   }
   peak_used_blocks_ = std::max(peak_used_blocks_, pool_.used_blocks());
@@ -430,6 +447,7 @@ std::map<std::string, double> VllmCache::DerivedSizes() const {
   if (config_.num_blocks != VllmConfig::kUnboundedBlocks) {
     out["num_blocks"] = static_cast<double>(config_.num_blocks);
   }
+  if (config_.marconi_alpha >= 0) out["alpha"] = config_.marconi_alpha;
   if (config_.mode == VllmMambaCacheMode::kAll) {
     out["mamba_chunk_size"] = static_cast<double>(config_.mamba_chunk_size);
   }
@@ -477,8 +495,8 @@ bool VllmCache::StateCached(std::span<const Token> tokens, int64_t depth) const 
 namespace marconi::sim {
 namespace {
 
-Result<std::unique_ptr<EngineCache>> MakeVllm(const EngineContext& context,
-                                              VllmMambaCacheMode mode) {
+Result<std::unique_ptr<EngineCache>> MakeVllm(const EngineContext& context, VllmMambaCacheMode mode,
+                                              bool marconi = false) {
   if (context.model == nullptr) return Status::InvalidArgument("vllm: no model");
   VllmParams p;
   p.mode = mode;
@@ -486,6 +504,7 @@ Result<std::unique_ptr<EngineCache>> MakeVllm(const EngineContext& context,
   p.max_num_batched_tokens = static_cast<int64_t>(context.param("max_num_batched_tokens"));
   if (mode == VllmMambaCacheMode::kAlign) {
     p.retention_interval = static_cast<int64_t>(context.param("retention_interval"));
+    if (marconi) p.marconi_alpha = context.param("alpha");
   } else {
     p.mamba_chunk_size = static_cast<int64_t>(context.param("mamba_chunk_size"));
   }
@@ -502,6 +521,10 @@ Result<std::unique_ptr<EngineCache>> MakeVllmEngine(const EngineContext& context
 
 Result<std::unique_ptr<EngineCache>> MakeVllmAllEngine(const EngineContext& context) {
   return MakeVllm(context, VllmMambaCacheMode::kAll);
+}
+
+Result<std::unique_ptr<EngineCache>> MakeVllmMarconiEngine(const EngineContext& context) {
+  return MakeVllm(context, VllmMambaCacheMode::kAlign, /*marconi=*/true);
 }
 
 }  // namespace marconi::sim

@@ -39,6 +39,10 @@ struct VllmConfig {
   int64_t retention_interval = 0;  // align: 0 = reachable boundaries only, >0 also every R tokens
   // Group ids follow the model's layer order, so this says whose blocks a request frees first.
   bool recurrent_groups_first = true;
+  // `vllm-marconi`: Marconi's utility chooses among free hashed state blocks (< 0: vLLM's LRU).
+  double marconi_alpha = -1;
+  // PrefillFlops(0, p) = flops_linear * p + flops_pair * p * p (the model's closed form).
+  double flops_linear = 0, flops_pair = 0;
   static constexpr int64_t kUnboundedBlocks = INT64_MAX;
 
   int64_t block_bytes() const { return page_bytes * group_size; }
@@ -51,6 +55,7 @@ struct VllmParams {
   int64_t mamba_chunk_size = 0;  // all mode; 0 = 64 for GatedDeltaNet models, else 256
   int64_t max_num_batched_tokens = 8192;
   int64_t retention_interval = 0;
+  double marconi_alpha = -1;  // >= 0: the Marconi variant
 };
 
 // The derivation of docs/engines.md ("Derived sizes"); kInvalidArgument when the parameters or
@@ -115,11 +120,14 @@ class VllmCache : public EngineCache {
   int64_t oversized_requests_ = 0;
   int64_t peak_used_blocks_ = 0;
   int64_t admitted_state_blocks_ = 0;
+  int64_t clock_ = 0;  // requests served: the Marconi variant's recency clock
 };
 
-// Registry factories: `vllm` (align) and `vllm-all`.
+// Registry factories: `vllm` (align), `vllm-all`, and `vllm-marconi` (align with Marconi's
+// FLOP-aware choice among free state blocks).
 Result<std::unique_ptr<EngineCache>> MakeVllmEngine(const EngineContext& context);
 Result<std::unique_ptr<EngineCache>> MakeVllmAllEngine(const EngineContext& context);
+Result<std::unique_ptr<EngineCache>> MakeVllmMarconiEngine(const EngineContext& context);
 
 }  // namespace marconi::sim
 

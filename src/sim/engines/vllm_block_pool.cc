@@ -62,9 +62,11 @@ int32_t VllmBlockPool::Allocate() {
     --never_used_;
     b = static_cast<int32_t>(blocks_.size());
     blocks_.emplace_back();
-  } else if (head_ != kNone) {
+  } else if (head_[0] != kNone || head_[1] != kNone) {
     // Every never-hashed block is in use: the least recently freed hashed block goes.
-    b = head_;
+    const int32_t a = head_[0], st = head_[1];
+    b = (st == kNone || (a != kNone && blocks_[Index(a)].seq < blocks_[Index(st)].seq)) ? a : st;
+    if (b == st && state_alpha_ >= 0) b = ChooseState();
     Unlink(b);
     --hashed_free_;
     ++evicted_[static_cast<int>(blocks_[Index(b)].kind)];
@@ -83,6 +85,7 @@ void VllmBlockPool::Touch(int32_t block) {
     --hashed_free_;
   }
   ++b.ref;
+  b.access = clock_;
 }
 
 void VllmBlockPool::Cache(std::span<const int32_t> blocks, uint64_t key, Kind kind) {
@@ -126,6 +129,7 @@ void VllmBlockPool::Free(int32_t block) {
   if (b.kind == Kind::kUnhashed) {
     unhashed_free_.push_back(block);
   } else {
+    b.access = clock_;
     Append(block);
     ++hashed_free_;
   }
@@ -144,35 +148,74 @@ bool VllmBlockPool::Evict(int32_t block) {
 
 std::vector<int32_t> VllmBlockPool::HashedFreeOrder() const {
   std::vector<int32_t> out;
-  for (int32_t b = head_; b != kNone; b = blocks_[Index(b)].next) out.push_back(b);
+  int32_t a = head_[0], st = head_[1];
+  while (a != kNone || st != kNone) {
+    const bool take_a =
+        st == kNone || (a != kNone && blocks_[Index(a)].seq < blocks_[Index(st)].seq);
+    int32_t& from = take_a ? a : st;
+    out.push_back(from);
+    from = blocks_[Index(from)].next;
+  }
   return out;
+}
+
+int32_t VllmBlockPool::ChooseState() const {
+  auto recency = [&](const Block& b) { return 1.0 / static_cast<double>(clock_ - b.access + 1); };
+  double rmin = 0, rmax = 0, vmin = 0, vmax = 0;
+  bool first = true;
+  for (int32_t i = head_[1]; i != kNone; i = blocks_[Index(i)].next) {
+    const Block& b = blocks_[Index(i)];
+    const double r = recency(b);
+    rmin = first ? r : std::min(rmin, r);
+    rmax = first ? r : std::max(rmax, r);
+    vmin = first ? b.value : std::min(vmin, b.value);
+    vmax = first ? b.value : std::max(vmax, b.value);
+    first = false;
+  }
+  auto norm = [](double x, double lo, double hi) { return hi > lo ? (x - lo) / (hi - lo) : 0.0; };
+  int32_t best = kNone;
+  double best_s = 0;
+  for (int32_t i = head_[1]; i != kNone; i = blocks_[Index(i)].next) {
+    const Block& b = blocks_[Index(i)];
+    const double sc = norm(recency(b), rmin, rmax) + state_alpha_ * norm(b.value, vmin, vmax);
+    if (best == kNone || sc < best_s ||
+        (sc == best_s && (b.access < blocks_[Index(best)].access ||
+                          (b.access == blocks_[Index(best)].access && i < best)))) {
+      best = i;
+      best_s = sc;
+    }
+  }
+  return best;
 }
 
 void VllmBlockPool::Unlink(int32_t block) {
   Block& b = blocks_[Index(block)];
+  const int l = ListOf(block);
   if (b.prev != kNone) {
     blocks_[Index(b.prev)].next = b.next;
   } else {
-    head_ = b.next;
+    head_[l] = b.next;
   }
   if (b.next != kNone) {
     blocks_[Index(b.next)].prev = b.prev;
   } else {
-    tail_ = b.prev;
+    tail_[l] = b.prev;
   }
   b.prev = b.next = kNone;
 }
 
 void VllmBlockPool::Append(int32_t block) {
   Block& b = blocks_[Index(block)];
-  b.prev = tail_;
+  const int l = ListOf(block);
+  b.seq = ++seq_;
+  b.prev = tail_[l];
   b.next = kNone;
-  if (tail_ != kNone) {
-    blocks_[Index(tail_)].next = block;
+  if (tail_[l] != kNone) {
+    blocks_[Index(tail_[l])].next = block;
   } else {
-    head_ = block;
+    head_[l] = block;
   }
-  tail_ = block;
+  tail_[l] = block;
 }
 
 void VllmBlockPool::Uncache(int32_t block) {

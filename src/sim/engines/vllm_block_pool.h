@@ -92,6 +92,15 @@ class VllmBlockPool {
   // tail (most recently used), an unhashed one goes back to the head (reused first).
   void Free(int32_t block);
 
+  // The Marconi variant: when the free queue's head is a state block, the state block evicted is
+  // instead the free one of lowest utility S = recency + alpha * value, both min-max normalised
+  // over the free state blocks, recency = 1 / (clock - access + 1) with the clock given by
+  // set_clock (one tick per request), value = what SetValue gave the block; ties to the older
+  // access, then the smaller block id. alpha < 0 (the default) is vLLM's plain LRU.
+  void set_state_alpha(double alpha) { state_alpha_ = alpha; }
+  void set_clock(int64_t clock) { clock_ = clock; }
+  void SetValue(int32_t block, double value) { blocks_[Index(block)].value = value; }
+
   // Evicts one free hashed block wherever it sits in the queue (what popping it at the head
   // does). For tests that cut a cached path mid-way. False if the block is held or unhashed.
   bool Evict(int32_t block);
@@ -126,17 +135,27 @@ class VllmBlockPool {
     int32_t entry = kNone;  // its key's entry
     int32_t group = 0;
     Kind kind = Kind::kUnhashed;
+    uint64_t seq = 0;    // when it entered the free queue: the queue's order across kinds
+    int64_t access = 0;  // the clock when it was last touched or freed
+    double value = 0;    // the Marconi variant's FLOPs saved per byte
   };
   static size_t Index(int32_t block) { return static_cast<size_t>(block); }
   void Unlink(int32_t block);
   void Append(int32_t block);
+  int32_t ChooseState() const;
+  int ListOf(int32_t block) const { return blocks_[Index(block)].kind == Kind::kState ? 1 : 0; }
   void Uncache(int32_t block);
 
   int64_t usable_;
   int64_t never_used_;
   std::vector<Block> blocks_;
   std::vector<int32_t> unhashed_free_;
-  int32_t head_ = kNone, tail_ = kNone;  // the hashed free blocks, LRU first
+  // The hashed free blocks, LRU first, in two lists (attention, state) whose merge by seq is
+  // vLLM's one queue: the state list is the Marconi variant's candidates.
+  int32_t head_[2] = {kNone, kNone}, tail_[2] = {kNone, kNone};
+  uint64_t seq_ = 0;
+  double state_alpha_ = -1;
+  int64_t clock_ = 0;
   int64_t hashed_free_ = 0;
   BlockKeyMap map_;  // key -> entry
   size_t groups_;
