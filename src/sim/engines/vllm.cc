@@ -260,6 +260,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
 
   // The running request: it holds the hit's attention blocks and the one state block used.
   prompt_ = n;
+  parent_state_ = m;
   junction_ = (ga > 0 && gm > 0 && a > m) ? a : 0;
   overflow_ = false;
   attn_blocks_.clear();
@@ -374,11 +375,17 @@ void VllmCache::Step(int64_t start, int64_t end) {
             .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm));
     pool_.Cache(blocks, StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
     if (config_.marconi_alpha >= 0) {
-      // Without a tree, a state saves the prefill of its whole prefix, per byte of its blocks.
-      const double p = static_cast<double>((idx + 1) * b);
-      const double value = (config_.flops_linear * p + config_.flops_pair * p * p) /
-                           static_cast<double>(gm * config_.block_bytes());
+      // Marconi's node efficiency: the FLOPs of the tokens between the state on the path below
+      // it that this request knows (its hit, or its previous stored state) and it, per byte.
+      auto flops = [&](int64_t pos) {
+        const double x = static_cast<double>(pos);
+        return config_.flops_linear * x + config_.flops_pair * x * x;
+      };
+      const int64_t pos = (idx + 1) * b;
+      const double value =
+          (flops(pos) - flops(parent_state_)) / static_cast<double>(gm * config_.block_bytes());
       for (const int32_t blk : blocks) pool_.SetValue(blk, value);
+      parent_state_ = pos;
     }
     admitted_state_blocks_ += gm;
   }

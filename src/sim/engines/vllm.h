@@ -115,6 +115,7 @@ class VllmCache : public EngineCache {
   size_t state_checked_ = 0;           // slots below were considered for hashing
   int64_t prompt_ = 0;                 // P
   int64_t junction_ = 0;               // J (0 = none)
+  int64_t parent_state_ = 0;           // the deepest state of this request's path so far
   bool overflow_ = false;
   std::vector<std::pair<int64_t, int64_t>> prefill_steps_;
   int64_t oversized_requests_ = 0;
