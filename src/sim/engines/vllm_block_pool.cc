@@ -66,7 +66,19 @@ int32_t VllmBlockPool::Allocate() {
     // Every never-hashed block is in use: the least recently freed hashed block goes.
     const int32_t a = head_[0], st = head_[1];
     b = (st == kNone || (a != kNone && blocks_[Index(a)].seq < blocks_[Index(st)].seq)) ? a : st;
-    if (b == st && state_alpha_ >= 0) b = ChooseState();
+    if (b == st && state_alpha_ >= 0) {
+      b = ChooseState();
+      // Marconi evicts a state whole: its other free group blocks go too (they hold the same
+      // state, useless alone), to the never-hashed side of the queue.
+      const size_t e = static_cast<size_t>(blocks_[Index(b)].entry);
+      std::vector<int32_t> siblings;
+      for (size_t g = 0; g < groups_; ++g) {
+        for (int32_t i = heads_[e * groups_ + g]; i != kNone; i = blocks_[Index(i)].dup_next) {
+          if (i != b && blocks_[Index(i)].ref == 0) siblings.push_back(i);
+        }
+      }
+      for (const int32_t i : siblings) Evict(i);
+    }
     Unlink(b);
     --hashed_free_;
     ++evicted_[static_cast<int>(blocks_[Index(b)].kind)];
