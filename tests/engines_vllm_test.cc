@@ -214,6 +214,21 @@ TEST(VllmTest, RetentionIntervalKeepsPeriodicStates) {
   EXPECT_FALSE(dense.StateCached(a, 48));
 }
 
+// A token budget below B: a chunk that cannot reach a block boundary advances sub-block, and
+// the next one stops at the boundary (the mandatory stop of a chunk starting mid-block), so
+// states still materialise at 16 and 32 (_mamba_block_aligned_split).
+TEST(VllmTest, BudgetBelowBlockAdvancesSubBlock) {
+  VllmParams p = Align();
+  p.max_num_batched_tokens = 10;
+  VllmCache c = Make(p);
+  const Tokens a = Seq(40, 0);
+  Serve(c, a, {1});
+  EXPECT_EQ(c.last_prefill_steps(), (std::vector<std::pair<int64_t, int64_t>>{
+                                        {0, 10}, {10, 16}, {16, 26}, {26, 32}, {32, 40}}));
+  EXPECT_TRUE(c.StateCached(a, Floor(39)));  // r1, a step end
+  EXPECT_FALSE(c.StateCached(a, 16));        // a step end, but not reachable
+}
+
 // --- brute-force oracles at unbounded capacity ------------------------------------------------
 
 struct Request {
