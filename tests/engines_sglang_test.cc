@@ -601,7 +601,7 @@ TEST(SglangEngine, BadParametersAreInvalidArgument) {
   SystemOverrides o;
   EXPECT_FALSE(ParseSet("sglang.track_interval=0", &o).ok());
   EXPECT_FALSE(ParseSet("sglang-nobuffer.chunk_size=64", &o).ok());
-  EXPECT_FALSE(ParseSet("sglang-marconi.alpha=-1", &o).ok());
+  EXPECT_FALSE(ParseSet("sglang-marconi.alpha=-2", &o).ok());
   // Through the registry: a capacity too small is an error of the replay, not a crash.
   SimConfig config;
   config.model = Model();

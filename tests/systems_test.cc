@@ -39,7 +39,8 @@ TEST(Systems, EveryRowIsNamedOnceAndParsesBack) {
     // An engine emulation is built by its factory and by nothing else.
     EXPECT_EQ(s.engine != nullptr, s.admission == Admission::kEngine) << s.name;
     EXPECT_EQ(s.engine != nullptr, s.eviction == Eviction::kEngine) << s.name;
-    if (s.tuning != Tuning::kNone) {
+    // Marconi's eviction in an engine is chosen in hindsight like the oracle.
+    if (s.tuning != Tuning::kNone && s.engine == nullptr) {
       EXPECT_EQ(s.eviction, Eviction::kFlopAware) << s.name;
     }
   }
@@ -53,8 +54,9 @@ TEST(Systems, TheDefaultsAreVanillaTheEnginesTheBaselinesMarconiAndTheOracle) {
   for (const SystemSpec& s : Systems()) {
     EXPECT_EQ(defaults.count(s.kind), s.shown_by_default ? 1u : 0u) << s.name;
   }
-  for (SystemKind k : {SystemKind::kVanilla, SystemKind::kVllmPlus, SystemKind::kSglangPlus,
-                       SystemKind::kMarconi, SystemKind::kOracle}) {
+  for (SystemKind k : {SystemKind::kVanilla, SystemKind::kLlamacpp, SystemKind::kTrtllm,
+                       SystemKind::kVllm, SystemKind::kSglang, SystemKind::kVllmPlus,
+                       SystemKind::kSglangPlus, SystemKind::kMarconi, SystemKind::kOracle}) {
     EXPECT_EQ(defaults.count(k), 1u) << SystemName(k);
   }
   EXPECT_EQ(defaults.count(SystemKind::kMarconiOneShot), 0u);
@@ -130,6 +132,35 @@ TEST(Systems, SetReachesTheCacheAndIsValidated) {
   EXPECT_EQ(ParseSet("sparse.budget=4", &o).value(), SystemKind::kSparse);
   EXPECT_EQ(Param(SystemKind::kSparse, "budget", o), 4);
   EXPECT_EQ(Param(SystemKind::kSparse, "chunk_tokens", o), 64);
+}
+
+// Marconi's eviction in an engine: alpha -1 picks the grid's best in hindsight, never below the
+// engine itself (alpha 0 is its LRU order); a fixed alpha runs once.
+TEST(Systems, MarconiInAnEngineIsTunedInHindsightOrFixed) {
+  const Trace trace = SyntheticMixed(16, 2.0, 9);
+  SimConfig config = SmallConfig();
+  config.capacity_bytes = 2'000'000'000;  // sglang needs room for 3 state slots of 104 MB
+  config.tuner.grid = {0.0, 0.5, 2.0};
+  for (auto [variant, engine] : {std::pair{SystemKind::kSglangMarconi, SystemKind::kSglang},
+                                 std::pair{SystemKind::kVllmMarconi, SystemKind::kVllm}}) {
+    SCOPED_TRACE(SystemName(variant));
+    auto plain_run = RunSystem(trace, engine, config);
+    ASSERT_TRUE(plain_run.ok()) << plain_run.status().ToString();
+    const SystemResult plain = std::move(plain_run).value();
+    auto best_run = RunSystem(trace, variant, config);
+    ASSERT_TRUE(best_run.ok()) << best_run.status().ToString();
+    const SystemResult best = std::move(best_run).value();
+    ASSERT_EQ(best.rounds.size(), 1u);
+    EXPECT_EQ(best.rounds[0].alphas, config.tuner.grid);
+    EXPECT_EQ(best.params.at("alpha"), -1);
+    EXPECT_GE(best.stats.hit_tokens, plain.stats.hit_tokens);
+    SimConfig zero = config;
+    ASSERT_TRUE(ParseSet(std::string(SystemName(variant)) + ".alpha=0", &zero.params).ok());
+    const auto at_zero = RunSystem(trace, variant, zero).value();
+    EXPECT_TRUE(at_zero.rounds.empty());
+    EXPECT_EQ(at_zero.alpha, 0);
+    EXPECT_EQ(at_zero.stats.hit_tokens, plain.stats.hit_tokens);
+  }
 }
 
 }  // namespace

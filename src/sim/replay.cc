@@ -144,6 +144,7 @@ Result<SystemResult> Engine(const Requests& trace, SystemKind kind, const SimCon
   out.system = SystemName(kind);
   out.params = EffectiveParams(kind, config.params);
   out.derived = cache.DerivedSizes();
+  if (spec.tuning == Tuning::kHindsight) out.alpha = Param(kind, "alpha", config.params);
   out.records.reserve(trace.size());
   for (size_t i = 0; i < trace.size(); ++i) {
     const TraceRequest& r = trace[i];
@@ -159,7 +160,10 @@ Result<SystemResult> Engine(const Requests& trace, SystemKind kind, const SimCon
   return out;
 }
 
-Result<SystemResult> Oracle(const Requests& trace, SystemKind kind, const SimConfig& config) {
+// The best fixed alpha of the tuner's grid in hindsight: one replay per alpha (on config.threads
+// threads), the best token hit rate kept. `replay(config, alpha)` is one replay.
+template <typename Replay>
+Result<SystemResult> Oracle(const Requests& trace, const SimConfig& config, Replay&& replay) {
   std::vector<double> grid = config.tuner.grid;
   std::sort(grid.begin(), grid.end());
   std::vector<Result<SystemResult>> runs(grid.size(), Status::Unimplemented("not run"));
@@ -167,7 +171,7 @@ Result<SystemResult> Oracle(const Requests& trace, SystemKind kind, const SimCon
                         [&](size_t i) {
                           SimConfig c = config;
                           if (i > 0) c.progress = nullptr;  // one replay reports, from one thread
-                          runs[i] = Serve(trace, kind, c, grid[i], false);
+                          runs[i] = replay(c, grid[i]);
                         });
   size_t best = 0;
   TuningRound round;
@@ -222,7 +226,20 @@ namespace {
 Result<SystemResult> Run(const Requests& requests, SystemKind kind, const SimConfig& config) {
   switch (SpecOf(kind).tuning) {
     case Tuning::kHindsight:
-      return Oracle(requests, kind, config);
+      if (SpecOf(kind).engine != nullptr) {
+        // Marconi's eviction in an engine: a fixed alpha if one is set, else the grid's best.
+        if (Param(kind, "alpha", config.params) >= 0) return Engine(requests, kind, config);
+        auto best = Oracle(requests, config, [&](SimConfig c, double alpha) {
+          c.params[std::string(SystemName(kind)) + ".alpha"] = alpha;
+          return Engine(requests, kind, c);
+        });
+        // Its parameters as asked (alpha -1: chosen in hindsight); the choice is in .alpha.
+        if (best.ok()) best->params = EffectiveParams(kind, config.params);
+        return best;
+      }
+      return Oracle(requests, config, [&](const SimConfig& c, double alpha) {
+        return Serve(requests, kind, c, alpha, false);
+      });
     default:
       if (SpecOf(kind).engine != nullptr) return Engine(requests, kind, config);
       if (SpecOf(kind).admission == Admission::kNone) return Vanilla(requests, kind, config);

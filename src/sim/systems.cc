@@ -9,6 +9,7 @@
 #include "sim/engines/llamacpp.h"
 #include "sim/engines/sglang.h"
 #include "sim/engines/trtllm.h"
+#include "sim/engines/vllm.h"
 
 namespace marconi::sim {
 namespace {
@@ -58,14 +59,19 @@ constexpr SystemParam kSglangParams[] = {kSglangChunk, kSglangTrack, kSglangPref
                                          kSglangRatio, kSglangDtype, kSglangSlots};
 constexpr SystemParam kSglangNoBufferParams[] = {kSglangPrefill, kSglangRatio, kSglangDtype,
                                                  kSglangSlots};
+// Marconi's eviction inside an engine: the weight of FLOPs saved per byte against recency.
+constexpr SystemParam kEngineAlpha = {
+    "alpha",
+    -1,
+    -1,
+    1e6,
+    false,
+    "weight of FLOPs saved per byte against recency; -1 = the best fixed alpha of the tuner's "
+    "grid "
+    "in hindsight (an upper bound on what tuning it buys), else fixed"};
 constexpr SystemParam kSglangMarconiParams[] = {
-    kSglangChunk,
-    kSglangTrack,
-    kSglangPrefill,
-    kSglangRatio,
-    kSglangDtype,
-    kSglangSlots,
-    {"alpha", 1.0, 0, 1000, false, "weight of FLOPs per byte against recency (fixed, not tuned)"},
+    kSglangChunk, kSglangTrack, kSglangPrefill, kSglangRatio,
+    kSglangDtype, kSglangSlots, kEngineAlpha,
 };
 
 constexpr SystemParam kTrtllmParams[] = {
@@ -90,7 +96,33 @@ constexpr SystemParam kLlamacppParams[] = {
     {"slot_prompt_similarity", 0.10, 0, 1, false, "--slot-prompt-similarity"},
 };
 
+// vLLM v1's defaults (vllm/config/cache.py, vllm/config/scheduler.py); docs/engines.md.
+constexpr SystemParam kVllmParams[] = {
+    {"block_size", 0, 0, 65536, true,
+     "--block-size: kernel block K = max(16, it), 0 = unset; B is raised from K until one "
+     "attention page holds a state"},
+    {"retention_interval", 0, 0, 1 << 30, true,
+     "--prefix-cache-retention-interval: 0 = states kept only at the replay boundary and the "
+     "junction; > 0 (a multiple of B) also one every that many tokens"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
+};
+constexpr SystemParam kVllmAllParams[] = {
+    {"block_size", 0, 0, 65536, true,
+     "--block-size: kernel block K = max(16, it), 0 = unset; B is a multiple of "
+     "lcm(mamba_chunk_size, K) holding a state"},
+    {"mamba_chunk_size", 0, 0, 65536, true,
+     "the model's mamba chunk size; 0 = 64 for GatedDeltaNet models, else 256"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
+};
+constexpr SystemParam kVllmMarconiParams[] = {
+    {"block_size", 0, 0, 65536, true, "as vllm's"},
+    {"retention_interval", 0, 0, 1 << 30, true, "as vllm's"},
+    {"max_num_batched_tokens", 8192, 1, 1 << 24, true, "chunked-prefill token budget per step"},
+    kEngineAlpha,
+};
+
 constexpr SystemSpec kSystems[] = {
+    // No cache.
     {SystemKind::kVanilla,
      "vanilla",
      "no cache: every prefill from scratch",
@@ -99,6 +131,34 @@ constexpr SystemSpec kSystems[] = {
      Tuning::kNone,
      false,
      {}},
+    // Today's engines (docs/engines.md), as shipped; their variants on request.
+    {SystemKind::kLlamacpp, "llamacpp",
+     "llama.cpp server: slots with context checkpoints near the prompt end, RAM prompt cache",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kLlamacppParams, MakeLlamacpp},
+    {SystemKind::kTrtllm, "trtllm",
+     "TensorRT-LLM MambaHybridCacheManagerV2: states at snapshot points only (none by default)",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kTrtllmParams, MakeTrtllm},
+    {SystemKind::kVllm, "vllm",
+     "vLLM v1, mamba_cache_mode align: states at step-ending block boundaries, kept at the "
+     "replay boundary and the shared-prefix junction; one LRU block pool",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmParams, MakeVllmEngine},
+    {SystemKind::kVllmAll, "vllm-all",
+     "vLLM v1, mamba_cache_mode all: a state at every block boundary; one LRU block pool",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kVllmAllParams, MakeVllmAllEngine,
+     false},
+    {SystemKind::kSglang, "sglang",
+     "SGLang's Mamba radix cache, extra_buffer: states on the chunk grid, decode tracks, two LRU "
+     "lists",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglang},
+    {SystemKind::kSglangNoBuffer, "sglang-nobuffer",
+     "SGLang, no_buffer: a state at each chunk end and at finish, no branch or decode states",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangNoBufferParams,
+     MakeSglangNoBuffer, false},
+    {SystemKind::kSglangLazy, "sglang-lazy",
+     "SGLang, extra_buffer_lazy: decode tracks only when a slot is free after one eviction",
+     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglangLazy,
+     false},
+    // The paper's baselines.
     {SystemKind::kVllmPlus, "vllm+",
      "the paper's vLLM+ baseline: a state every block_size tokens, LRU over blocks",
      Admission::kBlock, Eviction::kLru, Tuning::kNone, true, kBlockParams},
@@ -110,6 +170,7 @@ constexpr SystemSpec kSystems[] = {
      Tuning::kNone,
      true,
      {}},
+    // Marconi, its ablations and its bound.
     {SystemKind::kMarconi,
      "marconi",
      "Marconi: judicious admission, FLOP-aware eviction, alpha re-tuned after every window",
@@ -140,27 +201,16 @@ constexpr SystemSpec kSystems[] = {
      "sparse placement (relative DP) with FLOP-aware eviction and the online tuner",
      Admission::kSparse, Eviction::kFlopAware, Tuning::kOnline, true, kSparseParams, nullptr,
      false},
-    {SystemKind::kTrtllm, "trtllm",
-     "TensorRT-LLM MambaHybridCacheManagerV2: states at snapshot points only (none by default)",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kTrtllmParams, MakeTrtllm},
-    {SystemKind::kLlamacpp, "llamacpp",
-     "llama.cpp server: slots with context checkpoints near the prompt end, RAM prompt cache",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kLlamacppParams, MakeLlamacpp},
-    {SystemKind::kSglang, "sglang",
-     "SGLang's Mamba radix cache, extra_buffer: states on the chunk grid, decode tracks, two LRU "
-     "lists",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglang},
-    {SystemKind::kSglangNoBuffer, "sglang-nobuffer",
-     "SGLang, no_buffer: a state at each chunk end and at finish, no branch or decode states",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangNoBufferParams,
-     MakeSglangNoBuffer},
-    {SystemKind::kSglangLazy, "sglang-lazy",
-     "SGLang, extra_buffer_lazy: decode tracks only when a slot is free after one eviction",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangParams, MakeSglangLazy},
+    // Marconi's eviction inside an engine's admission and granularity.
+    {SystemKind::kVllmMarconi, "vllm-marconi",
+     "vllm with Marconi's FLOP-aware eviction: the free queue's state block chosen by recency + "
+     "alpha * FLOPs saved per byte",
+     Admission::kEngine, Eviction::kEngine, Tuning::kHindsight, false, kVllmMarconiParams,
+     MakeVllmMarconiEngine, false},
     {SystemKind::kSglangMarconi, "sglang-marconi",
-     "SGLang extra_buffer with Marconi's FLOP-aware eviction order (PR #21862), fixed alpha",
-     Admission::kEngine, Eviction::kEngine, Tuning::kNone, false, kSglangMarconiParams,
-     MakeSglangMarconi},
+     "sglang with Marconi's FLOP-aware eviction order in both lists (SGLang PR #21862)",
+     Admission::kEngine, Eviction::kEngine, Tuning::kHindsight, false, kSglangMarconiParams,
+     MakeSglangMarconi, false},
 };
 
 const SystemParam* FindParam(const SystemSpec& spec, std::string_view name) {

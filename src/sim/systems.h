@@ -34,6 +34,9 @@ enum class SystemKind {
   kSglangNoBuffer,
   kSglangLazy,
   kSglangMarconi,
+  kVllm,
+  kVllmAll,
+  kVllmMarconi,
 };
 
 // Which states a system stores.

@@ -1,0 +1,537 @@
+#include "sim/engines/vllm.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <variant>
+
+#include "marconi/prefix_cache.h"
+
+namespace marconi::sim {
+namespace {
+
+// The smallest kernel block size of FlashAttention/FlashInfer (get_supported_kernel_block_sizes).
+constexpr int64_t kMinKernelBlock = 16;
+// vLLM's default mamba chunk sizes when the model's config names none (see docs/engines.md).
+constexpr int64_t kGatedDeltaNetChunk = 64;  // FLA_CHUNK_SIZE
+constexpr int64_t kMamba2Chunk = 256;        // Mamba2Config.chunk_size
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool Mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+
+uint64_t Mix64(uint64_t x) {  // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// Keys of the pool's map: the block's chain hash with its group (vLLM's BlockHashWithGroupId).
+constexpr uint64_t kGroupSalt = 0x9E3779B97F4A7C15ULL;
+
+uint64_t AttentionKeyOf(uint64_t hash) { return hash ^ kGroupSalt; }
+uint64_t StateKeyOf(uint64_t hash) { return hash ^ (kGroupSalt << 1); }
+
+// The hash of one block of B tokens chained to its parent's: equal hashes mean equal prefixes (up
+// to about 2^-64 per pair of blocks). Folded 64x64->128-bit multiplies over 4 tokens each, in
+// three independent lanes (as wyhash/rapidhash do): hashing every committed token is a large part
+// of the emulation's time.
+__extension__ typedef unsigned __int128 U128;
+constexpr uint64_t kS0 = 0x2D358DCCAA6C78A5ULL, kS1 = 0x8BB84B93962EACC9ULL,
+                   kS2 = 0x4B33A62ED433D4A3ULL;
+
+uint64_t Fold(uint64_t a, uint64_t b) {
+  const U128 p = static_cast<U128>(a) * b;
+  return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
+}
+
+uint64_t BlockHash(uint64_t parent, const Token* t, size_t b) {
+  uint64_t lane[3] = {parent ^ kS0, parent ^ kS1, parent ^ kS2};
+  size_t i = 0;
+  for (; i + 12 <= b; i += 12) {
+    uint64_t w[6];
+    std::memcpy(w, t + i, sizeof(w));
+    lane[0] = Fold(w[0] ^ kS0, w[1] ^ lane[0]);
+    lane[1] = Fold(w[2] ^ kS1, w[3] ^ lane[1]);
+    lane[2] = Fold(w[4] ^ kS2, w[5] ^ lane[2]);
+  }
+  uint64_t h = lane[0] ^ std::rotl(lane[1], 21) ^ std::rotl(lane[2], 42);
+  for (; i + 2 <= b; i += 2) {
+    uint64_t w;
+    std::memcpy(&w, t + i, sizeof(w));
+    h = Fold(w ^ kS0, h ^ kS1);
+  }
+  if (i < b) h = Fold(static_cast<uint32_t>(t[i]) ^ kS2, h ^ kS1);
+  return Mix64(h ^ parent);
+}
+
+// The chain hash of every full B-token block of `head` followed by `tail`.
+void ChainHashes(std::span<const Token> head, std::span<const Token> tail, int64_t b,
+                 std::vector<uint64_t>* out) {
+  const size_t bs = static_cast<size_t>(b);
+  out->resize((head.size() + tail.size()) / bs);
+  uint64_t parent = 0x243F6A8885A308D3ULL;
+  size_t next = 0, pos = 0;
+  for (; pos + bs <= head.size(); pos += bs) {
+    parent = BlockHash(parent, head.data() + pos, bs);
+    (*out)[next++] = parent;
+  }
+  if (next == out->size()) return;
+  // The block that straddles head and tail, copied; then the tail's own blocks.
+  std::vector<Token> straddle(head.begin() + static_cast<ptrdiff_t>(pos), head.end());
+  const size_t from_tail = bs - straddle.size();
+  straddle.insert(straddle.end(), tail.begin(), tail.begin() + static_cast<ptrdiff_t>(from_tail));
+  parent = BlockHash(parent, straddle.data(), bs);
+  (*out)[next++] = parent;
+  for (pos = from_tail; next < out->size(); pos += bs) {
+    parent = BlockHash(parent, tail.data() + pos, bs);
+    (*out)[next++] = parent;
+  }
+}
+
+}  // namespace
+
+Result<VllmConfig> DeriveVllmConfig(const ModelSpec& model, int64_t capacity_bytes,
+                                    const VllmParams& params) {
+  int64_t attention = 0, recurrent = 0, attn_1tok = 0, mamba_page = 0;
+  bool gated_deltanet = false, recurrent_first = false;
+  for (const LayerSpec& layer : model.layers()) {
+    if (std::holds_alternative<AttentionLayer>(layer)) {
+      ++attention;
+      attn_1tok = std::max(attn_1tok, LayerKvBytesPerToken(layer, model.dtype_bytes()));
+    } else if (IsRecurrent(layer)) {
+      if (attention == 0 && recurrent == 0) recurrent_first = true;
+      ++recurrent;
+      mamba_page =
+          std::max(mamba_page, LayerStateBytes(layer, model.d_model(), model.dtype_bytes()));
+      gated_deltanet |= std::holds_alternative<GatedDeltaNetLayer>(layer);
+    }
+  }
+  if (attention == 0 && recurrent == 0) {
+    return Status::InvalidArgument(
+        "vllm: model '" + model.name() +
+        "' has neither attention nor recurrent layers: nothing to cache");
+  }
+  if (params.max_num_batched_tokens < 1) {
+    return Status::InvalidArgument("vllm: max_num_batched_tokens must be at least 1");
+  }
+  VllmConfig c;
+  c.mode = params.mode;
+  c.max_num_batched_tokens = params.max_num_batched_tokens;
+  c.retention_interval = params.retention_interval;
+  c.recurrent_groups_first = recurrent_first;
+  c.flops_linear = model.linear_flops_per_token();
+  c.flops_pair = model.attention_pair_flops();
+  if (params.marconi_alpha >= 0 && !std::isfinite(params.marconi_alpha)) {
+    return Status::InvalidArgument("vllm-marconi: alpha must be finite");
+  }
+  c.marconi_alpha = params.marconi_alpha;
+  const int64_t k = std::max(kMinKernelBlock, params.block_size);
+  c.mamba_chunk_size = params.mamba_chunk_size > 0
+                           ? params.mamba_chunk_size
+                           : (gated_deltanet ? kGatedDeltaNetChunk : kMamba2Chunk);
+  // update_block_size_for_backend: raise B until B tokens of ONE attention layer hold the state
+  // of ONE recurrent layer (align: a multiple of K; all: a multiple of lcm(chunk, K)).
+  const int64_t unit =
+      c.mode == VllmMambaCacheMode::kAll && recurrent > 0 ? std::lcm(c.mamba_chunk_size, k) : k;
+  int64_t b = unit;
+  if (attention > 0 && recurrent > 0) {
+    int64_t unit_bytes = 0;
+    if (c.mode == VllmMambaCacheMode::kAll) {
+      // chunk * cdiv(cdiv(mamba_page, attn_1tok), chunk)
+      b = unit * CeilDiv(CeilDiv(mamba_page, attn_1tok), unit);
+    } else if (Mul(unit, attn_1tok, &unit_bytes)) {
+      b = unit * CeilDiv(mamba_page, unit_bytes);  // K * cdiv(mamba_page, K * attn_1tok)
+    } else {
+      b = unit;  // one K-token page already exceeds any state
+    }
+  }
+  c.block_size = std::max(unit, b);
+  // The page of one layer: B tokens of attention (the state padded to it), or the state alone
+  // in a model without attention.
+  if (attention > 0) {
+    if (!Mul(c.block_size, attn_1tok, &c.page_bytes)) {
+      return Status::InvalidArgument("vllm: block of " + std::to_string(c.block_size) +
+                                     " tokens overflows the page size");
+    }
+  } else {
+    c.page_bytes = mamba_page;
+  }
+  // _get_kv_cache_groups_uniform_page_size.
+  if (attention == 0 || recurrent == 0) {
+    c.group_size = std::max(attention, recurrent);
+  } else {
+    const int64_t lo = std::min(attention, recurrent), hi = std::max(attention, recurrent);
+    c.group_size = 2 * hi < 3 * lo ? hi : lo;  // max < 1.5 * min: one group per type
+  }
+  c.attention_groups = CeilDiv(attention, c.group_size);
+  c.recurrent_groups = CeilDiv(recurrent, c.group_size);
+  int64_t block_bytes = 0;
+  if (!Mul(c.page_bytes, c.group_size, &block_bytes)) {
+    return Status::InvalidArgument("vllm: block of " + std::to_string(c.block_size) +
+                                   " tokens overflows the block size in bytes");
+  }
+  if (capacity_bytes == PrefixCacheConfig::kUnlimited) {
+    c.num_blocks = VllmConfig::kUnboundedBlocks;
+  } else {
+    c.num_blocks = capacity_bytes / block_bytes;
+    if (c.num_blocks < 2) {
+      return Status::InvalidArgument(
+          "vllm: capacity of " + std::to_string(capacity_bytes) + " bytes holds " +
+          std::to_string(c.num_blocks) + " block(s) of " + std::to_string(block_bytes) +
+          " bytes (B = " + std::to_string(c.block_size) +
+          " tokens); the pool needs the null block and at least one more");
+    }
+  }
+  if (c.retention_interval > 0 && c.retention_interval % c.block_size != 0) {
+    return Status::InvalidArgument(
+        "vllm: retention_interval " + std::to_string(c.retention_interval) +
+        " must be a multiple of the block size " + std::to_string(c.block_size));
+  }
+  return c;
+}
+
+VllmCache::VllmCache(const VllmConfig& config)
+    : config_(config),
+      pool_(config.num_blocks == VllmConfig::kUnboundedBlocks ? VllmConfig::kUnboundedBlocks
+                                                              : config.num_blocks - 1,
+            std::max(config.attention_groups, config.recurrent_groups)) {
+  pool_.set_state_alpha(config.marconi_alpha);
+}
+
+uint64_t VllmCache::AttentionKey(size_t block) const { return AttentionKeyOf(hashes_[block]); }
+
+uint64_t VllmCache::StateKey(size_t block) const { return StateKeyOf(hashes_[block]); }
+
+bool VllmCache::Retained(int64_t pos) const {
+  const int64_t b = config_.block_size;
+  if (pos == (prompt_ - 1) / b * b) return true;  // the replay boundary
+  if (junction_ > 0 && pos == junction_) return true;
+  return config_.retention_interval > 0 && pos % config_.retention_interval == 0;
+}
+
+EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Token> output,
+                              Timestamp /*now*/) {
+  const int64_t b = config_.block_size;
+  const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
+  const int64_t n = static_cast<int64_t>(input.size());
+  // Committed tokens at finish: the last sampled token is never decoded.
+  const int64_t g = std::max<int64_t>(static_cast<int64_t>(output.size()), 1);
+  const int64_t committed = n + g - 1;
+  pool_.set_clock(++clock_);
+
+  // Chain hashes of every full block of the committed tokens, once (hash_request_tokens).
+  ChainHashes(input, output.first(static_cast<size_t>(committed - n)), b, &hashes_);
+
+  // Lookup (get_computed_blocks): capped at n - 1, whole blocks only.
+  const size_t max_blocks = static_cast<size_t>((n - 1) / b);
+  size_t a_blocks = max_blocks;
+  if (ga > 0) {
+    a_blocks = 0;
+    while (a_blocks < max_blocks) {
+      bool all = true;
+      for (int64_t grp = 0; grp < ga && all; ++grp) {
+        all = pool_.Find(AttentionKey(a_blocks), grp) != VllmBlockPool::kNone;
+      }
+      if (!all) break;  // the chain match stops at the first miss
+      ++a_blocks;
+    }
+  }
+  size_t m_blocks = a_blocks;
+  if (gm > 0) {
+    m_blocks = 0;
+    for (size_t i = a_blocks; i > 0; --i) {  // right to left: the deepest state <= a
+      bool all = true;
+      for (int64_t grp = 0; grp < gm && all; ++grp) {
+        all = pool_.Find(StateKey(i - 1), grp) != VllmBlockPool::kNone;
+      }
+      if (all) {
+        m_blocks = i;
+        break;
+      }
+    }
+  }
+  const int64_t a = static_cast<int64_t>(a_blocks) * b, m = static_cast<int64_t>(m_blocks) * b;
+
+  // The running request: it holds the hit's attention blocks and the one state block used.
+  prompt_ = n;
+  parent_state_ = m;
+  junction_ = (ga > 0 && gm > 0 && a > m) ? a : 0;
+  overflow_ = false;
+  attn_blocks_.clear();
+  state_index_.clear();
+  state_blocks_.clear();
+  state_head_ = state_checked_ = 0;
+  for (size_t i = 0; i < m_blocks; ++i) {
+    for (int64_t grp = 0; grp < ga; ++grp) {
+      const int32_t blk = pool_.Find(AttentionKey(i), grp);
+      pool_.Touch(blk);
+      attn_blocks_.push_back(blk);
+    }
+  }
+  attn_hashed_ = m_blocks;
+  if (gm > 0 && m_blocks > 0) {
+    state_index_.push_back(static_cast<int64_t>(m_blocks) - 1);
+    for (int64_t grp = 0; grp < gm; ++grp) {
+      const int32_t blk = pool_.Find(StateKey(m_blocks - 1), grp);
+      pool_.Touch(blk);
+      state_blocks_.push_back(blk);
+    }
+    state_checked_ = 1;
+  }
+
+  // Prefill, chunked by the token budget (and, in align mode, _mamba_block_aligned_split).
+  prefill_steps_.clear();
+  const int64_t budget = config_.max_num_batched_tokens;
+  const int64_t last_cache_position = n - n % b;
+  for (int64_t s = m; s < n;) {
+    int64_t e = std::min(s + budget, n);
+    if (config_.mode == VllmMambaCacheMode::kAlign) {
+      if (e < n && e / b * b > s) e = e / b * b;  // else a block larger than the budget
+      auto stop = [&](int64_t at) {
+        if (s < at && at < e) e = at;
+      };
+      if (s % b != 0) stop((s / b + 1) * b);
+      stop(last_cache_position);
+      if (junction_ > 0 && s < junction_ && junction_ < e) stop(s + (junction_ - s) / b * b);
+    }
+    Step(s, e);
+    prefill_steps_.emplace_back(s, e);
+    s = e;
+  }
+  // Decode: one token per step. Steps change the pool only when they cross into a block
+  // (c % b == 0), reach a boundary ((c + 1) % b == 0) or pass one (c % b == 1: the previous
+  // state block is released); the others are skipped.
+  for (int64_t c = n; c < committed;) {
+    Step(c, c + 1);
+    const int64_t r = (c + 1) % b;
+    c = (r == 0 || r == 1 || r == b - 1) ? c + 1 : c + 1 + (b - 1 - r);
+  }
+  FreeRequest();
+  ++stats_.inserts;
+  RefreshStats();
+  return {a, m};
+}
+
+void VllmCache::Step(int64_t start, int64_t end) {
+  if (overflow_) return;
+  const int64_t b = config_.block_size;
+  const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
+  const bool all_mode = config_.mode == VllmMambaCacheMode::kAll;
+  // remove_skipped_blocks: state blocks before the one holding the state at `start` are
+  // released, group by group, each tail first (hashed ones stay cached, evictable).
+  if (gm > 0 && start > 0) {
+    const int64_t keep = (start - 1) / b;
+    size_t k = state_head_;
+    while (k < state_index_.size() && state_index_[k] < keep) ++k;
+    for (int64_t grp = 0; grp < gm; ++grp) {
+      for (size_t j = k; j > state_head_; --j) {
+        pool_.Free(state_blocks_[(j - 1) * static_cast<size_t>(gm) + static_cast<size_t>(grp)]);
+      }
+    }
+    state_head_ = k;
+  }
+  // The blocks this step needs: attention up to cdiv(end, B); the state block(s) up to the one
+  // holding the state at `end` (align: that one only, the others stay null; all: every one).
+  const int64_t last = (end - 1) / b;
+  const bool holding = state_index_.size() > state_head_;
+  int64_t first_state = all_mode ? (holding ? state_index_.back() + 1 : start / b) : last;
+  if (holding && state_index_.back() >= last) first_state = last + 1;
+  if (gm == 0) first_state = last + 1;
+  const int64_t new_states = std::max<int64_t>(0, last + 1 - first_state);
+  const int64_t attn_held = ga > 0 ? static_cast<int64_t>(attn_blocks_.size()) / ga : 0;
+  const int64_t new_attn = ga > 0 ? std::max<int64_t>(0, (end + b - 1) / b - attn_held) : 0;
+  if (new_states * gm + new_attn * ga > pool_.free_blocks()) {
+    // vLLM would not schedule this step (allocate_slots returns None); one request at a time,
+    // the emulation computes the rest of the request without caching it.
+    overflow_ = true;
+    ++oversized_requests_;
+    return;
+  }
+  for (int64_t idx = first_state; idx <= last && gm > 0; ++idx) {
+    state_index_.push_back(idx);
+    for (int64_t grp = 0; grp < gm; ++grp) state_blocks_.push_back(pool_.Allocate());
+  }
+  for (int64_t i = 0; i < new_attn * ga; ++i) attn_blocks_.push_back(pool_.Allocate());
+
+  // cache_blocks: every full attention block; the full state blocks that the mode keeps.
+  const size_t full = static_cast<size_t>(end / b);
+  for (; attn_hashed_ < full && ga > 0; ++attn_hashed_) {
+    pool_.Cache(std::span(attn_blocks_)
+                    .subspan(attn_hashed_ * static_cast<size_t>(ga), static_cast<size_t>(ga)),
+                AttentionKey(attn_hashed_), VllmBlockPool::Kind::kAttention);
+  }
+  for (; state_checked_ < state_index_.size() && (state_index_[state_checked_] + 1) * b <= end;
+       ++state_checked_) {
+    const int64_t idx = state_index_[state_checked_];
+    if (!all_mode && !Retained((idx + 1) * b)) continue;  // unhashed: freed first
+    const auto blocks =
+        std::span(state_blocks_)
+            .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm));
+    pool_.Cache(blocks, StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
+    if (config_.marconi_alpha >= 0) {
+      // Marconi's node efficiency: the FLOPs of the tokens between the state on the path below
+      // it that this request knows (its hit, or its previous stored state) and it, per byte.
+      auto flops = [&](int64_t pos) {
+        const double x = static_cast<double>(pos);
+        return config_.flops_linear * x + config_.flops_pair * x * x;
+      };
+      const int64_t pos = (idx + 1) * b;
+      const double value =
+          (flops(pos) - flops(parent_state_)) / static_cast<double>(gm * config_.block_bytes());
+      for (const int32_t blk : blocks) pool_.SetValue(blk, value);
+      parent_state_ = pos;
+    }
+    admitted_state_blocks_ += gm;
+  }
+  peak_used_blocks_ = std::max(peak_used_blocks_, pool_.used_blocks());
+}
+
+void VllmCache::FreeRequest() {
+  // KVCacheManager.free: manager by manager in group order, each group's blocks tail first. The
+  // group order follows the model's layers (the first layer's type first).
+  const size_t ga = static_cast<size_t>(config_.attention_groups);
+  const size_t gm = static_cast<size_t>(config_.recurrent_groups);
+  auto free_states = [&] {
+    for (size_t grp = 0; grp < gm; ++grp) {
+      for (size_t j = state_index_.size(); j > state_head_; --j) {
+        pool_.Free(state_blocks_[(j - 1) * gm + grp]);
+      }
+    }
+  };
+  auto free_attention = [&] {
+    const size_t attn = ga > 0 ? attn_blocks_.size() / ga : 0;
+    for (size_t grp = 0; grp < ga; ++grp) {
+      for (size_t i = attn; i > 0; --i) pool_.Free(attn_blocks_[(i - 1) * ga + grp]);
+    }
+  };
+  if (config_.recurrent_groups_first) {
+    free_states();
+    free_attention();
+  } else {
+    free_attention();
+    free_states();
+  }
+  attn_blocks_.clear();
+  state_index_.clear();
+  state_blocks_.clear();
+  state_head_ = state_checked_ = 0;
+}
+
+void VllmCache::RefreshStats() {
+  using Kind = VllmBlockPool::Kind;
+  const int64_t b = config_.block_size;
+  const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
+  const int64_t attn = pool_.hashed_blocks(Kind::kAttention);
+  const int64_t states = pool_.hashed_blocks(Kind::kState);
+  // Tokens and states count whole sets of groups; bytes count every pool block.
+  stats_.cached_tokens = ga > 0 ? attn * b / ga : 0;
+  stats_.checkpoints = gm > 0 ? states / gm : 0;
+  stats_.kv_bytes = attn * config_.block_bytes();
+  stats_.state_bytes = states * config_.block_bytes();
+  stats_.evictions = pool_.evicted_blocks(Kind::kAttention) + pool_.evicted_blocks(Kind::kState);
+  stats_.evicted_tokens = ga > 0 ? pool_.evicted_blocks(Kind::kAttention) * b / ga : 0;
+  stats_.evicted_checkpoints = gm > 0 ? pool_.evicted_blocks(Kind::kState) / gm : 0;
+  stats_.checkpoints_admitted = gm > 0 ? admitted_state_blocks_ / gm : 0;
+  UpdatePeaks();
+}
+
+std::map<std::string, double> VllmCache::DerivedSizes() const {
+  std::map<std::string, double> out = {
+      {"block_size", static_cast<double>(config_.block_size)},
+      {"attention_groups", static_cast<double>(config_.attention_groups)},
+      {"recurrent_groups", static_cast<double>(config_.recurrent_groups)},
+      {"group_size", static_cast<double>(config_.group_size)},
+      {"page_bytes", static_cast<double>(config_.page_bytes)},
+      {"block_bytes", static_cast<double>(config_.block_bytes())},
+      {"state_cost_blocks", static_cast<double>(config_.recurrent_groups)},
+  };
+  if (config_.num_blocks != VllmConfig::kUnboundedBlocks) {
+    out["num_blocks"] = static_cast<double>(config_.num_blocks);
+  }
+  if (config_.marconi_alpha >= 0) out["alpha"] = config_.marconi_alpha;
+  if (config_.mode == VllmMambaCacheMode::kAll) {
+    out["mamba_chunk_size"] = static_cast<double>(config_.mamba_chunk_size);
+  }
+  return out;
+}
+
+bool VllmCache::KvBlockCached(std::span<const Token> tokens, int64_t depth) const {
+  const int64_t b = config_.block_size;
+  if (depth <= 0 || depth % b != 0 || depth > static_cast<int64_t>(tokens.size())) return false;
+  std::vector<uint64_t> hashes;
+  ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
+  for (int64_t grp = 0; grp < config_.attention_groups; ++grp) {
+    if (pool_.Find(AttentionKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
+  }
+  return true;
+}
+
+bool VllmCache::EvictKvBlock(std::span<const Token> tokens, int64_t depth) {
+  const int64_t b = config_.block_size;
+  if (config_.attention_groups == 0 || depth <= 0 || depth % b != 0 ||
+      depth > static_cast<int64_t>(tokens.size())) {
+    return false;
+  }
+  std::vector<uint64_t> hashes;
+  ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
+  const int32_t blk = pool_.Find(AttentionKeyOf(hashes.back()), 0);
+  if (blk == VllmBlockPool::kNone || !pool_.Evict(blk)) return false;
+  RefreshStats();
+  return true;
+}
+
+bool VllmCache::StateCached(std::span<const Token> tokens, int64_t depth) const {
+  const int64_t b = config_.block_size;
+  if (depth <= 0 || depth % b != 0 || depth > static_cast<int64_t>(tokens.size())) return false;
+  std::vector<uint64_t> hashes;
+  ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
+  for (int64_t grp = 0; grp < config_.recurrent_groups; ++grp) {
+    if (pool_.Find(StateKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
+  }
+  return true;
+}
+
+}  // namespace marconi::sim
+
+namespace marconi::sim {
+namespace {
+
+Result<std::unique_ptr<EngineCache>> MakeVllm(const EngineContext& context, VllmMambaCacheMode mode,
+                                              bool marconi = false) {
+  if (context.model == nullptr) return Status::InvalidArgument("vllm: no model");
+  VllmParams p;
+  p.mode = mode;
+  p.block_size = static_cast<int64_t>(context.param("block_size"));
+  p.max_num_batched_tokens = static_cast<int64_t>(context.param("max_num_batched_tokens"));
+  if (mode == VllmMambaCacheMode::kAlign) {
+    p.retention_interval = static_cast<int64_t>(context.param("retention_interval"));
+    if (marconi) p.marconi_alpha = context.param("alpha");
+  } else {
+    p.mamba_chunk_size = static_cast<int64_t>(context.param("mamba_chunk_size"));
+  }
+  auto config = DeriveVllmConfig(*context.model, context.capacity_bytes, p);
+  if (!config.ok()) return config.status();
+  return std::unique_ptr<EngineCache>(std::make_unique<VllmCache>(*config));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EngineCache>> MakeVllmEngine(const EngineContext& context) {
+  return MakeVllm(context, VllmMambaCacheMode::kAlign);
+}
+
+Result<std::unique_ptr<EngineCache>> MakeVllmAllEngine(const EngineContext& context) {
+  return MakeVllm(context, VllmMambaCacheMode::kAll);
+}
+
+Result<std::unique_ptr<EngineCache>> MakeVllmMarconiEngine(const EngineContext& context) {
+  return MakeVllm(context, VllmMambaCacheMode::kAlign, /*marconi=*/true);
+}
+
+}  // namespace marconi::sim
