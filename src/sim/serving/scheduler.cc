@@ -1,0 +1,421 @@
+#include "sim/serving/scheduler.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <string>
+
+namespace marconi::sim::serving {
+namespace {
+
+// A request's state in the engine.
+struct Live {
+  std::optional<RequestHandle> handle;  // from BeginRequest, held until CompleteRequest
+  bool begun = false;                   // BeginRequest called (at most twice: see Admit)
+  bool restarted = false;
+  int64_t hit = 0;
+  int64_t matched = 0;  // the lookup's attention-hit depth
+  int64_t prefill_left = 0;
+  int64_t context = 0;  // tokens whose KV it holds or shares: hit + computed
+  int64_t generated = 0;
+  int64_t held_tokens = 0;  // KV tokens in running memory (its own, not the cache's)
+  bool running = false;
+  bool decoding = false;
+  double admitted = -1, first_token = -1;
+  int64_t preemptions = 0;
+};
+
+// Little's law's L x T, by events: += n x (t - last) at each change of n.
+struct Occupancy {
+  double integral = 0, last = 0;
+  int64_t in_system = 0;
+  void Advance(double t) {
+    integral += static_cast<double>(in_system) * (t - last);
+    last = t;
+  }
+  void Arrive(double t) {
+    Advance(t);
+    ++in_system;
+  }
+  void Depart(double t) {
+    Advance(t);
+    --in_system;
+  }
+};
+
+class Engine {
+ public:
+  Engine(const Trace& trace, const SimConfig& config, const ServingConfig& serving, int64_t budget,
+         PrefixCache* cache, AlphaTuner* tuner)
+      : trace_(trace),
+        config_(config),
+        serving_(serving),
+        budget_(budget),
+        cache_(cache),
+        tuner_(tuner),
+        time_(config.model, serving.device, serving.step_overhead_s),
+        kv_(config.model.KvBytesPerToken()),
+        slot_(serving.state_slots * config.model.StateBytesPerCheckpoint()),
+        live_(trace.requests.size()) {}
+
+  Status Run(ServingResult* out);
+
+ private:
+  const TraceRequest& req(size_t i) const { return trace_.requests[i]; }
+  int64_t InputLen(size_t i) const { return static_cast<int64_t>(req(i).input.size()); }
+  int64_t OutputLen(size_t i) const {
+    return std::max<int64_t>(1, static_cast<int64_t>(req(i).output.size()));
+  }
+  int64_t RunningBytes(int64_t extra_tokens, int64_t extra_requests) const {
+    return (run_tokens_ + extra_tokens) * kv_ +
+           (static_cast<int64_t>(running_.size()) + extra_requests) * slot_;
+  }
+  // Whether `running_bytes` fit with the cache shrunk to the rest of the budget (the cache
+  // evicts unpinned content to get there; kResourceExhausted: its pinned content alone is over).
+  Result<bool> Fits(int64_t running_bytes) {
+    if (running_bytes > budget_) return false;
+    if (cache_ == nullptr) return true;
+    const Status s = cache_->SetCapacity(budget_ - running_bytes);
+    if (s.ok()) return true;
+    if (s.code() == StatusCode::kResourceExhausted) return false;
+    return s;
+  }
+  void Preempt(size_t id);
+  Status Begin(size_t id);
+  Status Finish(size_t id, ServingResult* out);
+
+  const Trace& trace_;
+  const SimConfig& config_;
+  const ServingConfig& serving_;
+  const int64_t budget_;
+  PrefixCache* cache_;
+  AlphaTuner* tuner_;
+  StepTimeModel time_;
+  const int64_t kv_, slot_;
+  std::vector<Live> live_;
+  std::deque<size_t> waiting_;
+  std::vector<size_t> running_;  // in admission order
+  int64_t run_tokens_ = 0;       // sum of held_tokens over running_
+  double now_ = 0;
+  Occupancy occupancy_;
+  int64_t preemptions_ = 0, recomputed_ = 0;
+};
+
+void Engine::Preempt(size_t id) {
+  // Recompute, as vLLM does by default: the request gives back its memory and returns to the
+  // head of the queue; its lease stays (its hit remains valid) and on re-admission it prefills
+  // its input after the hit and the tokens it had generated.
+  Live& v = live_[id];
+  run_tokens_ -= v.held_tokens;
+  recomputed_ += v.context - v.hit;
+  v.held_tokens = 0;
+  v.running = false;
+  v.decoding = false;
+  v.context = v.hit;
+  v.prefill_left = InputLen(id) - v.hit + v.generated;
+  ++v.preemptions;
+  ++preemptions_;
+  running_.erase(std::find(running_.begin(), running_.end(), id));
+  waiting_.push_front(id);
+}
+
+Status Engine::Begin(size_t id) {
+  Live& v = live_[id];
+  v.begun = true;
+  if (cache_ == nullptr) return Status::Ok();
+  auto h = cache_->BeginRequest(req(id).input, now_);
+  if (!h.ok()) return h.status();
+  v.hit = h->lookup.reusable_tokens;
+  v.matched = h->lookup.matched_tokens;
+  v.handle = std::move(h).value();
+  return Status::Ok();
+}
+
+Status Engine::Finish(size_t id, ServingResult* out) {
+  Live& v = live_[id];
+  running_.erase(std::find(running_.begin(), running_.end(), id));
+  run_tokens_ -= v.held_tokens;
+  v.held_tokens = 0;
+  v.running = false;
+  const TraceRequest& r = req(id);
+  if (cache_ != nullptr) {
+    // The finished request's memory goes back to the cache before its content is inserted.
+    if (auto f = Fits(RunningBytes(0, 0)); !f.ok()) return f.status();
+    const Status s = cache_->CompleteRequest(std::move(*v.handle), r.input, r.output, now_);
+    v.handle.reset();
+    // kResourceExhausted leaves the content inserted and the invariants holding; the next step
+    // shrinks the cache or preempts.
+    if (!s.ok() && s.code() != StatusCode::kResourceExhausted) return s;
+    if (tuner_ != nullptr) {
+      // Observed at its completion, begin and end alike: the tuner replays its window from a
+      // snapshot taken at an earlier completion, so a begin before that snapshot (a request that
+      // ran across it) would go back in time; the replay then inserts requests in completion
+      // order, as the cache saw them.
+      if (Status t = tuner_->Observe(*cache_, r.input, r.output, now_, now_); !t.ok()) {
+        return t;
+      }
+    }
+  }
+  occupancy_.Depart(now_);
+  ServingRecord& rec = out->requests[id];
+  rec.index = id;
+  rec.input_tokens = InputLen(id);
+  rec.output_tokens = OutputLen(id);
+  rec.hit_tokens = v.hit;
+  rec.attention_hit_tokens = v.matched;
+  rec.arrival = r.ts;
+  rec.admitted = v.admitted;
+  rec.first_token = v.first_token;
+  rec.finish = now_;
+  rec.preemptions = v.preemptions;
+  out->output_tokens += rec.output_tokens;
+  out->last_finish = now_;
+  return Status::Ok();
+}
+
+Status Engine::Run(ServingResult* out) {
+  const size_t n = trace_.requests.size();
+  out->requests.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    // KV of the whole sequence and the slots: what it holds at its end if nothing is shared.
+    const int64_t alone = (InputLen(i) + OutputLen(i)) * kv_ + slot_;
+    if (InputLen(i) == 0) {
+      return Status::InvalidArgument("request " + std::to_string(i) + " has no input");
+    }
+    if (alone > budget_) {
+      return Status::ResourceExhausted(
+          "request " + std::to_string(i) + " needs " + std::to_string(alone) +
+          " bytes alone (KV of its input and output, its state slots), more than the memory "
+          "budget of " +
+          std::to_string(budget_) + " bytes");
+    }
+  }
+  if (n == 0) return Status::Ok();
+  now_ = trace_.requests[0].ts;
+  out->first_arrival = now_;
+  occupancy_.last = now_;
+  size_t next = 0, done = 0;
+  const auto arrive = [&] {
+    while (next < n && req(next).ts <= now_) {
+      occupancy_.Arrive(req(next).ts);
+      waiting_.push_back(next++);
+    }
+  };
+  struct Item {
+    size_t id;
+    int64_t tokens;  // 0: a decode
+  };
+  std::vector<Item> items;
+  std::vector<size_t> finished;
+  while (done < n) {
+    arrive();
+    if (running_.empty() && waiting_.empty()) {
+      now_ = req(next).ts;  // idle until the next arrival
+      continue;
+    }
+    // 1. Every decoding request writes the KV of one more token this step; preempt the most
+    // recently admitted until that fits.
+    int64_t growth = 0;
+    for (size_t id : running_) growth += live_[id].decoding ? 1 : 0;
+    while (true) {
+      auto f = Fits(RunningBytes(growth, 0));
+      if (!f.ok()) return f.status();
+      if (*f) break;
+      if (running_.empty()) break;  // only pinned content is over: admission sorts it out
+      growth -= live_[running_.back()].decoding ? 1 : 0;
+      Preempt(running_.back());
+    }
+    for (size_t id : running_) {
+      if (live_[id].decoding) ++live_[id].held_tokens, ++run_tokens_;
+    }
+    // 2. The batch: decodes first, then prefill chunks in admission order, within the budget.
+    StepCost cost;
+    items.clear();
+    int64_t tokens_left = serving_.token_budget;
+    for (size_t id : running_) {
+      if (!live_[id].decoding) continue;
+      time_.Add(live_[id].context, 1, &cost);
+      items.push_back({id, 0});
+      --tokens_left;
+    }
+    const auto add_chunk = [&](size_t id) {
+      Live& v = live_[id];
+      const int64_t c = std::min({serving_.chunk_tokens, v.prefill_left, tokens_left});
+      if (c <= 0) return;
+      time_.Add(v.context, c, &cost);
+      items.push_back({id, c});
+      tokens_left -= c;
+    };
+    for (size_t id : running_) {
+      if (!live_[id].decoding) add_chunk(id);
+    }
+    // 3. Admission, FCFS: the head of the queue, if its memory can be found.
+    while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < serving_.max_running &&
+           tokens_left > 0) {
+      const size_t id = waiting_.front();
+      Live& v = live_[id];
+      if (!v.begun) {
+        if (Status s = Begin(id); !s.ok()) return s;
+      }
+      const int64_t need = InputLen(id) - v.hit + v.generated;
+      auto f = Fits(RunningBytes(need, 1));
+      if (!f.ok()) return f.status();
+      if (!*f) {
+        if (!running_.empty()) break;  // wait for memory to free up
+        if (v.handle && v.hit > 0 && !v.restarted) {
+          // Alone, it is its own pinned path (with the states on it) that does not fit:
+          // give up the hit and start over (the cache may evict that path now).
+          v.handle.reset();
+          v.hit = 0;
+          v.matched = 0;
+          v.begun = false;
+          v.restarted = true;
+          continue;
+        }
+        return Status::ResourceExhausted("request " + std::to_string(id) +
+                                         " does not fit in the memory budget of " +
+                                         std::to_string(budget_) + " bytes even alone");
+      }
+      waiting_.pop_front();
+      v.running = true;
+      v.decoding = false;
+      v.held_tokens = need;
+      v.prefill_left = need;
+      v.context = v.hit;
+      run_tokens_ += need;
+      if (v.admitted < 0) v.admitted = now_;
+      running_.push_back(id);
+      add_chunk(id);
+    }
+    // 4. The memory invariant, checked every step.
+    MemoryUse use;
+    use.running_kv = run_tokens_ * kv_;
+    use.running_state = static_cast<int64_t>(running_.size()) * slot_;
+    if (cache_ != nullptr) {
+      use.cached_kv = cache_->stats().kv_bytes;
+      use.cached_state = cache_->stats().state_bytes;
+    }
+    if (use.total() > budget_) {
+      return Status::FailedPrecondition("serving: memory in use " + std::to_string(use.total()) +
+                                        " bytes exceeds the budget " + std::to_string(budget_) +
+                                        " at t=" + std::to_string(now_));
+    }
+    out->peak.running_kv = std::max(out->peak.running_kv, use.running_kv);
+    out->peak.running_state = std::max(out->peak.running_state, use.running_state);
+    out->peak.cached_kv = std::max(out->peak.cached_kv, use.cached_kv);
+    out->peak.cached_state = std::max(out->peak.cached_state, use.cached_state);
+    out->peak_bytes = std::max(out->peak_bytes, use.total());
+    if (items.empty()) {
+      return Status::FailedPrecondition("serving: a step with nothing to run at t=" +
+                                        std::to_string(now_));
+    }
+    const double seconds = time_.Seconds(cost);
+    if (serving_.on_step) {
+      serving_.on_step({now_, static_cast<int64_t>(running_.size()),
+                        static_cast<int64_t>(waiting_.size()), cost.tokens, seconds, use, budget_});
+    }
+    // 5. Run the step.
+    now_ += seconds;
+    ++out->steps;
+    arrive();  // arrivals during the step join the queue (and the occupancy) at their times
+    finished.clear();
+    for (const Item& it : items) {
+      Live& v = live_[it.id];
+      if (it.tokens == 0) {
+        ++v.context;
+        ++v.generated;
+      } else {
+        v.context += it.tokens;
+        v.prefill_left -= it.tokens;
+        if (v.prefill_left == 0) {
+          ++v.generated;  // the last chunk's logits give a token
+          if (v.first_token < 0) v.first_token = now_;
+          v.decoding = true;
+        }
+      }
+      if (v.decoding && v.generated >= OutputLen(it.id)) finished.push_back(it.id);
+    }
+    for (size_t id : finished) {
+      if (Status s = Finish(id, out); !s.ok()) return s;
+      ++done;
+    }
+  }
+  occupancy_.Advance(now_);
+  out->occupancy_integral = occupancy_.integral;
+  out->preemptions = preemptions_;
+  out->recomputed_tokens = recomputed_;
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool ServingSupports(SystemKind kind) {
+  const SystemSpec& spec = SpecOf(kind);
+  return spec.engine == nullptr && spec.tuning != Tuning::kHindsight;
+}
+
+Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
+  if (Status s = ValidateDevice(c.device); !s.ok()) return s;
+  if (c.max_running < 1 || c.chunk_tokens < 1 || c.state_slots < 0 ||
+      c.token_budget < c.max_running || !(c.step_overhead_s >= 0) || c.budget_bytes < 0) {
+    return Status::InvalidArgument(
+        "serving: need max running >= 1, a token budget >= max running, chunk >= 1, state slots "
+        ">= 0, step overhead >= 0 and a budget >= 0");
+  }
+  if (c.budget_bytes > 0) return c.budget_bytes;
+  const double usable = static_cast<double>(c.device.hbm_bytes) * c.device.memory_utilization;
+  const int64_t budget = static_cast<int64_t>(usable) - WeightBytes(model);
+  if (budget <= 0) {
+    return Status::InvalidArgument("serving: the weights of " + model.name() + " (" +
+                                   std::to_string(WeightBytes(model)) + " bytes) do not fit in " +
+                                   c.device.name);
+  }
+  return budget;
+}
+
+Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
+                                 const ServingConfig& serving) {
+  if (!ServingSupports(kind)) {
+    return Status::Unimplemented(
+        std::string("--serving does not serve ") + SystemName(kind) +
+        (SpecOf(kind).engine != nullptr
+             ? " yet: engine emulations reserve their own state slots and come later"
+             : ": the oracle picks its alpha in hindsight over whole replays"));
+  }
+  auto budget = ServingBudget(serving, config.model);
+  if (!budget.ok()) return budget.status();
+  ServingResult out;
+  out.budget_bytes = *budget;
+  out.weight_bytes = WeightBytes(config.model);
+  SystemInstance system;
+  if (SpecOf(kind).admission != Admission::kNone) {
+    SimConfig c = config;
+    c.capacity_bytes = *budget;
+    auto made = MakeSystem(kind, c, 0.0, IsTuned(kind));
+    if (!made.ok()) return made.status();
+    system = std::move(made).value();
+  }
+  Engine engine(trace, config, serving, *budget, system.cache.get(), system.tuner.get());
+  if (Status s = engine.Run(&out); !s.ok()) return s;
+  SystemResult& base = out.base;
+  base.system = SystemName(kind);
+  base.params = EffectiveParams(kind, config.params);
+  if (system.cache) {
+    base.stats = system.cache->stats();
+    base.alpha = system.cache->alpha();
+  }
+  if (system.tuner) base.rounds = system.tuner->rounds();
+  base.records.reserve(out.requests.size());
+  for (const ServingRecord& r : out.requests) {
+    base.records.push_back(
+        {r.index, r.input_tokens, r.hit_tokens, r.attention_hit_tokens, 1000 * r.ttft_s()});
+    if (!system.cache) {
+      ++base.stats.requests;
+      base.stats.input_tokens += r.input_tokens;
+      base.stats.flops_without_cache += config.model.PrefillFlops(0, r.input_tokens);
+    }
+  }
+  return out;
+}
+
+}  // namespace marconi::sim::serving

@@ -1,0 +1,267 @@
+// The serving model (sim/serving/): the no-load limit against the roofline, Little's law, the
+// M/D/1 closed form, the memory budget under pressure, determinism, and its refusals.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "sim/replay.h"
+#include "sim/serving/device.h"
+#include "sim/serving/metrics.h"
+#include "sim/serving/scheduler.h"
+#include "sim/serving/step_time.h"
+#include "sim/synthetic.h"
+
+namespace marconi::sim::serving {
+namespace {
+
+ModelSpec Paper7b() { return ModelSpec::Preset("paper-7b").value(); }
+
+SimConfig ConfigFor(const ModelSpec& model) {
+  SimConfig c;
+  c.model = model;
+  c.threads = 1;
+  return c;
+}
+
+ServingConfig H100() {
+  ServingConfig s;
+  s.device = DevicePreset("H100-80GB").value();
+  return s;
+}
+
+std::vector<Token> Tokens(std::mt19937_64& rng, int64_t n) {
+  std::vector<Token> v(static_cast<size_t>(n));
+  for (Token& t : v) t = static_cast<Token>(rng() % 30000);
+  return v;
+}
+
+// Sessions of `turns` turns, each turn's input its predecessor's input and output plus new
+// tokens; sessions start `session_gap` apart and turns follow `turn_gap` apart.
+Trace Sessions(uint64_t seed, int sessions, int turns, int64_t first, int64_t added, int64_t output,
+               double session_gap, double turn_gap) {
+  std::mt19937_64 rng(seed);
+  Trace t;
+  t.source = "sessions";
+  for (int s = 0; s < sessions; ++s) {
+    std::vector<Token> context = Tokens(rng, first);
+    for (int k = 0; k < turns; ++k) {
+      if (k > 0) {
+        const std::vector<Token> more = Tokens(rng, added);
+        context.insert(context.end(), more.begin(), more.end());
+      }
+      std::vector<Token> out = Tokens(rng, output);
+      t.requests.push_back(
+          {"s" + std::to_string(s), k, s * session_gap + k * turn_gap, context, out, 0});
+      context.insert(context.end(), out.begin(), out.end());
+    }
+  }
+  std::stable_sort(t.requests.begin(), t.requests.end(),
+                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  return t;
+}
+
+TEST(Serving, WeightBytesFollowTheLayerFormulas) {
+  const ModelSpec m = Paper7b();
+  const double d = static_cast<double>(m.d_model());
+  // 4 attention layers (4 D^2: Q, K, V, O with 32 heads of 128), 24 paper SSM (6 D^2), 28 MLP
+  // (D x 14336 x 3 gated, or 8 D^2 for the paper's 4D two-matrix MLP).
+  double params = 0;
+  for (const LayerSpec& l : m.layers()) {
+    if (std::holds_alternative<AttentionLayer>(l)) params += 4 * d * d;
+    if (std::holds_alternative<PaperSsmLayer>(l)) params += 6 * d * d;
+    if (const auto* mlp = std::get_if<MlpLayer>(&l)) {
+      params += d * static_cast<double>(mlp->d_ff) * (mlp->gated ? 3 : 2);
+    }
+  }
+  EXPECT_EQ(WeightBytes(m), static_cast<int64_t>(params * 2));
+  EXPECT_GT(WeightBytes(m), int64_t{10} * 1000 * 1000 * 1000);  // a 7B model in BF16
+  EXPECT_LT(WeightBytes(m), int64_t{16} * 1000 * 1000 * 1000);
+}
+
+TEST(Serving, DevicePresetsAndSloParse) {
+  for (const std::string& name : DevicePresetNames()) {
+    auto d = DevicePreset(name);
+    ASSERT_TRUE(d.ok());
+    EXPECT_TRUE(ValidateDevice(*d).ok());
+  }
+  EXPECT_EQ(DevicePreset("H100-80GB")->hbm_bandwidth, 3.35e12);
+  EXPECT_EQ(DevicePreset("V100").status().code(), StatusCode::kNotFound);
+  auto slo = ParseSlo("ttft=2s,tpot=100ms");
+  ASSERT_TRUE(slo.ok());
+  EXPECT_DOUBLE_EQ(slo->ttft_s, 2.0);
+  EXPECT_DOUBLE_EQ(slo->tpot_s, 0.1);
+  EXPECT_DOUBLE_EQ(ParseSlo("tpot=50ms")->tpot_s, 0.05);
+  EXPECT_FALSE(ParseSlo("ttft=2").ok());
+  EXPECT_FALSE(ParseSlo("ttft=-1s").ok());
+  EXPECT_FALSE(ParseSlo("latency=1s").ok());
+}
+
+// At a vanishing arrival rate every request is alone: no queueing, and its TTFT is exactly the
+// roofline time of its chunked prefill after its hit.
+TEST(Serving, NoLoadTtftIsTheRooflinePrefill) {
+  const uint64_t seed = 7;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const ModelSpec model = Paper7b();
+  const Trace trace = Sessions(seed, 3, 3, 3000, 700, 40, 1000.0, 100.0);
+  ServingConfig serving = H100();
+  serving.chunk_tokens = 1024;
+  const StepTimeModel time(model, serving.device);
+  for (SystemKind kind : {SystemKind::kVanilla, SystemKind::kSglangPlus, SystemKind::kMarconi}) {
+    auto r = RunServing(trace, kind, ConfigFor(model), serving);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    int64_t hits = 0;
+    for (const ServingRecord& q : r->requests) {
+      const double expected =
+          time.PrefillSeconds(q.hit_tokens, q.input_tokens - q.hit_tokens, serving.chunk_tokens);
+      EXPECT_EQ(q.queue_s(), 0) << SystemName(kind) << " request " << q.index;
+      EXPECT_NEAR(q.ttft_s(), expected, 1e-9 * expected) << SystemName(kind) << " " << q.index;
+      hits += q.hit_tokens;
+    }
+    EXPECT_EQ(r->preemptions, 0);
+    if (kind != SystemKind::kVanilla) {
+      EXPECT_GT(hits, 0) << SystemName(kind);
+    }
+  }
+}
+
+// Little's law, L = lambda W, two ways: L from the engine's own event bookkeeping (exact up to
+// rounding: 1e-9 relative) and from per-step samples of running + waiting requests, which miss
+// arrivals for the rest of the step they arrive in (within 2%).
+TEST(Serving, LittlesLawHolds) {
+  const uint64_t seed = 11;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const ModelSpec model = Paper7b();
+  const Trace trace = Sessions(seed, 60, 4, 2000, 400, 200, 0.5, 3.0);
+  ServingConfig serving = H100();
+  serving.max_running = 16;
+  serving.token_budget = 2048;
+  double sampled = 0;
+  serving.on_step = [&](const StepSnapshot& s) {
+    sampled += static_cast<double>(s.running + s.waiting) * s.seconds;
+  };
+  auto r = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const double horizon = r->last_finish - r->first_arrival;
+  const double lambda = static_cast<double>(r->requests.size()) / horizon;
+  double w = 0;
+  for (const ServingRecord& q : r->requests) w += q.e2e_s();
+  w /= static_cast<double>(r->requests.size());
+  const double little = lambda * w;
+  const double l_events = r->occupancy_integral / horizon;
+  const double l_steps = sampled / horizon;
+  std::printf("L (events) %.6f, L (steps) %.6f, lambda W %.6f\n", l_events, l_steps, little);
+  EXPECT_GT(l_events, 1.0);  // some load, or the law is trivial
+  EXPECT_NEAR(l_events, little, 1e-9 * little);
+  EXPECT_NEAR(l_steps, little, 0.02 * little);
+}
+
+// One running request at a time, deterministic service (same input, one output token, one
+// prefill step), Poisson arrivals: an M/D/1 queue, whose mean wait is rho / (2 mu (1 - rho)).
+TEST(Serving, OneAtATimeMatchesMD1) {
+  const uint64_t seed = 20261123;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const ModelSpec model = Paper7b();
+  ServingConfig serving = H100();
+  serving.max_running = 1;
+  const int64_t input = 512;
+  const double service =
+      StepTimeModel(model, serving.device).PrefillSeconds(0, input, serving.chunk_tokens);
+  const double rho = 0.6;
+  const double lambda = rho / service;
+  std::mt19937_64 rng(seed);
+  std::exponential_distribution<double> gap(lambda);
+  Trace trace;
+  const std::vector<Token> tokens(static_cast<size_t>(input), 1);
+  double t = 0;
+  const int n = 60000;
+  trace.requests.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    t += gap(rng);
+    trace.requests.push_back({"", 0, t, tokens, {2}, 0});
+  }
+  auto r = RunServing(trace, SystemKind::kVanilla, ConfigFor(model), serving);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  double wait = 0;
+  for (const ServingRecord& q : r->requests) {
+    EXPECT_NEAR(q.prefill_s(), service, 1e-12);
+    wait += q.queue_s();
+  }
+  wait /= n;
+  const double expected = rho * service / (2 * (1 - rho));
+  std::printf("service %.6f s, mean wait %.6f s, M/D/1 %.6f s\n", service, wait, expected);
+  EXPECT_NEAR(wait, expected, 0.05 * expected);
+}
+
+// A budget far below the load: the cache shrinks, requests wait and are preempted, and memory
+// in use never exceeds the budget at any step.
+TEST(Serving, MemoryStaysWithinTheBudgetUnderPressure) {
+  const uint64_t seed = 5;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const ModelSpec model = Paper7b();
+  const Trace trace = Sessions(seed, 30, 3, 1500, 300, 600, 0.05, 2.0);
+  for (SystemKind kind : {SystemKind::kVanilla, SystemKind::kVllmPlus, SystemKind::kSglangPlus,
+                          SystemKind::kMarconi, SystemKind::kSparse}) {
+    ServingConfig serving = H100();
+    serving.budget_bytes = int64_t{1500} * 1000 * 1000;
+    serving.max_running = 64;
+    int64_t steps = 0, over = 0;
+    serving.on_step = [&](const StepSnapshot& s) {
+      ++steps;
+      over += s.memory.total() > s.budget;
+    };
+    auto r = RunServing(trace, kind, ConfigFor(model), serving);
+    ASSERT_TRUE(r.ok()) << SystemName(kind) << ": " << r.status().ToString();
+    EXPECT_GT(steps, 0);
+    EXPECT_EQ(over, 0) << SystemName(kind);
+    EXPECT_LE(r->peak_bytes, serving.budget_bytes);
+    EXPECT_GT(r->preemptions, 0) << SystemName(kind);
+    EXPECT_GT(r->recomputed_tokens, 0) << SystemName(kind);
+    for (const ServingRecord& q : r->requests) {
+      EXPECT_LE(q.arrival, q.admitted);
+      EXPECT_LT(q.admitted, q.first_token);
+      EXPECT_LE(q.first_token, q.finish);
+    }
+  }
+}
+
+TEST(Serving, ResultsAreDeterministic) {
+  const ModelSpec model = Paper7b();
+  const Trace trace = SyntheticMixed(20, 4.0, 3);
+  ServingConfig serving = H100();
+  serving.max_running = 8;
+  auto a = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  auto b = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->requests.size(), b->requests.size());
+  for (size_t i = 0; i < a->requests.size(); ++i) {
+    EXPECT_EQ(a->requests[i].first_token, b->requests[i].first_token);
+    EXPECT_EQ(a->requests[i].finish, b->requests[i].finish);
+    EXPECT_EQ(a->requests[i].hit_tokens, b->requests[i].hit_tokens);
+  }
+  EXPECT_EQ(a->steps, b->steps);
+  EXPECT_EQ(a->base.stats.evictions, b->base.stats.evictions);
+}
+
+TEST(Serving, RefusesWhatItCannotServe) {
+  const ModelSpec model = Paper7b();
+  const Trace trace = SyntheticMixed(2, 1.0, 1);
+  EXPECT_FALSE(ServingSupports(SystemKind::kOracle));
+  EXPECT_TRUE(ServingSupports(SystemKind::kMarconi));
+  EXPECT_EQ(RunServing(trace, SystemKind::kOracle, ConfigFor(model), H100()).status().code(),
+            StatusCode::kUnimplemented);
+  ServingConfig tiny = H100();
+  // Room for a checkpoint and 100 tokens of KV: the synthetic requests are longer.
+  tiny.budget_bytes = model.StateBytesPerCheckpoint() + 100 * model.KvBytesPerToken();
+  EXPECT_EQ(RunServing(trace, SystemKind::kMarconi, ConfigFor(model), tiny).status().code(),
+            StatusCode::kResourceExhausted);
+  ServingConfig bad = H100();
+  bad.token_budget = 10;
+  bad.max_running = 20;
+  EXPECT_EQ(RunServing(trace, SystemKind::kMarconi, ConfigFor(model), bad).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace marconi::sim::serving
