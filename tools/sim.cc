@@ -39,6 +39,7 @@ struct SimOptions {
   bool serving = false;
   sim::ServingOptions serving_options;
   bool capacity_given = false;
+  bool systems_given = false;
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -63,6 +64,8 @@ int Run(const SimOptions& o) {
   if (o.serving) {
     request.serving = o.serving_options;
     request.serving->capacity_is_budget = o.capacity_given;
+    // Without --systems: the defaults the serving model serves (Simulate picks them).
+    if (!o.systems_given) request.systems.systems.clear();
   }
   if (!o.roofline.empty()) {
     if (o.roofline.size() != 2) {
@@ -173,7 +176,8 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--slo", o->serving_options.slo, "Goodput SLO: ttft=2s,tpot=100ms")
       ->capture_default_str()
       ->needs(serving);
-  cmd->callback([o, exit_code, multiplier, objective, capacity] {
+  cmd->callback([o, exit_code, multiplier, objective, capacity, cmd] {
+    o->systems_given = cmd->get_option("--systems")->count() > 0;
     o->tuner_flags = multiplier->count() + objective->count() > 0;
     o->capacity_given = capacity->count() > 0;
     *exit_code = Run(*o);
