@@ -205,16 +205,20 @@ TEST(Serving, MemoryStaysWithinTheBudgetUnderPressure) {
                           SystemKind::kMarconi, SystemKind::kSparse}) {
     ServingConfig serving = H100();
     serving.budget_bytes = int64_t{1500} * 1000 * 1000;
-    serving.max_running = 64;
-    int64_t steps = 0, over = 0;
+    serving.max_running = 12;
+    serving.token_budget = 1024;
+    serving.chunk_tokens = 256;
+    int64_t steps = 0, over = 0, over_limits = 0;
     serving.on_step = [&](const StepSnapshot& s) {
       ++steps;
       over += s.memory.total() > s.budget;
+      over_limits += s.batch_tokens > serving.token_budget || s.running > serving.max_running;
     };
     auto r = RunServing(trace, kind, ConfigFor(model), serving);
     ASSERT_TRUE(r.ok()) << SystemName(kind) << ": " << r.status().ToString();
     EXPECT_GT(steps, 0);
     EXPECT_EQ(over, 0) << SystemName(kind);
+    EXPECT_EQ(over_limits, 0) << SystemName(kind);
     EXPECT_LE(r->peak_bytes, serving.budget_bytes);
     EXPECT_GT(r->preemptions, 0) << SystemName(kind);
     EXPECT_GT(r->recomputed_tokens, 0) << SystemName(kind);

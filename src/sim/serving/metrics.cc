@@ -111,6 +111,7 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
       s.requests > 0 ? static_cast<double>(good) / static_cast<double>(s.requests) : 0;
   s.preemptions = r.preemptions;
   s.recomputed_tokens = r.recomputed_tokens;
+  s.cache_flushes = r.cache_flushes;
   s.steps = r.steps;
   s.peak = r.peak;
   s.peak_bytes = r.peak_bytes;
@@ -180,6 +181,7 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
     j["slo_attainment"] = s.slo_attainment;
     j["preemptions"] = s.preemptions;
     j["recomputed_tokens"] = s.recomputed_tokens;
+    j["cache_flushes"] = s.cache_flushes;
     j["steps"] = s.steps;
     j["makespan_s"] = s.makespan_s;
     j["mean_in_system"] = s.mean_in_system;

@@ -37,6 +37,7 @@ struct ServingSummary {
   double slo_attainment = 0;
   int64_t preemptions = 0;
   int64_t recomputed_tokens = 0;
+  int64_t cache_flushes = 0;  // ServingResult::cache_flushes
   int64_t steps = 0;
   double makespan_s = 0;
   double mean_in_system = 0;  // time-averaged requests in the system

@@ -4,6 +4,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace marconi::sim::serving {
 namespace {
@@ -46,7 +47,7 @@ struct Occupancy {
 class Engine {
  public:
   Engine(const Trace& trace, const SimConfig& config, const ServingConfig& serving, int64_t budget,
-         PrefixCache* cache, AlphaTuner* tuner)
+         PrefixCache* cache, AlphaTuner* tuner, int64_t states_every)
       : trace_(trace),
         config_(config),
         serving_(serving),
@@ -56,6 +57,7 @@ class Engine {
         time_(config.model, serving.device, serving.step_overhead_s),
         kv_(config.model.KvBytesPerToken()),
         slot_(serving.state_slots * config.model.StateBytesPerCheckpoint()),
+        states_every_(states_every),
         live_(trace.requests.size()) {}
 
   Status Run(ServingResult* out);
@@ -80,6 +82,25 @@ class Engine {
     if (s.code() == StatusCode::kResourceExhausted) return false;
     return s;
   }
+  // What the cache cannot evict while `hit` tokens are pinned by a lease: their KV and the states
+  // on their path (one, or one per block for block checkpointing). An estimate: paths that share
+  // a prefix are counted once each, and other states left on a path by branches are missed.
+  int64_t PinnedBytes(int64_t hit) const {
+    const int64_t states = states_every_ > 0 ? std::max<int64_t>(1, hit / states_every_) : 1;
+    return hit * kv_ + states * config_.model.StateBytesPerCheckpoint();
+  }
+  void Pin(const Live& v) {
+    if (!v.handle || !v.handle->lease.held()) return;
+    if (pins_[v.handle->lease.node()]++ == 0) pinned_estimate_ += PinnedBytes(v.hit);
+  }
+  void Unpin(const Live& v) {
+    if (!v.handle || !v.handle->lease.held()) return;
+    const auto it = pins_.find(v.handle->lease.node());
+    if (--it->second == 0) {
+      pinned_estimate_ -= PinnedBytes(v.hit);
+      pins_.erase(it);
+    }
+  }
   void Preempt(size_t id);
   Status Begin(size_t id);
   Status Finish(size_t id, ServingResult* out);
@@ -92,13 +113,17 @@ class Engine {
   AlphaTuner* tuner_;
   StepTimeModel time_;
   const int64_t kv_, slot_;
+  const int64_t states_every_;  // block checkpointing's block size, else 0
   std::vector<Live> live_;
   std::deque<size_t> waiting_;
   std::vector<size_t> running_;  // in admission order
   int64_t run_tokens_ = 0;       // sum of held_tokens over running_
   double now_ = 0;
   Occupancy occupancy_;
-  int64_t preemptions_ = 0, recomputed_ = 0;
+  int64_t preemptions_ = 0, recomputed_ = 0, flushes_ = 0;
+  std::unordered_map<NodeId, int64_t> pins_;  // leases held, by node
+  int64_t pinned_estimate_ = 0;               // sum of PinnedBytes over pins_
+  int64_t pinned_slack_ = 0;                  // what the estimate missed at the last flush
 };
 
 void Engine::Preempt(size_t id) {
@@ -128,6 +153,7 @@ Status Engine::Begin(size_t id) {
   v.hit = h->lookup.reusable_tokens;
   v.matched = h->lookup.matched_tokens;
   v.handle = std::move(h).value();
+  Pin(v);
   return Status::Ok();
 }
 
@@ -141,6 +167,7 @@ Status Engine::Finish(size_t id, ServingResult* out) {
   if (cache_ != nullptr) {
     // The finished request's memory goes back to the cache before its content is inserted.
     if (auto f = Fits(RunningBytes(0, 0)); !f.ok()) return f.status();
+    Unpin(v);
     const Status s = cache_->CompleteRequest(std::move(*v.handle), r.input, r.output, now_);
     v.handle.reset();
     // kResourceExhausted leaves the content inserted and the invariants holding; the next step
@@ -258,13 +285,29 @@ Status Engine::Run(ServingResult* out) {
         if (Status s = Begin(id); !s.ok()) return s;
       }
       const int64_t need = InputLen(id) - v.hit + v.generated;
+      // Shrinking the cache for a request that then does not fit would evict all its unpinned
+      // content for nothing: like SGLang (free + evictable memory) and vLLM (free + cached
+      // blocks), look before evicting, with the pinned bytes estimated.
+      if (cache_ != nullptr && !running_.empty() &&
+          RunningBytes(need, 1) + pinned_estimate_ + pinned_slack_ > budget_) {
+        break;  // wait for memory to free up
+      }
       auto f = Fits(RunningBytes(need, 1));
       if (!f.ok()) return f.status();
       if (!*f) {
-        if (!running_.empty()) break;  // wait for memory to free up
+        if (!running_.empty()) {
+          if (cache_ != nullptr) {
+            // The estimate was low: the cache is down to its pinned content, whose size is now
+            // known. What it missed (states left on pinned paths, mostly) is kept as a margin.
+            ++flushes_;
+            pinned_slack_ = std::max<int64_t>(0, cache_->stats().bytes() - pinned_estimate_);
+          }
+          break;  // wait for memory to free up
+        }
         if (v.handle && v.hit > 0 && !v.restarted) {
           // Alone, it is its own pinned path (with the states on it) that does not fit:
           // give up the hit and start over (the cache may evict that path now).
+          Unpin(v);
           v.handle.reset();
           v.hit = 0;
           v.matched = 0;
@@ -344,6 +387,7 @@ Status Engine::Run(ServingResult* out) {
   out->occupancy_integral = occupancy_.integral;
   out->preemptions = preemptions_;
   out->recomputed_tokens = recomputed_;
+  out->cache_flushes = flushes_;
   return Status::Ok();
 }
 
@@ -395,7 +439,11 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
     if (!made.ok()) return made.status();
     system = std::move(made).value();
   }
-  Engine engine(trace, config, serving, *budget, system.cache.get(), system.tuner.get());
+  const int64_t states_every = SpecOf(kind).admission == Admission::kBlock
+                                   ? static_cast<int64_t>(Param(kind, "block_size", config.params))
+                                   : 0;
+  Engine engine(trace, config, serving, *budget, system.cache.get(), system.tuner.get(),
+                states_every);
   if (Status s = engine.Run(&out); !s.ok()) return s;
   SystemResult& base = out.base;
   base.system = SystemName(kind);

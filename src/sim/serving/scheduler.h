@@ -86,6 +86,9 @@ struct ServingResult {
   int64_t steps = 0;
   int64_t preemptions = 0;
   int64_t recomputed_tokens = 0;  // computed tokens that preemptions threw away
+  // Admissions refused after the cache had evicted all its unpinned content for them (the
+  // estimate of pinned bytes that should prevent this was low).
+  int64_t cache_flushes = 0;
   int64_t output_tokens = 0;
   double first_arrival = 0, last_finish = 0;
   // The integral over time of the number of requests in the system (arrived, not finished),
