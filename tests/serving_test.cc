@@ -230,13 +230,18 @@ TEST(Serving, MemoryStaysWithinTheBudgetUnderPressure) {
   }
 }
 
-TEST(Serving, ResultsAreDeterministic) {
+// Identical runs, whatever the number of threads of the alpha tuner's replays (the budget is small
+// enough for evictions, hence tuning rounds).
+TEST(Serving, ResultsAreDeterministicAndIndependentOfThreads) {
   const ModelSpec model = Paper7b();
-  const Trace trace = SyntheticMixed(20, 4.0, 3);
+  const Trace trace = SyntheticMixed(30, 4.0, 3);
   ServingConfig serving = H100();
   serving.max_running = 8;
-  auto a = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
-  auto b = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  serving.budget_bytes = int64_t{3} * 1000 * 1000 * 1000;
+  SimConfig one = ConfigFor(model), four = ConfigFor(model);
+  four.threads = 4;
+  auto a = RunServing(trace, SystemKind::kMarconi, one, serving);
+  auto b = RunServing(trace, SystemKind::kMarconi, four, serving);
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_EQ(a->requests.size(), b->requests.size());
   for (size_t i = 0; i < a->requests.size(); ++i) {
@@ -245,7 +250,10 @@ TEST(Serving, ResultsAreDeterministic) {
     EXPECT_EQ(a->requests[i].hit_tokens, b->requests[i].hit_tokens);
   }
   EXPECT_EQ(a->steps, b->steps);
+  EXPECT_GT(a->base.stats.evictions, 0);
+  EXPECT_FALSE(a->base.rounds.empty());
   EXPECT_EQ(a->base.stats.evictions, b->base.stats.evictions);
+  EXPECT_EQ(a->base.alpha, b->base.alpha);
 }
 
 TEST(Serving, RefusesWhatItCannotServe) {
