@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 
 #include "sim/replay.h"
@@ -254,6 +255,40 @@ TEST(Serving, ResultsAreDeterministicAndIndependentOfThreads) {
   EXPECT_FALSE(a->base.rounds.empty());
   EXPECT_EQ(a->base.stats.evictions, b->base.stats.evictions);
   EXPECT_EQ(a->base.alpha, b->base.alpha);
+}
+
+// Closed loop: a session's next turn arrives its trace gap after the previous one finished, so a
+// session never has two requests in the system, and under overload its prefix is cached when its
+// next turn arrives (open loop: often not yet).
+TEST(Serving, ClosedLoopSessionsWaitForTheirAnswers) {
+  const uint64_t seed = 13;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const ModelSpec model = Paper7b();
+  const Trace trace = Sessions(seed, 40, 5, 6000, 500, 300, 0.05, 1.0);
+  ServingConfig serving = H100();
+  auto open = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  serving.closed_loop = true;
+  auto closed = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), serving);
+  ASSERT_TRUE(open.ok() && closed.ok());
+  std::map<std::string, const ServingRecord*> previous;
+  for (size_t i = 0; i < trace.requests.size(); ++i) {
+    const TraceRequest& t = trace.requests[i];
+    const ServingRecord& q = closed->requests[i];
+    EXPECT_EQ(open->requests[i].arrival, t.ts);
+    auto it = previous.find(t.session_id);
+    if (it == previous.end()) {
+      EXPECT_EQ(q.arrival, t.ts);
+    } else {
+      const double gap = t.ts - trace.requests[it->second->index].ts;
+      EXPECT_DOUBLE_EQ(q.arrival, it->second->finish + gap);
+      EXPECT_GE(q.arrival, it->second->finish);
+    }
+    previous[t.session_id] = &q;
+  }
+  const double open_hit = SummarizeServing(*open, {}).token_hit_rate;
+  const double closed_hit = SummarizeServing(*closed, {}).token_hit_rate;
+  std::printf("token hit rate: open loop %.4f, closed loop %.4f\n", open_hit, closed_hit);
+  EXPECT_GT(closed_hit, open_hit);
 }
 
 TEST(Serving, RefusesWhatItCannotServe) {

@@ -173,6 +173,9 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->needs(serving);
+  cmd->add_flag("--closed-loop", o->serving_options.closed_loop,
+                "A session's next turn arrives its trace gap after the previous one finished")
+      ->needs(serving);
   cmd->add_option("--slo", o->serving_options.slo, "Goodput SLO: ttft=2s,tpot=100ms")
       ->capture_default_str()
       ->needs(serving);

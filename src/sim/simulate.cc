@@ -75,6 +75,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
     serving_config.max_running = r.serving->max_running;
     serving_config.token_budget = r.serving->token_budget;
     serving_config.chunk_tokens = r.serving->chunk;
+    serving_config.closed_loop = r.serving->closed_loop;
   }
   if ((r.tuner_multiplier || r.tuner_objective) &&
       std::none_of(systems.begin(), systems.end(), IsTuned)) {
@@ -131,6 +132,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
     c.max_running = serving_config.max_running;
     c.token_budget = serving_config.token_budget;
     c.chunk_tokens = serving_config.chunk_tokens;
+    c.closed_loop = serving_config.closed_loop;
     c.slo = slo;
     return run;
   }

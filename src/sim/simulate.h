@@ -40,6 +40,7 @@ struct ServingOptions {
   int64_t token_budget = 8192;  // tokens per step, >= max_running
   int64_t chunk = 2048;         // prefill chunk, tokens
   std::string slo = "ttft=2s,tpot=100ms";
+  bool closed_loop = false;  // serving::ServingConfig::closed_loop
   // The memory shared by running requests and the cache: SimRequest::capacity when true (the
   // command line sets it when --capacity is given), else the device's HBM x utilization minus
   // the weights.

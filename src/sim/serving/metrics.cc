@@ -122,14 +122,16 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
 std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingContext& ctx) {
   std::string o;
   char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "serving: trace %s, model %s (weights %s), device %s, memory budget %s, max "
-                "running %lld, token budget %lld, chunk %lld, SLO TTFT <= %.3gs and TPOT <= "
-                "%.3gms\n\n",
-                ctx.trace.c_str(), ctx.model.c_str(), FormatBytes(ctx.weight_bytes).c_str(),
-                ctx.device.c_str(), FormatBytes(ctx.budget_bytes).c_str(),
-                static_cast<long long>(ctx.max_running), static_cast<long long>(ctx.token_budget),
-                static_cast<long long>(ctx.chunk_tokens), ctx.slo.ttft_s, 1000 * ctx.slo.tpot_s);
+  std::snprintf(
+      buf, sizeof buf,
+      "serving: trace %s, model %s (weights %s), device %s, memory budget %s, max "
+      "running %lld, token budget %lld, chunk %lld, %s arrivals, SLO TTFT <= %.3gs and TPOT <= "
+      "%.3gms\n\n",
+      ctx.trace.c_str(), ctx.model.c_str(), FormatBytes(ctx.weight_bytes).c_str(),
+      ctx.device.c_str(), FormatBytes(ctx.budget_bytes).c_str(),
+      static_cast<long long>(ctx.max_running), static_cast<long long>(ctx.token_budget),
+      static_cast<long long>(ctx.chunk_tokens), ctx.closed_loop ? "closed-loop" : "open-loop",
+      ctx.slo.ttft_s, 1000 * ctx.slo.tpot_s);
   o += buf;
   std::snprintf(
       buf, sizeof buf, "%-16s %8s %9s %9s %9s %9s %8s %9s %10s %9s %7s %6s %10s %10s %10s %10s\n",
@@ -164,6 +166,7 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
   out["max_running"] = ctx.max_running;
   out["token_budget"] = ctx.token_budget;
   out["chunk_tokens"] = ctx.chunk_tokens;
+  out["arrivals"] = ctx.closed_loop ? "closed-loop" : "open-loop";
   out["slo"] = {{"ttft_s", ctx.slo.ttft_s}, {"tpot_s", ctx.slo.tpot_s}};
   nlohmann::ordered_json systems = nlohmann::ordered_json::array();
   for (const ServingSummary& s : rows) {

@@ -55,6 +55,7 @@ struct ServingContext {
   int64_t budget_bytes = 0;
   int64_t weight_bytes = 0;
   int64_t max_running = 0, token_budget = 0, chunk_tokens = 0;
+  bool closed_loop = false;
   Slo slo;
 };
 

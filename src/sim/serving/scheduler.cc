@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
+#include <limits>
+#include <map>
 #include <optional>
+#include <queue>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace marconi::sim::serving {
@@ -115,6 +120,13 @@ class Engine {
   const int64_t kv_, slot_;
   const int64_t states_every_;  // block checkpointing's block size, else 0
   std::vector<Live> live_;
+  // Requests released and not yet arrived, by (arrival time, index): the whole trace at its
+  // times (open loop), or each session's next turn once its previous one finishes (closed loop).
+  using Pending = std::pair<double, size_t>;
+  std::priority_queue<Pending, std::vector<Pending>, std::greater<>> pending_;
+  std::vector<double> arrival_;          // by request
+  std::vector<size_t> next_in_session_;  // closed loop: the session's next turn, or kNone
+  static constexpr size_t kNone = std::numeric_limits<size_t>::max();
   std::deque<size_t> waiting_;
   std::vector<size_t> running_;  // in admission order
   int64_t run_tokens_ = 0;       // sum of held_tokens over running_
@@ -184,13 +196,18 @@ Status Engine::Finish(size_t id, ServingResult* out) {
     }
   }
   occupancy_.Depart(now_);
+  if (serving_.closed_loop && next_in_session_[id] != kNone) {
+    // The session's next turn comes its trace gap (the think time) after this one finished.
+    const size_t succ = next_in_session_[id];
+    pending_.push({now_ + (req(succ).ts - r.ts), succ});
+  }
   ServingRecord& rec = out->requests[id];
   rec.index = id;
   rec.input_tokens = InputLen(id);
   rec.output_tokens = OutputLen(id);
   rec.hit_tokens = v.hit;
   rec.attention_hit_tokens = v.matched;
-  rec.arrival = r.ts;
+  rec.arrival = arrival_[id];
   rec.admitted = v.admitted;
   rec.first_token = v.first_token;
   rec.finish = now_;
@@ -218,14 +235,28 @@ Status Engine::Run(ServingResult* out) {
     }
   }
   if (n == 0) return Status::Ok();
-  now_ = trace_.requests[0].ts;
+  arrival_.assign(n, 0);
+  next_in_session_.assign(n, kNone);
+  std::map<std::string_view, size_t> last_of_session;  // trace order is ts order
+  for (size_t i = 0; i < n; ++i) {
+    const auto [it, first] = last_of_session.try_emplace(req(i).session_id, i);
+    if (!first) {
+      next_in_session_[it->second] = i;
+      it->second = i;
+    }
+    if (!serving_.closed_loop || first) pending_.push({req(i).ts, i});
+  }
+  now_ = pending_.top().first;
   out->first_arrival = now_;
   occupancy_.last = now_;
-  size_t next = 0, done = 0;
+  size_t done = 0;
   const auto arrive = [&] {
-    while (next < n && req(next).ts <= now_) {
-      occupancy_.Arrive(req(next).ts);
-      waiting_.push_back(next++);
+    while (!pending_.empty() && pending_.top().first <= now_) {
+      const auto [t, id] = pending_.top();
+      pending_.pop();
+      arrival_[id] = t;
+      occupancy_.Arrive(t);
+      waiting_.push_back(id);
     }
   };
   struct Item {
@@ -237,7 +268,10 @@ Status Engine::Run(ServingResult* out) {
   while (done < n) {
     arrive();
     if (running_.empty() && waiting_.empty()) {
-      now_ = req(next).ts;  // idle until the next arrival
+      if (pending_.empty()) {
+        return Status::FailedPrecondition("serving: requests left but none to come");
+      }
+      now_ = pending_.top().first;  // idle until the next arrival
       continue;
     }
     // 1. Every decoding request writes the KV of one more token this step; preempt the most

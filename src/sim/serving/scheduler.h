@@ -48,6 +48,9 @@ struct ServingConfig {
   int64_t chunk_tokens = 2048;  // prefill tokens per request per step at most
   int64_t state_slots = 1;      // recurrent-state slots a running request holds
   double step_overhead_s = 0;   // added to every step's roofline time
+  // Closed-loop sessions: a session's next turn arrives its trace gap after the previous turn
+  // finished (an agent or a user waits for the answer), instead of at its trace time.
+  bool closed_loop = false;
   // Called at the start of every step with the memory in use (tests check the budget with it).
   std::function<void(const StepSnapshot&)> on_step;
 };
@@ -63,7 +66,7 @@ struct ServingRecord {
   int64_t output_tokens = 0;         // generated (at least 1: the prefill's token)
   int64_t hit_tokens = 0;            // skipped by the cache at its (last) admission
   int64_t attention_hit_tokens = 0;  // its lookup's matched KV depth (RequestRecord's)
-  double arrival = 0;
+  double arrival = 0;      // its trace time, or in closed loop when its session released it
   double admitted = 0;     // first admission: queueing delay = admitted - arrival
   double first_token = 0;  // end of its prefill's last chunk
   double finish = 0;
