@@ -171,6 +171,13 @@ Status Engine::Begin(size_t id) {
 
 Status Engine::Finish(size_t id, ServingResult* out) {
   Live& v = live_[id];
+  // Two counters kept apart must agree: the KV it holds is what it computed (context - hit;
+  // the last generated token's KV is never written).
+  if (v.held_tokens != v.context - v.hit) {
+    return Status::FailedPrecondition(
+        "serving: request " + std::to_string(id) + " holds " + std::to_string(v.held_tokens) +
+        " tokens of KV but computed " + std::to_string(v.context - v.hit));
+  }
   running_.erase(std::find(running_.begin(), running_.end(), id));
   run_tokens_ -= v.held_tokens;
   v.held_tokens = 0;
