@@ -2,6 +2,7 @@
 // M/D/1 closed form, the memory budget under pressure, determinism, and its refusals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -292,6 +293,19 @@ TEST(Serving, ClosedLoopSessionsWaitForTheirAnswers) {
   const double closed_hit = SummarizeServing(*closed, {}).token_hit_rate;
   std::printf("token hit rate: open loop %.4f, closed loop %.4f\n", open_hit, closed_hit);
   EXPECT_GT(closed_hit, open_hit);
+}
+
+TEST(Serving, PerRequestCsvHasOneRowPerRequestAndSystem) {
+  const ModelSpec model = Paper7b();
+  const Trace trace = Sessions(3, 2, 2, 100, 20, 5, 10.0, 1.0);
+  auto r = RunServing(trace, SystemKind::kMarconi, ConfigFor(model), H100());
+  ASSERT_TRUE(r.ok());
+  const std::string csv = ServingPerRequestCsv(trace, {"a", "b"}, {r->requests, r->requests});
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 4);
+  EXPECT_EQ(
+      csv.rfind("system,request,session_id,turn_id,input_tokens,output_tokens,hit_tokens,", 0), 0u);
+  // The second turn of session s0 hits its first turn's input and output (100 + 5 tokens).
+  EXPECT_NE(csv.find("a,1,s0,1,125,5,105,"), std::string::npos) << csv;
 }
 
 TEST(Serving, RefusesWhatItCannotServe) {

@@ -97,8 +97,12 @@ int Run(const SimOptions& o) {
   }
   std::fputs(text.c_str(), stdout);
   if (!o.per_request.empty()) {
-    if (Status s = sim::WriteFile(o.per_request, sim::PerRequestCsv(run->trace, run->results));
-        !s.ok()) {
+    std::vector<std::string> names;
+    for (const sim::SystemResult& r : run->results) names.push_back(r.system);
+    const std::string csv =
+        o.serving ? sim::serving::ServingPerRequestCsv(run->trace, names, run->serving_requests)
+                  : sim::PerRequestCsv(run->trace, run->results);
+    if (Status s = sim::WriteFile(o.per_request, csv); !s.ok()) {
       return Fail(s);
     }
   }
@@ -123,7 +127,9 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
-  cmd->add_option("--per-request", o->per_request, "Write per-request results (CSV) here");
+  cmd->add_option("--per-request", o->per_request,
+                  "Write per-request results (CSV) here (with --serving: queue, prefill, TTFT, "
+                  "TPOT and end-to-end times)");
   auto* profile =
       cmd->add_option("--ttft-profile", o->ttft_profile,
                       "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");

@@ -119,6 +119,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
       auto result = serving::RunServing(run.trace, kind, config, serving_config);
       if (!result.ok()) return result.status();
       run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
+      run.serving_requests.push_back(std::move(result->requests));
       run.rows.push_back(Summarize(result->base));
       run.results.push_back(std::move(result->base));
     }

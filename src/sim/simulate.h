@@ -76,6 +76,7 @@ struct SimRun {
   // With SimRequest::serving: one summary per system, in the order of `results` (whose records
   // then carry the served TTFT), and the run's settings.
   std::vector<serving::ServingSummary> serving_rows;
+  std::vector<std::vector<serving::ServingRecord>> serving_requests;  // per system, trace order
   serving::ServingContext serving_context;
 };
 

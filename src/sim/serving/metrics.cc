@@ -119,6 +119,32 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   return s;
 }
 
+std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::string>& systems,
+                                 const std::vector<std::vector<ServingRecord>>& requests) {
+  std::string o =
+      "system,request,session_id,turn_id,input_tokens,output_tokens,hit_tokens,arrival_s,queue_ms,"
+      "prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions\n";
+  char buf[256];
+  for (size_t k = 0; k < systems.size() && k < requests.size(); ++k) {
+    for (const ServingRecord& q : requests[k]) {
+      const TraceRequest& t = trace.requests[q.index];
+      std::string sid = t.session_id;
+      if (sid.find_first_of(",\"\n") != std::string::npos) {
+        std::string quoted = "\"";
+        for (char c : sid) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+        sid = quoted + "\"";
+      }
+      std::snprintf(buf, sizeof buf, ",%lld,%lld,%lld,%lld,%.6f,%.3f,%.3f,%.3f,%.3f,%.3f,%lld\n",
+                    static_cast<long long>(t.turn_id), static_cast<long long>(q.input_tokens),
+                    static_cast<long long>(q.output_tokens), static_cast<long long>(q.hit_tokens),
+                    q.arrival, 1000 * q.queue_s(), 1000 * q.prefill_s(), 1000 * q.ttft_s(),
+                    1000 * q.tpot_s(), 1000 * q.e2e_s(), static_cast<long long>(q.preemptions));
+      o += systems[k] + "," + std::to_string(q.index) + "," + sid + buf;
+    }
+  }
+  return o;
+}
+
 std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingContext& ctx) {
   std::string o;
   char buf[512];

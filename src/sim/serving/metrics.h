@@ -9,6 +9,7 @@
 
 #include "marconi/status.h"
 #include "sim/serving/scheduler.h"
+#include "sim/trace.h"
 
 namespace marconi::sim::serving {
 
@@ -58,6 +59,12 @@ struct ServingContext {
   bool closed_loop = false;
   Slo slo;
 };
+
+// One row per request and system: system,request,session_id,turn_id,input_tokens,output_tokens,
+// hit_tokens,arrival_s,queue_ms,prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions. `requests[k]` are
+// the records of `systems[k]`, in trace order.
+std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::string>& systems,
+                                 const std::vector<std::vector<ServingRecord>>& requests);
 
 std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingContext& ctx);
 std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingContext& ctx);
