@@ -17,7 +17,9 @@ namespace {
 // A request's state in the engine.
 struct Live {
   std::optional<RequestHandle> handle;  // from BeginRequest, held until CompleteRequest
-  bool begun = false;                   // BeginRequest called (at most twice: see Admit)
+  // BeginRequest called for its current admission attempt: once, again after a preemption, and
+  // once more if, alone, it gave up its hit to fit (restarted).
+  bool begun = false;
   bool restarted = false;
   int64_t hit = 0;
   int64_t matched = 0;  // the lookup's attention-hit depth
@@ -106,6 +108,14 @@ class Engine {
       pins_.erase(it);
     }
   }
+  // Gives back the lease of a request that is not running: it is begun again when admitted.
+  void Release(Live& v) {
+    Unpin(v);
+    v.handle.reset();
+    v.begun = false;
+    v.hit = 0;
+    v.matched = 0;
+  }
   void Preempt(size_t id);
   Status Begin(size_t id);
   Status Finish(size_t id, ServingResult* out);
@@ -139,20 +149,26 @@ class Engine {
 };
 
 void Engine::Preempt(size_t id) {
-  // Recompute, as vLLM does by default: the request gives back its memory and returns to the
-  // head of the queue; its lease stays (its hit remains valid) and on re-admission it prefills
-  // its input after the hit and the tokens it had generated.
+  // Recompute, as vLLM does by default: the request gives back its memory and its lease (as
+  // SGLang's retraction unlocks its prefix) and returns to the head of the queue; on
+  // re-admission it is looked up again and prefills its input after the new hit and the tokens
+  // it had generated. Keeping the lease instead would let waiting requests pin the cache while
+  // holding no memory of their own.
   Live& v = live_[id];
   run_tokens_ -= v.held_tokens;
   recomputed_ += v.context - v.hit;
+  Release(v);
+  v.restarted = false;
   v.held_tokens = 0;
   v.running = false;
   v.decoding = false;
-  v.context = v.hit;
-  v.prefill_left = InputLen(id) - v.hit + v.generated;
+  v.context = 0;
   ++v.preemptions;
   ++preemptions_;
   running_.erase(std::find(running_.begin(), running_.end(), id));
+  // Only the head of the queue holds a lease among waiting requests: the one it displaces
+  // gives its lease back too (it is looked up again when it is the head again).
+  if (!waiting_.empty()) Release(live_[waiting_.front()]);
   waiting_.push_front(id);
 }
 
@@ -346,14 +362,14 @@ Status Engine::Run(ServingResult* out) {
           break;  // wait for memory to free up
         }
         if (v.handle && v.hit > 0 && !v.restarted) {
-          // Alone, it is its own pinned path (with the states on it) that does not fit:
-          // give up the hit and start over (the cache may evict that path now).
-          Unpin(v);
-          v.handle.reset();
-          v.hit = 0;
-          v.matched = 0;
-          v.begun = false;
+          // Alone, it is its own pinned path (with the states on it) that does not fit: give
+          // up the hit, make room for the whole request with nothing pinned (evicting what has
+          // to go, that path included if need be), and look it up again in what is left.
+          Release(v);
           v.restarted = true;
+          if (auto room = Fits(RunningBytes(InputLen(id) + v.generated, 1)); !room.ok()) {
+            return room.status();
+          }
           continue;
         }
         return Status::ResourceExhausted("request " + std::to_string(id) +
