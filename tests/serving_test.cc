@@ -333,6 +333,22 @@ TEST(Serving, TightBudgetsStillServeEveryRequest) {
   }
 }
 
+// An engine computes at least the last input token (its logits give the first output token):
+// a request whose whole input is cached with a state at its end (block checkpointing, an input
+// of a whole number of blocks, seen before) still prefills one token.
+TEST(Serving, AWholeInputHitStillComputesTheLastToken) {
+  const ModelSpec model = Paper7b();
+  Trace trace;
+  std::vector<Token> input(64);
+  for (size_t i = 0; i < input.size(); ++i) input[i] = static_cast<Token>(i + 1);
+  trace.requests.push_back({"a", 0, 0.0, input, {100, 101}, 0});
+  trace.requests.push_back({"b", 0, 10.0, input, {102}, 0});
+  auto r = RunServing(trace, SystemKind::kVllmPlus, ConfigFor(model), H100());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->requests[1].hit_tokens, 32);  // the state at 64 is not a resume point
+  EXPECT_GT(r->requests[1].ttft_s(), 0);
+}
+
 TEST(Serving, RefusesWhatItCannotServe) {
   const ModelSpec model = Paper7b();
   const Trace trace = SyntheticMixed(2, 1.0, 1);

@@ -113,6 +113,7 @@ class Engine {
     Unpin(v);
     v.handle.reset();
     v.begun = false;
+    v.restarted = false;
     v.hit = 0;
     v.matched = 0;
   }
@@ -158,7 +159,6 @@ void Engine::Preempt(size_t id) {
   run_tokens_ -= v.held_tokens;
   recomputed_ += v.context - v.hit;
   Release(v);
-  v.restarted = false;
   v.held_tokens = 0;
   v.running = false;
   v.decoding = false;
@@ -492,6 +492,10 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
   if (SpecOf(kind).admission != Admission::kNone) {
     SimConfig c = config;
     c.capacity_bytes = *budget;
+    // An engine computes at least the last input token, whose logits give the first output
+    // token: a whole-input hit resumes before it (the paper's convention, a hit that skips
+    // everything, would leave a request with nothing to prefill and no first token).
+    c.leave_last_token = true;
     auto made = MakeSystem(kind, c, 0.0, IsTuned(kind));
     if (!made.ok()) return made.status();
     system = std::move(made).value();
