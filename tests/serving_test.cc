@@ -82,6 +82,42 @@ TEST(Serving, WeightBytesFollowTheLayerFormulas) {
   EXPECT_LT(WeightBytes(m), int64_t{16} * 1000 * 1000 * 1000);
 }
 
+// The figures docs/serving.md quotes: a 2,048-token chunk alone is compute-bound, 64 decodes at
+// 10K tokens of context are memory-bound; each is the larger of its two roofline terms.
+TEST(Serving, StepTimeIsTheRooflineOfTheBatch) {
+  const ModelSpec m = Paper7b();
+  const DeviceSpec d = DevicePreset("H100-80GB").value();
+  const StepTimeModel time(m, d);
+  const double kv = static_cast<double>(m.KvBytesPerToken());
+  const double state = static_cast<double>(m.StateBytesPerCheckpoint());
+  const double weights = static_cast<double>(WeightBytes(m));
+  StepCost chunk;
+  time.Add(0, 2048, &chunk);
+  const double chunk_compute = m.PrefillFlops(0, 2048) / (989e12 * 0.6);
+  const double chunk_memory = (weights + kv * 2048 + 2 * state) / (3.35e12 * 0.8);
+  EXPECT_GT(chunk_compute, chunk_memory);
+  EXPECT_NEAR(time.Seconds(chunk), chunk_compute, 1e-12);
+  EXPECT_NEAR(time.Seconds(chunk), 0.0456, 0.0005);
+  StepCost decodes;
+  for (int i = 0; i < 64; ++i) time.Add(10000, 1, &decodes);
+  const double decode_compute = 64 * m.PrefillFlops(10000, 1) / (989e12 * 0.6);
+  const double decode_memory = (weights + 64 * (kv * 10001 + 2 * state)) / (3.35e12 * 0.8);
+  EXPECT_LT(decode_compute, decode_memory);
+  EXPECT_NEAR(time.Seconds(decodes), decode_memory, 1e-12);
+  EXPECT_NEAR(time.Seconds(decodes), 0.0217, 0.0005);
+  EXPECT_EQ(time.Seconds(StepCost{}), 0);
+  // Chunked: one step per chunk.
+  EXPECT_NEAR(
+      time.PrefillSeconds(0, 4096, 2048),
+      time.Seconds(chunk) +
+          [&] {
+            StepCost second;
+            time.Add(2048, 2048, &second);
+            return time.Seconds(second);
+          }(),
+      1e-12);
+}
+
 TEST(Serving, DevicePresetsAndSloParse) {
   for (const std::string& name : DevicePresetNames()) {
     auto d = DevicePreset(name);
