@@ -385,13 +385,37 @@ TEST(Serving, AWholeInputHitStillComputesTheLastToken) {
   EXPECT_GT(r->requests[1].ttft_s(), 0);
 }
 
+// The oracle serves the trace once per alpha of the grid and keeps the best token hit rate.
+TEST(Serving, OracleKeepsTheBestAlphaOfItsGrid) {
+  const ModelSpec model = Paper7b();
+  const Trace trace = SyntheticMixed(30, 4.0, 3);
+  ServingConfig serving = H100();
+  serving.max_running = 8;
+  serving.budget_bytes = int64_t{3} * 1000 * 1000 * 1000;
+  SimConfig config = ConfigFor(model);
+  config.tuner.grid = {1.0, 0.0, 2.0};  // unsorted on purpose
+  auto r = RunServing(trace, SystemKind::kOracle, config, serving);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->base.rounds.size(), 1u);
+  const TuningRound& round = r->base.rounds[0];
+  EXPECT_EQ(round.alphas, (std::vector<double>{0.0, 1.0, 2.0}));
+  ASSERT_EQ(round.objective.size(), 3u);
+  const double best = *std::max_element(round.objective.begin(), round.objective.end());
+  EXPECT_EQ(SummarizeServing(*r, {}).token_hit_rate, best);
+  EXPECT_EQ(r->base.alpha, round.chosen_alpha);
+  const size_t chosen =
+      static_cast<size_t>(std::find(round.alphas.begin(), round.alphas.end(), round.chosen_alpha) -
+                          round.alphas.begin());
+  EXPECT_EQ(round.objective[chosen], best);
+  for (size_t i = 0; i < chosen; ++i) EXPECT_LT(round.objective[i], best);  // ties: smaller alpha
+}
+
 TEST(Serving, RefusesWhatItCannotServe) {
   const ModelSpec model = Paper7b();
   const Trace trace = SyntheticMixed(2, 1.0, 1);
-  EXPECT_FALSE(ServingSupports(SystemKind::kOracle));
-  EXPECT_TRUE(ServingSupports(SystemKind::kMarconi));
-  EXPECT_EQ(RunServing(trace, SystemKind::kOracle, ConfigFor(model), H100()).status().code(),
-            StatusCode::kUnimplemented);
+  for (const SystemSpec& spec : Systems()) {
+    EXPECT_EQ(ServingSupports(spec.kind), spec.engine == nullptr) << spec.name;
+  }
   ServingConfig tiny = H100();
   // Room for a checkpoint and 100 tokens of KV: the synthetic requests are longer.
   tiny.budget_bytes = model.StateBytesPerCheckpoint() + 100 * model.KvBytesPerToken();

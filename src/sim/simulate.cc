@@ -62,8 +62,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
       if (!serving::ServingSupports(k)) {
         return Status::InvalidArgument(
             std::string("--serving does not serve ") + SystemName(k) +
-            " yet (engine emulations and the oracle come later); choose among the others with "
-            "--systems");
+            " yet (engine emulations come later); choose among the others with --systems");
       }
     }
     auto device = serving::DevicePreset(r.serving->device);

@@ -116,6 +116,7 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   s.peak = r.peak;
   s.peak_bytes = r.peak_bytes;
   s.budget_bytes = r.budget_bytes;
+  s.alpha = r.base.alpha;
   return s;
 }
 
@@ -219,6 +220,7 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
     j["peak_cached_kv_bytes"] = s.peak.cached_kv;
     j["peak_cached_state_bytes"] = s.peak.cached_state;
     j["peak_bytes"] = s.peak_bytes;
+    j["alpha"] = s.alpha;
     systems.push_back(j);
   }
   out["systems"] = systems;

@@ -45,6 +45,7 @@ struct ServingSummary {
   MemoryUse peak;
   int64_t peak_bytes = 0;
   int64_t budget_bytes = 0;
+  double alpha = 0;  // the final eviction alpha (marconi, sparse) or the oracle's choice
 };
 
 ServingSummary SummarizeServing(const ServingResult& result, const Slo& slo);

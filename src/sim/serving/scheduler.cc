@@ -11,6 +11,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "util/parallel_for.h"
+
 namespace marconi::sim::serving {
 namespace {
 
@@ -450,10 +452,7 @@ Status Engine::Run(ServingResult* out) {
 
 }  // namespace
 
-bool ServingSupports(SystemKind kind) {
-  const SystemSpec& spec = SpecOf(kind);
-  return spec.engine == nullptr && spec.tuning != Tuning::kHindsight;
-}
+bool ServingSupports(SystemKind kind) { return SpecOf(kind).engine == nullptr; }
 
 Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
   if (Status s = ValidateDevice(c.device); !s.ok()) return s;
@@ -474,36 +473,31 @@ Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
   return budget;
 }
 
-Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
-                                 const ServingConfig& serving) {
-  if (!ServingSupports(kind)) {
-    return Status::Unimplemented(
-        std::string("--serving does not serve ") + SystemName(kind) +
-        (SpecOf(kind).engine != nullptr
-             ? " yet: engine emulations reserve their own state slots and come later"
-             : ": the oracle picks its alpha in hindsight over whole replays"));
-  }
-  auto budget = ServingBudget(serving, config.model);
-  if (!budget.ok()) return budget.status();
+namespace {
+
+// One serving run of `kind` with eviction alpha `alpha` (tuned from there if `tune`).
+Result<ServingResult> ServeOnce(const Trace& trace, SystemKind kind, const SimConfig& config,
+                                const ServingConfig& serving, int64_t budget, double alpha,
+                                bool tune) {
   ServingResult out;
-  out.budget_bytes = *budget;
+  out.budget_bytes = budget;
   out.weight_bytes = WeightBytes(config.model);
   SystemInstance system;
   if (SpecOf(kind).admission != Admission::kNone) {
     SimConfig c = config;
-    c.capacity_bytes = *budget;
+    c.capacity_bytes = budget;
     // An engine computes at least the last input token, whose logits give the first output
     // token: a whole-input hit resumes before it (the paper's convention, a hit that skips
     // everything, would leave a request with nothing to prefill and no first token).
     c.leave_last_token = true;
-    auto made = MakeSystem(kind, c, 0.0, IsTuned(kind));
+    auto made = MakeSystem(kind, c, alpha, tune);
     if (!made.ok()) return made.status();
     system = std::move(made).value();
   }
   const int64_t states_every = SpecOf(kind).admission == Admission::kBlock
                                    ? static_cast<int64_t>(Param(kind, "block_size", config.params))
                                    : 0;
-  Engine engine(trace, config, serving, *budget, system.cache.get(), system.tuner.get(),
+  Engine engine(trace, config, serving, budget, system.cache.get(), system.tuner.get(),
                 states_every);
   if (Status s = engine.Run(&out); !s.ok()) return s;
   SystemResult& base = out.base;
@@ -524,6 +518,54 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
       base.stats.flops_without_cache += config.model.PrefillFlops(0, r.input_tokens);
     }
   }
+  return out;
+}
+
+// Token hit rate of a serving run, each request counted once (its last admission's hit).
+double HitRate(const ServingResult& r) {
+  int64_t input = 0, hit = 0;
+  for (const ServingRecord& q : r.requests) input += q.input_tokens, hit += q.hit_tokens;
+  return input > 0 ? static_cast<double>(hit) / static_cast<double>(input) : 0;
+}
+
+}  // namespace
+
+Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
+                                 const ServingConfig& serving) {
+  if (!ServingSupports(kind)) {
+    return Status::Unimplemented(std::string("--serving does not serve ") + SystemName(kind) +
+                                 " yet: engine emulations reserve their own state slots and "
+                                 "come later");
+  }
+  auto budget = ServingBudget(serving, config.model);
+  if (!budget.ok()) return budget.status();
+  if (SpecOf(kind).tuning != Tuning::kHindsight) {
+    return ServeOnce(trace, kind, config, serving, *budget, 0.0, IsTuned(kind));
+  }
+  // The oracle: one serving run per alpha of the grid, the best token hit rate in hindsight
+  // (ties keep the smaller alpha), as the unloaded replay's oracle does.
+  std::vector<double> grid = config.tuner.grid;
+  std::sort(grid.begin(), grid.end());
+  if (grid.empty()) return Status::InvalidArgument("the oracle needs a grid of alphas");
+  std::vector<Result<ServingResult>> runs(grid.size(), Status::Unimplemented("not run"));
+  internal::ParallelFor(
+      grid.size(), static_cast<size_t>(std::max(1, config.threads)), [&](size_t i) {
+        runs[i] = ServeOnce(trace, kind, config, serving, *budget, grid[i], false);
+      });
+  size_t best = 0;
+  TuningRound round;
+  round.alphas = grid;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    if (!runs[i].ok()) return runs[i].status();
+    round.objective.push_back(HitRate(*runs[i]));
+    if (round.objective[i] > round.objective[best]) best = i;
+  }
+  ServingResult out = std::move(runs[best]).value();
+  out.base.alpha = grid[best];
+  round.chosen_alpha = grid[best];
+  round.window = static_cast<int64_t>(trace.requests.size());
+  round.after_request = round.window;
+  out.base.rounds = {round};
   return out;
 }
 

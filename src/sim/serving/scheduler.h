@@ -102,7 +102,8 @@ struct ServingResult {
 };
 
 // Serves `trace` through `kind`'s cache (config.model, config's system parameters and tuner).
-// Engine emulations and the oracle are refused (kUnimplemented). Errors: kInvalidArgument for
+// The oracle is one run per alpha of config.tuner.grid (config.threads at once), the best token
+// hit rate kept. Engine emulations are refused (kUnimplemented). Errors: kInvalidArgument for
 // bad settings; kResourceExhausted when a request cannot fit in the budget even alone;
 // kFailedPrecondition if the memory invariant (running + cached <= budget, checked every step)
 // breaks.
