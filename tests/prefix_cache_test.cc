@@ -413,5 +413,43 @@ TEST(PrefixCache, EverythingPinnedReportsOverCapacity) {
   EXPECT_TRUE(cache->CheckInvariants().ok());
 }
 
+TEST(PrefixCache, SetCapacityEvictsUnpinnedUntilItHolds) {
+  const ModelSpec model = TinyModel();
+  const int64_t per_entry = model.StateBytesPerCheckpoint() + 3 * model.KvBytesPerToken();
+  auto cache = MakeCache(model, PrefixCacheConfig::kUnlimited, "last", "lru");
+  const std::vector<Token> a = {1, 2, 3}, b = {4, 5, 6}, c = {7, 8, 9};
+  ASSERT_TRUE(cache->Insert(a, std::vector<int64_t>{3}, 0).ok());
+  ASSERT_TRUE(cache->Insert(b, std::vector<int64_t>{3}, 1).ok());
+  ASSERT_TRUE(cache->Insert(c, std::vector<int64_t>{3}, 2).ok());
+  ASSERT_EQ(cache->stats().bytes(), 3 * per_entry);
+  EXPECT_EQ(cache->SetCapacity(-1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache->stats().bytes(), 3 * per_entry);  // a rejected call changes nothing
+  // Room for two entries: the least recently used (a) goes, nothing else.
+  ASSERT_TRUE(cache->SetCapacity(2 * per_entry).ok());
+  EXPECT_EQ(cache->config().capacity_bytes, 2 * per_entry);
+  EXPECT_EQ(cache->stats().bytes(), 2 * per_entry);
+  EXPECT_EQ(cache->stats().evictions, 1);
+  EXPECT_EQ(cache->Lookup(a).reusable_tokens, 0);
+  EXPECT_EQ(cache->Lookup(b).reusable_tokens, 3);
+  EXPECT_TRUE(cache->CheckInvariants().ok());
+  // Growing evicts nothing.
+  ASSERT_TRUE(cache->SetCapacity(10 * per_entry).ok());
+  EXPECT_EQ(cache->stats().evictions, 1);
+  // Pinned content alone over the capacity: everything else goes, the pinned entry stays.
+  auto h = cache->BeginRequest(b, 3);
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->lookup.reusable_tokens, 3);
+  EXPECT_EQ(cache->SetCapacity(0).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(cache->stats().bytes(), per_entry);
+  EXPECT_EQ(cache->Lookup(b).reusable_tokens, 3);
+  EXPECT_EQ(cache->Lookup(c).reusable_tokens, 0);
+  EXPECT_TRUE(cache->CheckInvariants().ok());
+  // Released, it goes at the next call.
+  h->lease.Release();
+  ASSERT_TRUE(cache->SetCapacity(0).ok());
+  EXPECT_EQ(cache->stats().bytes(), 0);
+  EXPECT_TRUE(cache->CheckInvariants().ok());
+}
+
 }  // namespace
 }  // namespace marconi

@@ -36,6 +36,10 @@ struct SimOptions {
   std::string objective = "hit";
   bool tuner_flags = false;  // --tuner-multiplier or --tuner-objective given
   SystemsOptions systems;
+  bool serving = false;
+  sim::ServingOptions serving_options;
+  bool capacity_given = false;
+  bool systems_given = false;
 };
 
 int Fail(const Status& s) { return ReportError("sim", s); }
@@ -57,6 +61,12 @@ int Run(const SimOptions& o) {
     request.tuner_objective = o.objective;
   }
   request.threads = o.threads;
+  if (o.serving) {
+    request.serving = o.serving_options;
+    request.serving->capacity_is_budget = o.capacity_given;
+    // Without --systems: the defaults the serving model serves (Simulate picks them).
+    if (!o.systems_given) request.systems.systems.clear();
+  }
   if (!o.roofline.empty()) {
     if (o.roofline.size() != 2) {
       return Fail(Status::InvalidArgument("--roofline takes PEAK_FLOPS,EFFICIENCY"));
@@ -77,12 +87,22 @@ int Run(const SimOptions& o) {
   if (!run.ok()) return Fail(run.status());
   progress.Finish();
   WarnTrace("sim", run->trace);
-  const std::string text = o.format == "json" ? sim::SummaryJson(run->rows, run->context)
-                                              : sim::SummaryTable(run->rows, run->context);
+  std::string text;
+  if (o.serving) {
+    text = o.format == "json" ? sim::serving::ServingJson(run->serving_rows, run->serving_context)
+                              : sim::serving::ServingTable(run->serving_rows, run->serving_context);
+  } else {
+    text = o.format == "json" ? sim::SummaryJson(run->rows, run->context)
+                              : sim::SummaryTable(run->rows, run->context);
+  }
   std::fputs(text.c_str(), stdout);
   if (!o.per_request.empty()) {
-    if (Status s = sim::WriteFile(o.per_request, sim::PerRequestCsv(run->trace, run->results));
-        !s.ok()) {
+    std::vector<std::string> names;
+    for (const sim::SystemResult& r : run->results) names.push_back(r.system);
+    const std::string csv =
+        o.serving ? sim::serving::ServingPerRequestCsv(run->trace, names, run->serving_requests)
+                  : sim::PerRequestCsv(run->trace, run->results);
+    if (Status s = sim::WriteFile(o.per_request, csv); !s.ok()) {
       return Fail(s);
     }
   }
@@ -98,13 +118,18 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   auto* trace = cmd->add_option("--trace", o->trace, "Trace: Marconi JSONL, plain or .zst")
                     ->check(CLI::ExistingFile);
   cmd->add_option("--model", o->model, "Model preset or config.json")->capture_default_str();
-  cmd->add_option("--capacity", o->capacity, "Cache size: 40GB, 1.5GiB, inf")
-      ->capture_default_str();
+  auto* capacity = cmd->add_option("--capacity", o->capacity,
+                                   "Cache size: 40GB, 1.5GiB, inf (with --serving: the memory "
+                                   "shared by running requests and the cache; default: the "
+                                   "device's HBM x 0.9 minus the weights)")
+                       ->capture_default_str();
   AddSystemsOptions(cmd, &o->systems, sim::DefaultSystemNames());
   cmd->add_option("--format", o->format, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
-  cmd->add_option("--per-request", o->per_request, "Write per-request results (CSV) here");
+  cmd->add_option("--per-request", o->per_request,
+                  "Write per-request results (CSV) here (with --serving: queue, prefill, TTFT, "
+                  "TPOT and end-to-end times)");
   auto* profile =
       cmd->add_option("--ttft-profile", o->ttft_profile,
                       "Prefill profile CSV (prefill_tokens,ttft_ms), fitted by least squares");
@@ -133,8 +158,37 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       cmd->add_option("--tuner-objective", o->objective, "hit (token hit rate) or flops")
           ->capture_default_str()
           ->check(CLI::IsMember({"hit", "flops"}));
-  cmd->callback([o, exit_code, multiplier, objective] {
+  auto* serving = cmd->add_flag(
+      "--serving", o->serving,
+      "Serve the trace through an event-driven continuous-batching engine on a device "
+      "(docs/serving.md): queueing, TTFT, TPOT, goodput, preemptions");
+  cmd->add_option("--device", o->serving_options.device, "A100-40GB, H100-80GB or H200")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"A100-40GB", "H100-80GB", "H200"}))
+      ->needs(serving);
+  cmd->add_option("--max-running", o->serving_options.max_running, "Running requests at most")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->needs(serving);
+  cmd->add_option("--token-budget", o->serving_options.token_budget,
+                  "Tokens per step (decodes + prefill chunks), >= --max-running")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->needs(serving);
+  cmd->add_option("--chunk", o->serving_options.chunk, "Prefill chunk per request per step")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->needs(serving);
+  cmd->add_flag("--closed-loop", o->serving_options.closed_loop,
+                "A session's next turn arrives its trace gap after the previous one finished")
+      ->needs(serving);
+  cmd->add_option("--slo", o->serving_options.slo, "Goodput SLO: ttft=2s,tpot=100ms")
+      ->capture_default_str()
+      ->needs(serving);
+  cmd->callback([o, exit_code, multiplier, objective, capacity, cmd] {
+    o->systems_given = cmd->get_option("--systems")->count() > 0;
     o->tuner_flags = multiplier->count() + objective->count() > 0;
+    o->capacity_given = capacity->count() > 0;
     *exit_code = Run(*o);
   });
 }

@@ -140,6 +140,15 @@ class PrefixCache {
   Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
                 Timestamp now);
 
+  // Changes the total capacity (PrefixCacheConfig::capacity_bytes; the separate budgets are kept)
+  // and evicts unpinned content in the eviction policy's order until every budget holds: how a
+  // serving engine gives the cache the memory its running requests leave free. Unlike Create,
+  // any capacity >= 0 is accepted (0: hold nothing unpinned). Errors: kInvalidArgument (nothing
+  // changed) for a negative capacity; kResourceExhausted when pinned content alone exceeds it:
+  // the capacity is set, every unpinned candidate has been evicted and the invariants hold.
+  // O(evictions x the policy's cost per victim); O(1) when nothing needs evicting.
+  Status SetCapacity(int64_t capacity_bytes);
+
   // Registers `listener` (not owned; nullptr to remove) to be told of every eviction from now on.
   // It must outlive its registration. Clones start without a listener. Costs one walk from the
   // evicted node to the root per eviction while a listener is set.

@@ -485,6 +485,31 @@ void PrefixCache::Unpin(NodeId node) {
   }
 }
 
+Status PrefixCache::SetCapacity(int64_t capacity_bytes) {
+  if (capacity_bytes < 0) {
+    return Status::InvalidArgument("SetCapacity: capacity must be >= 0, got " +
+                                   std::to_string(capacity_bytes));
+  }
+  Impl& impl = *impl_;
+  impl.config.capacity_bytes = capacity_bytes;
+  // The same loop as InsertImpl's, without pinning anything of its own.
+  while (impl.OverBudget()) {
+    impl.SyncPolicy();
+    const NodeId victim = impl.eviction->Victim(impl.clock);
+    if (victim == kNoNode) {
+      impl.SyncPolicy();
+      impl.UpdatePeaks();
+      return Status::ResourceExhausted(
+          "SetCapacity: cache holds " + std::to_string(impl.stats.bytes()) + " bytes, over " +
+          std::to_string(capacity_bytes) + ", and every remaining node is pinned");
+    }
+    impl.Evict(victim);
+  }
+  impl.SyncPolicy();
+  impl.UpdatePeaks();
+  return Status::Ok();
+}
+
 void PrefixCache::SetListener(CacheListener* listener) { impl_->listener = listener; }
 
 Status PrefixCache::SetAlpha(double alpha) { return impl_->eviction->SetAlpha(alpha); }

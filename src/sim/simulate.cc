@@ -44,7 +44,38 @@ Result<SimRun> Simulate(const SimRequest& r) {
   if (!capacity.ok()) return capacity.status();
   SimConfig config;
   std::vector<SystemKind> systems;
-  if (Status s = ApplySystemsChoice(r.systems, &systems, &config); !s.ok()) return s;
+  SystemsChoice choice = r.systems;
+  if (r.serving && choice.systems.empty()) {
+    // The default systems that the serving model serves.
+    auto defaults = ParseSystems(DefaultSystemNames());
+    if (!defaults.ok()) return defaults.status();
+    for (SystemKind k : *defaults) {
+      if (!serving::ServingSupports(k)) continue;
+      choice.systems += (choice.systems.empty() ? "" : ",") + std::string(SystemName(k));
+    }
+  }
+  if (Status s = ApplySystemsChoice(choice, &systems, &config); !s.ok()) return s;
+  serving::ServingConfig serving_config;
+  serving::Slo slo;
+  if (r.serving) {
+    for (SystemKind k : systems) {
+      if (!serving::ServingSupports(k)) {
+        return Status::InvalidArgument(
+            std::string("--serving does not serve ") + SystemName(k) +
+            " yet (engine emulations come later); choose among the others with --systems");
+      }
+    }
+    auto device = serving::DevicePreset(r.serving->device);
+    if (!device.ok()) return Status::InvalidArgument("--device: " + device.status().message());
+    auto parsed_slo = serving::ParseSlo(r.serving->slo);
+    if (!parsed_slo.ok()) return parsed_slo.status();
+    slo = *parsed_slo;
+    serving_config.device = *device;
+    serving_config.max_running = r.serving->max_running;
+    serving_config.token_budget = r.serving->token_budget;
+    serving_config.chunk_tokens = r.serving->chunk;
+    serving_config.closed_loop = r.serving->closed_loop;
+  }
   if ((r.tuner_multiplier || r.tuner_objective) &&
       std::none_of(systems.begin(), systems.end(), IsTuned)) {
     return Status::InvalidArgument(
@@ -71,6 +102,10 @@ Result<SimRun> Simulate(const SimRequest& r) {
   }
   if (r.ttft) config.ttft = *r.ttft;
   if (Status s = CheckCapacity(*model, *capacity, r.capacity); !s.ok()) return s;
+  if (r.serving) {
+    if (r.serving->capacity_is_budget) serving_config.budget_bytes = *capacity;
+    if (auto b = serving::ServingBudget(serving_config, *model); !b.ok()) return b.status();
+  }
 
   Result<Trace> trace = r.trace.empty() ? Result<Trace>(SyntheticMixed(r.sessions, 1.0, 1))
                                         : ReadTrace(r.trace, {r.skip_bad_lines});
@@ -78,6 +113,29 @@ Result<SimRun> Simulate(const SimRequest& r) {
   SimRun run;
   run.trace = std::move(trace).value();
   if (r.sps > 0) run.trace = Retime(run.trace, r.sps);
+  if (r.serving) {
+    for (SystemKind kind : systems) {
+      auto result = serving::RunServing(run.trace, kind, config, serving_config);
+      if (!result.ok()) return result.status();
+      run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
+      run.serving_requests.push_back(std::move(result->requests));
+      run.rows.push_back(Summarize(result->base));
+      run.results.push_back(std::move(result->base));
+    }
+    run.context = ContextOf(run.trace, *model, *capacity, config.ttft, r.capacity);
+    serving::ServingContext& c = run.serving_context;
+    c.trace = run.context.trace;
+    c.model = model->name();
+    c.device = serving_config.device.name;
+    c.budget_bytes = serving::ServingBudget(serving_config, *model).value();
+    c.weight_bytes = serving::WeightBytes(*model);
+    c.max_running = serving_config.max_running;
+    c.token_budget = serving_config.token_budget;
+    c.chunk_tokens = serving_config.chunk_tokens;
+    c.closed_loop = serving_config.closed_loop;
+    c.slo = slo;
+    return run;
+  }
   for (SystemKind kind : systems) {
     if (r.progress) config.progress = r.progress(SystemName(kind));
     auto result = RunSystem(run.trace, kind, config);

@@ -12,6 +12,7 @@
 #include "marconi/status.h"
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/serving/metrics.h"
 #include "sim/systems.h"
 #include "sim/trace.h"
 #include "sim/ttft_model.h"
@@ -31,6 +32,21 @@ struct SystemsChoice {
 Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* kinds,
                           SimConfig* config);
 
+// `marconi sim --serving`: the event-driven serving model (sim/serving/, docs/serving.md)
+// instead of the one-request-at-a-time replay.
+struct ServingOptions {
+  std::string device = "H100-80GB";  // a DevicePreset name
+  int64_t max_running = 256;
+  int64_t token_budget = 8192;  // tokens per step, >= max_running
+  int64_t chunk = 2048;         // prefill chunk, tokens
+  std::string slo = "ttft=2s,tpot=100ms";
+  bool closed_loop = false;  // serving::ServingConfig::closed_loop
+  // The memory shared by running requests and the cache: SimRequest::capacity when true (the
+  // command line sets it when --capacity is given), else the device's HBM x utilization minus
+  // the weights.
+  bool capacity_is_budget = false;
+};
+
 struct SimRequest {
   std::string trace;  // JSONL path, plain or .zst; empty: the synthetic workload
   int sessions = 80;  // sessions of the synthetic workload (when trace is empty), >= 1
@@ -44,6 +60,9 @@ struct SimRequest {
   std::optional<std::string> tuner_objective;  // "hit" or "flops"
   int threads = 0;                             // 0: every core
   std::optional<TtftModel> ttft;               // unset: SimConfig's default
+  // Set: serve through the serving model. Without systems named, the default systems it
+  // supports (serving::ServingSupports) are run; naming one it does not is an error.
+  std::optional<ServingOptions> serving;
   // Called before each system's replay with its name; returns the progress callback of that
   // replay (SimConfig::progress), or null.
   std::function<std::function<void(size_t, size_t)>(const std::string&)> progress;
@@ -54,6 +73,11 @@ struct SimRun {
   std::vector<SystemResult> results;  // one per system, in the order asked
   std::vector<Summary> rows;          // Summarize(results[i])
   ReportContext context;
+  // With SimRequest::serving: one summary per system, in the order of `results` (whose records
+  // then carry the served TTFT), and the run's settings.
+  std::vector<serving::ServingSummary> serving_rows;
+  std::vector<std::vector<serving::ServingRecord>> serving_requests;  // per system, trace order
+  serving::ServingContext serving_context;
 };
 
 // Validates every input before any replay, reads (or builds) the trace, and replays it through

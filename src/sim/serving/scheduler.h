@@ -1,0 +1,117 @@
+// An event-driven continuous-batching engine serving a trace through one of the compared
+// systems' caches: requests arrive at their trace times and wait in an FCFS queue; each step
+// runs the decodes of every running request and prefill chunks within a token budget; running
+// requests and the cache share one memory budget; a step takes the roofline time of its batch.
+// docs/serving.md has the model, its assumptions and its formulas.
+#ifndef MARCONI_SIM_SERVING_SCHEDULER_H_
+#define MARCONI_SIM_SERVING_SCHEDULER_H_
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "marconi/status.h"
+#include "sim/replay.h"
+#include "sim/serving/device.h"
+#include "sim/serving/step_time.h"
+#include "sim/systems.h"
+#include "sim/trace.h"
+
+namespace marconi::sim::serving {
+
+// Memory in use at the start of a step, after admission (what the step runs with).
+struct MemoryUse {
+  int64_t running_kv = 0;     // KV of running requests' own (not cache-shared) tokens
+  int64_t running_state = 0;  // their state slots
+  int64_t cached_kv = 0;      // the cache's KV (a running request's hit prefix is here, pinned)
+  int64_t cached_state = 0;   // the cache's checkpoints
+  int64_t total() const { return running_kv + running_state + cached_kv + cached_state; }
+};
+
+struct StepSnapshot {
+  double now = 0;  // the step's start, seconds
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t batch_tokens = 0;
+  double seconds = 0;  // the step's duration
+  MemoryUse memory;
+  int64_t budget = 0;
+};
+
+struct ServingConfig {
+  DeviceSpec device;
+  // The bytes shared by running requests and the cache. 0: the device's, hbm_bytes x
+  // memory_utilization - WeightBytes(model).
+  int64_t budget_bytes = 0;
+  int64_t max_running = 256;    // running requests at most
+  int64_t token_budget = 8192;  // tokens per step (decodes + prefill chunks), >= max_running
+  int64_t chunk_tokens = 2048;  // prefill tokens per request per step at most
+  int64_t state_slots = 1;      // recurrent-state slots a running request holds
+  double step_overhead_s = 0;   // added to every step's roofline time
+  // Closed-loop sessions: a session's next turn arrives its trace gap after the previous turn
+  // finished (an agent or a user waits for the answer), instead of at its trace time.
+  bool closed_loop = false;
+  // Called at the start of every step with the memory in use (tests check the budget with it).
+  std::function<void(const StepSnapshot&)> on_step;
+};
+
+// The budget `config` gives `model`; kInvalidArgument for bad settings or a device whose memory
+// does not hold the weights.
+Result<int64_t> ServingBudget(const ServingConfig& config, const ModelSpec& model);
+
+// One request's life. Times in seconds of the trace's clock.
+struct ServingRecord {
+  size_t index = 0;  // in the trace
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;         // generated (at least 1: the prefill's token)
+  int64_t hit_tokens = 0;            // skipped by the cache at its (last) admission
+  int64_t attention_hit_tokens = 0;  // its lookup's matched KV depth (RequestRecord's)
+  double arrival = 0;      // its trace time, or in closed loop when its session released it
+  double admitted = 0;     // first admission: queueing delay = admitted - arrival
+  double first_token = 0;  // end of its prefill's last chunk
+  double finish = 0;
+  int64_t preemptions = 0;
+  double queue_s() const { return admitted - arrival; }
+  double prefill_s() const { return first_token - admitted; }
+  double ttft_s() const { return first_token - arrival; }
+  double e2e_s() const { return finish - arrival; }
+  // Time per output token after the first; 0 when only one token was generated.
+  double tpot_s() const {
+    return output_tokens > 1 ? (finish - first_token) / static_cast<double>(output_tokens - 1) : 0;
+  }
+};
+
+struct ServingResult {
+  SystemResult base;                    // cache statistics; records with the served TTFT
+  std::vector<ServingRecord> requests;  // in trace order
+  int64_t budget_bytes = 0;
+  int64_t weight_bytes = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t recomputed_tokens = 0;  // computed tokens that preemptions threw away
+  // Admissions refused after the cache had evicted all its unpinned content for them (the
+  // estimate of pinned bytes that should prevent this was low).
+  int64_t cache_flushes = 0;
+  int64_t output_tokens = 0;
+  double first_arrival = 0, last_finish = 0;
+  // The integral over time of the number of requests in the system (arrived, not finished),
+  // kept by its own bookkeeping at arrival and finish events: Little's law's L x T.
+  double occupancy_integral = 0;
+  MemoryUse peak;          // each use's own peak
+  int64_t peak_bytes = 0;  // peak of the total, at most the budget
+};
+
+// Serves `trace` through `kind`'s cache (config.model, config's system parameters and tuner).
+// The oracle is one run per alpha of config.tuner.grid (config.threads at once), the best token
+// hit rate kept. Engine emulations are refused (kUnimplemented). Errors: kInvalidArgument for
+// bad settings; kResourceExhausted when a request cannot fit in the budget even alone;
+// kFailedPrecondition if the memory invariant (running + cached <= budget, checked every step)
+// breaks.
+Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
+                                 const ServingConfig& serving);
+// Whether RunServing serves `kind`.
+bool ServingSupports(SystemKind kind);
+
+}  // namespace marconi::sim::serving
+
+#endif  // MARCONI_SIM_SERVING_SCHEDULER_H_
