@@ -46,15 +46,24 @@ $M sweep --trace "$T/docqa.jsonl.zst" --capacities 2GB,5GB,10GB,20GB --systems $
 $M sweep --trace "$T/sysprompt.jsonl.zst" --capacities 1GB,2GB,5GB,10GB --systems $SYSTEMS \
   -o "$T/sysprompt" >&2
 # Today's engines against Marconi (issue 11), on a model the engines serve (Nemotron-H 8B:
-# Mamba2 + 4 attention layers), with Marconi's eviction inside each engine's admission.
-ENGINES=vanilla,llamacpp,trtllm,vllm,vllm-all,sglang-nobuffer,sglang,sglang+,marconi,sglang-marconi
+# Mamba2 + 4 attention layers), with Marconi's eviction inside two engines' admission.
+ENGINES=vanilla,llamacpp,trtllm,vllm,vllm-all,sglang-nobuffer,sglang,sglang+,marconi,sparse
+ENGINES=$ENGINES,vllm-marconi,sglang-marconi
 EM=nemotron-h-8b
 engine_sweep() {  # $1 = trace name, $2 = capacities, $3 = sessions/s (empty: as built)
-  $M sweep --trace "$T/$1.jsonl.zst" --models $EM --capacities "$2" ${3:+--sps "$3"} \
-    --systems $ENGINES -o "$T/engines-$1" >&2
+  local t=$1 caps=$2 sps=${3:+--sps $3}
+  $M sweep --trace "$T/$t.jsonl.zst" --models $EM --capacities "$caps" $sps \
+    --systems $ENGINES --leave-last-token -o "$T/engines-$t" >&2
   # TensorRT-LLM snapshots nothing by default; the same engine with a 256-token interval.
-  $M sweep --trace "$T/$1.jsonl.zst" --models $EM --capacities "$2" ${3:+--sps "$3"} \
-    --systems trtllm --set trtllm.snapshot_interval=256 -o "$T/engines-$1-trt256" >&2
+  $M sweep --trace "$T/$t.jsonl.zst" --models $EM --capacities "$caps" $sps \
+    --systems trtllm --set trtllm.snapshot_interval=256 -o "$T/engines-$t-trt256" >&2
+  # llama.cpp's prompt cache lives in host RAM (8 GiB by default), outside --capacity; the same
+  # engine with a prompt cache of the capacity's size.
+  for c in ${caps//,/ }; do
+    $M sweep --trace "$T/$t.jsonl.zst" --models $EM --capacities "$c" $sps --systems llamacpp \
+      --set "llamacpp.cache_ram_mib=$(( ${c%GB} * 1000000000 / 1048576 ))" \
+      -o "$T/engines-$t-llama$c" >&2
+  done
 }
 engine_sweep sharegpt 1GB,4GB,10GB 1
 engine_sweep swe-art7.5 10GB,40GB,80GB 10
@@ -96,31 +105,38 @@ table() {  # $1 = sweep.csv
       }
     }' "$1"
 }
-engine_table() {  # $1 = engines sweep.csv, $2 = the trtllm interval-256 sweep.csv
-  awk -F, -v systems="$ENGINES" "$COLS"'{
-      if (FILENAME != first && first != "") trt = 1
-      if (first == "") first = FILENAME
+engine_table() {  # $1 = the engines' sweep.csv, then LABEL=sweep.csv of one system each
+  local main=$1
+  shift
+  awk -F, -v systems="$ENGINES" -v extra="$*" "$COLS"'
+    BEGIN {
+      n_extra = split(extra, pairs, " ")
+      for (i = 1; i <= n_extra; ++i) { split(pairs[i], kv, "="); label[kv[2]] = kv[1]; labels[i] = kv[1] }
+    }
+    {
       key = $col["capacity_bytes"]
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      name = trt ? "trtllm-256" : $col["system"]
+      name = (FILENAME in label) ? label[FILENAME] : $col["system"]
       hit[key, name] = $col["token_hit_rate"]
       lost[key, name] = $col["input_tokens"] > 0 ? $col["tokens_lost_no_state"] / $col["input_tokens"] : 0
     }
     END {
-      m = split(systems ",trtllm-256", s, ",")
+      m = split(systems, s, ",")
+      for (i = 1; i <= n_extra; ++i) { if (!(labels[i] in named)) { named[labels[i]] = 1; s[++m] = labels[i] } }
       header = "| cache |"; rule = "|---|"
       for (j = 1; j <= m; ++j) { header = header " " s[j] " |"; rule = rule "---|" }
       print header; print rule
       for (i = 1; i <= n; ++i) {
         k = order[i]; line = sprintf("| %.0f GB |", k / 1e9)
         for (j = 1; j <= m; ++j) {
+          if (!((k, s[j]) in hit)) { line = line " - |"; continue }
           cell = sprintf("%.1f%%", 100 * hit[k, s[j]])
           if (lost[k, s[j]] >= 0.0005) cell = cell sprintf(" (-%.1f)", 100 * lost[k, s[j]])
           line = line " " cell " |"
         }
         print line
       }
-    }' "$1" "$2"
+    }' "$main" "${@#*=}"
 }
 headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLang+, best P95 TTFT cut
   awk -F, "$COLS"'{
@@ -219,17 +235,24 @@ MID
   echo "## Today's engines vs Marconi"
   echo
   echo "Emulations of the prefix caches that serving engines ship for hybrid models (rules, sources"
-  echo "and readings in \`docs/engines.md\`), on Nemotron-H 8B (\`$EM\`), beside the paper's"
-  echo "SGLang+ baseline, Marconi, and Marconi's eviction inside SGLang's admission and granularity"
-  echo "(\`sglang-marconi\`: what SGLang PR #21862 proposed). Each cell is the token hit rate; in"
-  echo "brackets, the input tokens (%) whose KV was cached and matched but recomputed for want of a"
-  echo "state there (\`tokens_lost_no_state\`), when at least 0.05%. \`trtllm\` is TensorRT-LLM as"
-  echo "shipped (no snapshot interval: no recurrent reuse); \`trtllm-256\` sets a 256-token interval."
+  echo "and readings in \`docs/engines.md\`), as shipped, on Nemotron-H 8B (\`$EM\`), beside the"
+  echo "paper's SGLang+ baseline, Marconi, sparse placement (\`sparse\`), and Marconi's eviction inside"
+  echo "vLLM's and SGLang's own admission and granularity (\`vllm-marconi\`, \`sglang-marconi\`: what"
+  echo "SGLang PR #21862 proposed; alpha the grid's best in hindsight, so never below the engine)."
+  echo "Every system leaves the last input token to compute, as engines do (\`--leave-last-token\`)."
+  echo "Each cell is the token hit rate; in brackets, the input tokens (%) whose KV was cached and"
+  echo "matched but recomputed for want of a state there (\`tokens_lost_no_state\`), when at least"
+  echo "0.05%. \`trtllm\` is TensorRT-LLM as shipped (no snapshot interval: no recurrent reuse);"
+  echo "\`trtllm-256\` sets a 256-token interval. \`llamacpp\` keeps its prompt cache in 8 GiB of"
+  echo "host RAM, outside the capacity (one slot, whose context the capacity sizes), so its column"
+  echo "hardly moves with the capacity; \`llamacpp-ram\` sizes that prompt cache to the capacity."
   for t in sharegpt swe-art7.5 docqa sysprompt; do
     echo
     echo "### $t"
     echo
-    engine_table "$T/engines-$t/sweep.csv" "$T/engines-$t-trt256/sweep.csv"
+    extra="trtllm-256=$T/engines-$t-trt256/sweep.csv"
+    for f in "$T"/engines-"$t"-llama*/sweep.csv; do extra="$extra llamacpp-ram=$f"; done
+    engine_table "$T/engines-$t/sweep.csv" $extra
   done
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"

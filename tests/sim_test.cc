@@ -8,6 +8,7 @@
 
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/simulate.h"
 #include "sim/synthetic.h"
 #include "sim/trace_stats.h"
 #include "test_util.h"
@@ -395,6 +396,28 @@ TEST(Sim, ReportsAreWellFormed) {
   EXPECT_NE(csv.find("sglang+,1,A,1,14,12,12,"), std::string::npos) << csv;
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 4);
   EXPECT_NE(SummaryTable(rows, ctx).find("sglang+"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace marconi::sim
+
+namespace marconi::sim {
+namespace {
+
+// --leave-last-token: a whole-input hit resumes before the last token for the systems built on
+// the cache core, as the engine emulations always do.
+TEST(Sim, LeaveLastTokenCapsAWholeInputHit) {
+  Trace t;
+  t.source = "resend";
+  t.requests.push_back({"A", 0, 0.0, Range(1, 10), {11, 12}, 1});
+  t.requests.push_back({"A", 1, 1.0, Range(1, 12), {13}, 2});  // A's input and output, resent
+  SimConfig config = TinyConfig();
+  std::vector<SystemKind> kinds;
+  ASSERT_TRUE(ApplySystemsChoice({"sglang+", {}, std::nullopt, false}, &kinds, &config).ok());
+  EXPECT_EQ(Hits(RunSystem(t, SystemKind::kSglangPlus, config).value())[1], 12);
+  ASSERT_TRUE(ApplySystemsChoice({"sglang+", {}, std::nullopt, true}, &kinds, &config).ok());
+  EXPECT_TRUE(config.leave_last_token);
+  EXPECT_LT(Hits(RunSystem(t, SystemKind::kSglangPlus, config).value())[1], 12);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ struct SystemsOptions {
   std::vector<std::string> set;
   std::string recency{RecencyName(FlopAwareEvictionConfig{}.recency)};
   CLI::Option* recency_option = nullptr;
+  bool leave_last_token = false;
 };
 
 inline void AddSystemsOptions(CLI::App* cmd, SystemsOptions* o, const std::string& defaults) {
@@ -44,11 +45,14 @@ inline void AddSystemsOptions(CLI::App* cmd, SystemsOptions* o, const std::strin
                       "FLOP-aware eviction's recency: inverse-requests (1 / requests since the "
                       "last access, as the authors' simulator) or linear-time (trace time)")
           ->capture_default_str();
+  cmd->add_flag("--leave-last-token", o->leave_last_token,
+                "Systems built on the cache core resume a whole-input hit before its last token, "
+                "as engines do (the engine emulations always do)");
 }
 
 // The options as the simulator's SystemsChoice (an unset --recency stays unset).
 inline sim::SystemsChoice ChoiceOf(const SystemsOptions& o) {
-  sim::SystemsChoice c{o.systems, o.set, std::nullopt};
+  sim::SystemsChoice c{o.systems, o.set, std::nullopt, o.leave_last_token};
   if (o.recency_option != nullptr && o.recency_option->count() > 0) c.recency = o.recency;
   return c;
 }

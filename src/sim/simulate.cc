@@ -22,6 +22,7 @@ Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* 
                                      " is not among the systems run (--systems)");
     }
   }
+  config->leave_last_token = choice.leave_last_token;
   if (choice.recency) {
     const bool flop_aware = std::any_of(kinds->begin(), kinds->end(), [](SystemKind k) {
       return SpecOf(k).eviction == Eviction::kFlopAware;

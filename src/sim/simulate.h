@@ -25,10 +25,14 @@ struct SystemsChoice {
   std::string systems;           // "all" or comma-separated names; empty: DefaultSystemNames()
   std::vector<std::string> set;  // "SYSTEM.PARAM=VALUE" items (ParseSet)
   std::optional<std::string> recency;  // FLOP-aware recency by name; unset: the default
+  // PrefixCacheConfig::leave_last_token for the systems built on PrefixCache: a whole-input hit
+  // resumes before the last token, as every engine (and every emulation) does.
+  bool leave_last_token = false;
 };
-// Parses `choice` into `kinds`, config->params and config->recency. kInvalidArgument for an
-// unknown system or parameter, a value out of range, a --set for a system that is not run, or a
-// recency given without a FLOP-aware system among those run. On error the outputs are partial.
+// Parses `choice` into `kinds`, config->params, config->recency and config->leave_last_token.
+// kInvalidArgument for an unknown system or parameter, a value out of range, a --set for a system
+// that is not run, or a recency given without a FLOP-aware system among those run. On error the
+// outputs are partial.
 Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* kinds,
                           SimConfig* config);
 
