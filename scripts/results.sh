@@ -254,6 +254,7 @@ MID
     for f in "$T"/engines-"$t"-llama*/sweep.csv; do extra="$extra llamacpp-ram=$f"; done
     engine_table "$T/engines-$t/sweep.csv" $extra
   done
+  cat docs/results-engines.md
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"
   echo
