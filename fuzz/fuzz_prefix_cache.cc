@@ -166,8 +166,8 @@ void Run(Input& in) {
         std::vector<Token> input = sequence();
         auto h = cache->BeginRequest(input, time());
         if (h.ok()) {
-          FUZZ_CHECK(h->lookup.reusable_tokens <= h->lookup.matched_tokens &&
-                         h->lookup.matched_tokens <= static_cast<int64_t>(input.size()),
+          FUZZ_CHECK(h->lookup().reusable_tokens <= h->lookup().matched_tokens &&
+                         h->lookup().matched_tokens <= static_cast<int64_t>(input.size()),
                      "lookup bounds");
           flight.push_back({std::move(input), std::move(h).value()});
         } else {

@@ -9,7 +9,7 @@
 //
 // Typical use by an engine, per request:
 //   auto req = cache.BeginRequest(input, now);       // lookup, statistics, pin, plan
-//   prefill from req->lookup.reusable_tokens, capturing states at req->prefill_checkpoints;
+//   prefill from req->lookup().reusable_tokens, capturing states at req->prefill_checkpoints();
 //   decode, capturing states at cache.PlanDecode(*req, output_length); then
 //   cache.CompleteRequest(std::move(*req), input, output, now, positions_captured)
 //   (or without positions: every planned one is taken as captured).
@@ -77,14 +77,37 @@ class Lease {
   NodeId node_ = kNoNode;
 };
 
-// What BeginRequest found and decided for one request.
-struct RequestHandle {
-  LookupResult lookup;
-  int64_t input_tokens = 0;  // the input's length
+// What BeginRequest found and decided for one request, and the pin that keeps its resume point
+// alive. Read-only: only the cache sets its fields (an engine that edited them could make the
+// cache account for states nobody holds, or count a request twice). Move-only, like its Lease.
+// Destroying a handle (or Release()) abandons the request: the pin goes, nothing is inserted.
+// A default-constructed handle belongs to no request and holds nothing.
+class RequestHandle {
+ public:
+  RequestHandle() = default;
+  RequestHandle(RequestHandle&&) noexcept = default;
+  RequestHandle& operator=(RequestHandle&&) noexcept = default;
+  RequestHandle(const RequestHandle&) = delete;
+  RequestHandle& operator=(const RequestHandle&) = delete;
+
+  // What the lookup at BeginRequest found (what the statistics counted).
+  const LookupResult& lookup() const { return lookup_; }
+  // The input's length.
+  int64_t input_tokens() const { return input_tokens_; }
   // Input positions whose state the prefill must capture (from the admission policy).
-  std::vector<int64_t> prefill_checkpoints;
-  // Pins lookup.resume_node (not held when there is no hit).
-  Lease lease;
+  const std::vector<int64_t>& prefill_checkpoints() const { return prefill_checkpoints_; }
+  // Whether the handle pins a node (its resume point); false when there was no hit.
+  bool holds_lease() const { return lease_.held(); }
+  const Lease& lease() const { return lease_; }
+  // Unpins now and abandons the request (CompleteRequest still works, as for a miss). Idempotent.
+  void Release() { lease_.Release(); }
+
+ private:
+  friend class PrefixCache;
+  LookupResult lookup_;
+  int64_t input_tokens_ = 0;
+  std::vector<int64_t> prefill_checkpoints_;
+  Lease lease_;  // pins lookup_.resume_node (not held when there is no hit)
 };
 
 class PrefixCache {
@@ -111,14 +134,15 @@ class PrefixCache {
 
   // Finishes a request begun with BeginRequest: releases its lease, asks the admission policy for
   // the decode checkpoints and inserts input + output with every planned checkpoint. `input` must
-  // be the one given to BeginRequest. Errors as for Insert.
+  // be the one given to BeginRequest (kInvalidArgument if its length differs). Errors as for
+  // Insert. The handle is consumed either way: on an error nothing is inserted and the pin goes.
   Status CompleteRequest(RequestHandle request, std::span<const Token> input,
                          std::span<const Token> output, Timestamp now);
 
   // The decode checkpoints the admission policy plans for `request` if it produces
   // `output_tokens` tokens: ascending positions in (input length, input length + output_tokens].
   // Pure and deterministic: what CompleteRequest(request, input, output, now) adds to
-  // request.prefill_checkpoints. An engine captures the state at each while decoding.
+  // request.prefill_checkpoints(). An engine captures the state at each while decoding.
   std::vector<int64_t> PlanDecode(const RequestHandle& request, int64_t output_tokens) const;
 
   // Finishes a request with the states the engine actually holds, at `captured` (strictly

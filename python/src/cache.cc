@@ -307,16 +307,16 @@ void BindCache(py::module_& m) {
                         "A request begun with PrefixCache.begin_request; pass it to "
                         "complete_request. Holds its cache alive and its resume point pinned.")
       .def_property_readonly("reusable_tokens",
-                             [](const PyRequest& r) { return r.handle().lookup.reusable_tokens; })
+                             [](const PyRequest& r) { return r.handle().lookup().reusable_tokens; })
       .def_property_readonly("matched_tokens",
-                             [](const PyRequest& r) { return r.handle().lookup.matched_tokens; })
+                             [](const PyRequest& r) { return r.handle().lookup().matched_tokens; })
       .def_property_readonly("branch_point",
-                             [](const PyRequest& r) { return r.handle().lookup.branch_point; })
+                             [](const PyRequest& r) { return r.handle().lookup().branch_point; })
       .def_property_readonly("resume_node",
-                             [](const PyRequest& r) { return r.handle().lookup.resume_node; })
+                             [](const PyRequest& r) { return r.handle().lookup().resume_node; })
       .def_property_readonly("prefill_checkpoints",
                              [](const PyRequest& r) {
-                               const auto& p = r.handle().prefill_checkpoints;
+                               const auto& p = r.handle().prefill_checkpoints();
                                py::tuple t(p.size());
                                for (size_t i = 0; i < p.size(); ++i) t[i] = p[i];
                                return t;
@@ -325,8 +325,8 @@ void BindCache(py::module_& m) {
       .def("__repr__", [](const PyRequest& r) -> std::string {
         if (r.completed()) return "<marconi.Request (completed)>";
         return "<marconi.Request reusable_tokens=" +
-               std::to_string(r.handle().lookup.reusable_tokens) +
-               " matched_tokens=" + std::to_string(r.handle().lookup.matched_tokens) + ">";
+               std::to_string(r.handle().lookup().reusable_tokens) +
+               " matched_tokens=" + std::to_string(r.handle().lookup().matched_tokens) + ">";
       });
 
   py::class_<PyCache>(m, "PrefixCache",

@@ -401,35 +401,35 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   ++impl_->clock;
   const int64_t n = static_cast<int64_t>(input.size());
   RequestHandle h;
-  h.input_tokens = n;
+  h.input_tokens_ = n;
   NodeId deepest = RadixTree::kRoot;
-  h.lookup = impl_->Lookup(input, &deepest);
-  const int64_t hit = h.lookup.reusable_tokens;
+  h.lookup_ = impl_->Lookup(input, &deepest);
+  const int64_t hit = h.lookup_.reusable_tokens;
   CacheStats& st = impl_->stats;
   ++st.requests;
-  if (h.lookup.whole_input_cached) ++st.last_token_recomputes;
+  if (h.lookup_.whole_input_cached) ++st.last_token_recomputes;
   st.input_tokens += n;
   st.hit_tokens += hit;
-  st.matched_tokens += h.lookup.matched_tokens;
+  st.matched_tokens += h.lookup_.matched_tokens;
   st.flops_saved += impl_->model.FlopsSaved(hit, n);
   st.flops_without_cache += impl_->model.PrefillFlops(0, n);
-  if (h.lookup.resume_node != kNoNode) {
+  if (h.lookup_.resume_node != kNoNode) {
     ++st.hit_requests;
-    Node& node = impl_->tree.node(h.lookup.resume_node);
+    Node& node = impl_->tree.node(h.lookup_.resume_node);
     ++node.hits;
     ++node.pins;
-    h.lease = Lease(this, h.lookup.resume_node);
+    h.lease_ = Lease(this, h.lookup_.resume_node);
   }
   if (impl_->eviction->touches_path()) {
     // LRU over leaves refreshes every node the lookup went through, the one whose edge matched
     // only partly included (as SGLang's _match_prefix_helper does), hit or not.
     if (deepest != RadixTree::kRoot) impl_->Touch(deepest, now);
-  } else if (h.lookup.resume_node != kNoNode) {
-    impl_->Touch(h.lookup.resume_node, now);  // only the state actually used
+  } else if (h.lookup_.resume_node != kNoNode) {
+    impl_->Touch(h.lookup_.resume_node, now);  // only the state actually used
   }
-  const AdmissionContext ctx{n, h.lookup};
+  const AdmissionContext ctx{n, h.lookup_};
   impl_->admission->Observe(ctx);
-  impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints);
+  impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints_);
   impl_->SyncPolicy();
   return h;
 }
@@ -437,7 +437,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
 std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
                                              int64_t output_tokens) const {
   std::vector<int64_t> positions;
-  const AdmissionContext ctx{request.input_tokens, request.lookup};
+  const AdmissionContext ctx{request.input_tokens_, request.lookup_};
   impl_->admission->PlanDecode(ctx, output_tokens, &positions);
   std::sort(positions.begin(), positions.end());
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
@@ -446,10 +446,9 @@ std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
 
 Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
                                     std::span<const Token> output, Timestamp now) {
-  request.input_tokens = static_cast<int64_t>(input.size());
   std::vector<int64_t> positions = PlanDecode(request, static_cast<int64_t>(output.size()));
-  positions.insert(positions.end(), request.prefill_checkpoints.begin(),
-                   request.prefill_checkpoints.end());
+  positions.insert(positions.end(), request.prefill_checkpoints_.begin(),
+                   request.prefill_checkpoints_.end());
   std::sort(positions.begin(), positions.end());
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
   return CompleteRequest(std::move(request), input, output, now, positions);
@@ -459,9 +458,14 @@ Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token
                                     std::span<const Token> output, Timestamp now,
                                     std::span<const int64_t> positions) {
   if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
+  if (static_cast<int64_t>(input.size()) != request.input_tokens_) {
+    return Status::InvalidArgument("CompleteRequest: input has " + std::to_string(input.size()) +
+                                   " tokens, BeginRequest's had " +
+                                   std::to_string(request.input_tokens_));
+  }
   // The resume node stays held through the insert (InsertImpl pins it with the new states).
-  const NodeId resume = request.lease.held() ? request.lease.node() : kNoNode;
-  request.lease.Release();
+  const NodeId resume = request.lease_.held() ? request.lease_.node() : kNoNode;
+  request.lease_.Release();
   if (positions.empty()) return Status::Ok();  // the policy admits nothing for this request
   std::vector<Token> sequence;
   sequence.reserve(input.size() + output.size());

@@ -123,7 +123,7 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
     if (!h.ok()) return h.status();
     handle = std::move(h).value();
   }
-  const int64_t reuse = handle.lookup.reusable_tokens;  // < n: leave_last_token
+  const int64_t reuse = handle.lookup().reusable_tokens;  // < n: leave_last_token
   std::vector<Token> sequence(input.begin(), input.end());
   sequence.reserve(static_cast<size_t>(n + output_tokens));
   std::vector<uint64_t> hashes;
@@ -142,7 +142,7 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   // holds.
   std::vector<int64_t> capture, decode_capture, held;
   if (cache_ != nullptr) {
-    for (int64_t p : handle.prefill_checkpoints) {
+    for (int64_t p : handle.prefill_checkpoints()) {
       if (p > reuse || states_.count(hashes[static_cast<size_t>(p)])) held.push_back(p);
       if (p > reuse) capture.push_back(p);
     }
