@@ -98,6 +98,12 @@ class RequestHandle {
   const std::vector<int64_t>& prefill_checkpoints() const { return prefill_checkpoints_; }
   // Whether the handle pins a node (its resume point); false when there was no hit.
   bool holds_lease() const { return lease_.held(); }
+  // Depth of the state the handle pins: lookup().reusable_tokens after BeginRequest, the deepest
+  // position of the last InsertChunk after one; 0 when no pin is held. The request can always
+  // restart from here (a preempted request resumes from it).
+  int64_t resume_tokens() const { return lease_.held() ? resume_tokens_ : 0; }
+  // The node the handle pins, or kNoNode.
+  NodeId resume_node() const { return lease_.node(); }
   const Lease& lease() const { return lease_; }
   // Unpins now and abandons the request (CompleteRequest still works, as for a miss). Idempotent.
   void Release() { lease_.Release(); }
@@ -107,7 +113,8 @@ class RequestHandle {
   LookupResult lookup_;
   int64_t input_tokens_ = 0;
   std::vector<int64_t> prefill_checkpoints_;
-  Lease lease_;  // pins lookup_.resume_node (not held when there is no hit)
+  int64_t resume_tokens_ = 0;  // the depth of lease_'s node
+  Lease lease_;                // pins lookup_.resume_node (not held when there is no hit)
 };
 
 class PrefixCache {
@@ -144,6 +151,21 @@ class PrefixCache {
   // Pure and deterministic: what CompleteRequest(request, input, output, now) adds to
   // request.prefill_checkpoints(). An engine captures the state at each while decoding.
   std::vector<int64_t> PlanDecode(const RequestHandle& request, int64_t output_tokens) const;
+
+  // Chunked prefill (SGLang's cache_unfinished_req): caches what a long prefill has computed so
+  // far, input[0, computed_tokens), up to the last of `captured`, the positions whose state the
+  // engine now holds (strictly increasing, in (request.resume_tokens(), computed_tokens]: the
+  // handle's planned prefill checkpoints, or any other). Moves the request's pin to the deepest
+  // of them and releases the old one, so what the request needs stays and the earlier resume
+  // node becomes evictable; request.resume_tokens() is then captured.back(). The pinned states,
+  // old and new, are never victims of this call's evictions. Counted as an insert (the request
+  // was counted by BeginRequest; CompleteRequest later counts one more insert, no request).
+  // Nothing is inserted when `captured` is empty. `input` is BeginRequest's whole input.
+  // Errors (nothing changed, the handle included): kInvalidArgument when input's length differs
+  // from BeginRequest's, computed_tokens is not in (resume_tokens(), input length], a position
+  // is bad, or `now` is. kResourceExhausted as for Insert: the content is in and the pin moved.
+  Status InsertChunk(RequestHandle& request, std::span<const Token> input, int64_t computed_tokens,
+                     std::span<const int64_t> captured, Timestamp now);
 
   // Finishes a request with the states the engine actually holds, at `captured` (strictly
   // increasing positions in [1, input + output]; usually the plans minus what it could not

@@ -206,6 +206,14 @@ class PyRequest {
     if (!handle_) throw py::value_error("this request has already been completed");
     return *handle_;
   }
+  // The handle, for a call on `cache` that updates it in place (InsertChunk).
+  RequestHandle& Borrow(const PyCache* cache) {
+    if (!handle_) throw py::value_error("this request has already been completed");
+    if (owner_.cast<PyCache*>() != cache) {
+      throw py::value_error("this request was begun on another PrefixCache");
+    }
+    return *handle_;
+  }
   RequestHandle Take(const PyCache* cache) {
     if (!handle_) throw py::value_error("this request has already been completed");
     if (owner_.cast<PyCache*>() != cache) {
@@ -321,6 +329,12 @@ void BindCache(py::module_& m) {
                                for (size_t i = 0; i < p.size(); ++i) t[i] = p[i];
                                return t;
                              })
+      .def_property_readonly("resume_tokens",
+                             [](const PyRequest& r) { return r.handle().resume_tokens(); })
+      .def_property_readonly("input_tokens",
+                             [](const PyRequest& r) { return r.handle().input_tokens(); })
+      .def_property_readonly("holds_lease",
+                             [](const PyRequest& r) { return r.handle().holds_lease(); })
       .def_property_readonly("completed", &PyRequest::completed)
       .def("__repr__", [](const PyRequest& r) -> std::string {
         if (r.completed()) return "<marconi.Request (completed)>";
@@ -354,22 +368,61 @@ void BindCache(py::module_& m) {
           "Lookup, statistics, pin and admission plan for one request's input.")
       .def(
           "complete_request",
-          [](PyCache& c, PyRequest& request, py::handle tokens, py::handle output, double now) {
+          [](PyCache& c, PyRequest& request, py::handle tokens, py::handle output, double now,
+             py::handle captured) {
             auto in = ToTokens(tokens, "tokens");
             auto out = ToTokens(output, "output");
+            std::optional<IntSpan<int64_t>> cps;
+            if (!captured.is_none()) cps.emplace(ToInt64s(captured, "captured"));
             PyCache::Busy busy(c);
             RequestHandle h = request.Take(&c);
             Status s;
             {
               py::gil_scoped_release release;
-              s = c.cache().CompleteRequest(std::move(h), in.span, out.span, now);
+              s = cps ? c.cache().CompleteRequest(std::move(h), in.span, out.span, now, cps->span)
+                      : c.cache().CompleteRequest(std::move(h), in.span, out.span, now);
             }
             c.RaiseListenerError();
             Check(s);
           },
           py::arg("request"), py::arg("tokens"), py::arg("output"), py::arg("now"),
-          "Inserts input + output with the planned checkpoints; `tokens` must be the input given "
-          "to begin_request.")
+          py::arg("captured") = py::none(),
+          "Inserts input + output with the planned checkpoints, or with exactly the `captured` "
+          "positions (the states the engine holds) when given; `tokens` must be the input given "
+          "to begin_request. The request is completed even when this raises.")
+      .def(
+          "plan_decode",
+          [](PyCache& c, const PyRequest& request, int64_t output_tokens) {
+            NonNegative(output_tokens, "output_tokens");
+            PyCache::Busy busy(c);
+            const auto p = c.cache().PlanDecode(request.handle(), output_tokens);
+            py::tuple t(p.size());
+            for (size_t i = 0; i < p.size(); ++i) t[i] = p[i];
+            return t;
+          },
+          py::arg("request"), py::arg("output_tokens"),
+          "The decode positions to capture if the request produces `output_tokens` tokens.")
+      .def(
+          "insert_chunk",
+          [](PyCache& c, PyRequest& request, py::handle tokens, int64_t computed_tokens,
+             py::handle captured, double now) {
+            auto in = ToTokens(tokens, "tokens");
+            auto cps = ToInt64s(captured, "captured");
+            PyCache::Busy busy(c);
+            RequestHandle& h = request.Borrow(&c);
+            Status s;
+            {
+              py::gil_scoped_release release;
+              s = c.cache().InsertChunk(h, in.span, computed_tokens, cps.span, now);
+            }
+            c.RaiseListenerError();
+            Check(s);
+          },
+          py::arg("request"), py::arg("tokens"), py::arg("computed_tokens"), py::arg("captured"),
+          py::arg("now"),
+          "Chunked prefill: caches tokens[:computed_tokens] up to the last `captured` position "
+          "(states the engine holds, in (request.resume_tokens, computed_tokens]) and moves the "
+          "request's pin there. `tokens` is the whole input given to begin_request.")
       .def(
           "insert",
           [](PyCache& c, py::handle sequence, py::handle checkpoints, double now) {

@@ -381,3 +381,53 @@ def test_concurrent_calls_on_one_cache_are_refused_not_crashing():
     gc.collect()
     c.check_invariants()
     assert c.stats()["requests"] > 0
+
+
+def test_chunked_prefill_moves_the_pin():
+    c = make(admission="last", eviction="lru")
+    t = list(range(300))
+    h = c.begin_request(t, 0.0)
+    assert (h.resume_tokens, h.input_tokens, h.holds_lease) == (0, 300, False)
+    c.insert_chunk(h, t, 128, [64, 128], 1.0)
+    assert (h.resume_tokens, h.holds_lease) == (128, True)
+    assert h.reusable_tokens == 0  # the lookup stays what begin_request found
+    c.insert_chunk(h, np.array(t, dtype=np.int32), 256, np.array([256]), 2.0)
+    assert h.resume_tokens == 256
+    assert c.lookup(t[:256])["reusable_tokens"] == 256
+    assert c.plan_decode(h, 3) == (303,)
+    c.complete_request(h, t, [1, 2, 3], 3.0, captured=[300, 303])
+    s = c.stats()
+    assert s["requests"] == 1 and s["inserts"] == 3 and s["checkpoints"] == 5
+    c.check_invariants()
+
+
+def test_chunked_prefill_bad_input():
+    c = make()
+    t = list(range(100))
+    h = c.begin_request(t, 0.0)
+    with pytest.raises(ValueError, match="BeginRequest's had 100"):
+        c.insert_chunk(h, t[:50], 50, [50], 1.0)
+    with pytest.raises(ValueError, match="computed_tokens"):
+        c.insert_chunk(h, t, 101, [101], 1.0)
+    with pytest.raises(ValueError, match="computed_tokens"):
+        c.insert_chunk(h, t, 0, [], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.insert_chunk(h, t, 50, [60], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.insert_chunk(h, t, 50, [40, 30], 1.0)
+    with pytest.raises(TypeError):
+        c.insert_chunk(h, t, 50, [1.5], 1.0)
+    with pytest.raises(TypeError):
+        c.insert_chunk("handle", t, 50, [50], 1.0)
+    with pytest.raises(ValueError, match="output_tokens"):
+        c.plan_decode(h, -1)
+    assert c.stats()["inserts"] == 0 and h.resume_tokens == 0
+    other = make()
+    with pytest.raises(ValueError, match="another PrefixCache"):
+        other.insert_chunk(h, t, 50, [50], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.complete_request(h, t, [1], 1.0, captured=[0])
+    assert h.completed  # consumed even by a failing completion
+    with pytest.raises(ValueError, match="already been completed"):
+        c.insert_chunk(h, t, 50, [50], 1.0)
+    c.check_invariants()

@@ -238,21 +238,28 @@ void PrefixCache::Impl::UpdatePeaks() {
   stats.peak_bytes = std::max(stats.peak_bytes, stats.kv_bytes + stats.state_bytes);
 }
 
+Status PrefixCache::Impl::CheckPositions(const char* call, std::span<const int64_t> positions,
+                                         int64_t above, int64_t len) const {
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const int64_t p = positions[i];
+    if (p <= above || p > len || (i > 0 && p <= positions[i - 1])) {
+      return Status::InvalidArgument(std::string(call) + ": checkpoint position " +
+                                     std::to_string(p) + " at index " + std::to_string(i) +
+                                     " must be in [" + std::to_string(above + 1) + ", " +
+                                     std::to_string(len) + "] and above the previous one");
+    }
+  }
+  return Status::Ok();
+}
+
 Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
                                      std::span<const int64_t> checkpoints, Timestamp now,
-                                     NodeId held) {
+                                     NodeId held, NodeId* pin_last) {
   // Plan: validate everything before the first mutation, so a rejected call changes nothing.
   if (seq.empty()) return Status::InvalidArgument("Insert: empty sequence");
   if (checkpoints.empty()) return Status::InvalidArgument("Insert: no checkpoint position");
   const int64_t len = static_cast<int64_t>(seq.size());
-  for (size_t i = 0; i < checkpoints.size(); ++i) {
-    const int64_t p = checkpoints[i];
-    if (p < 1 || p > len || (i > 0 && p <= checkpoints[i - 1])) {
-      return Status::InvalidArgument("Insert: checkpoint position " + std::to_string(p) +
-                                     " at index " + std::to_string(i) + " must be in [1, " +
-                                     std::to_string(len) + "] and above the previous one");
-    }
-  }
+  if (Status s = CheckPositions("Insert", checkpoints, 0, len); !s.ok()) return s;
   if (Status s = CheckTime(now); !s.ok()) return s;
   AdvanceTime(now);
 
@@ -291,6 +298,12 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
   }
   StampAccess(at, now, access);  // `at` holds the last checkpoint: already stamped, or the path
   ++stats.inserts;
+  if (pin_last != nullptr) {
+    // The caller's new lease: pinned before any eviction, so not even a self-eviction takes it.
+    ++tree.node(at).pins;
+    tree.MarkDirty(at);
+    *pin_last = at;
+  }
 
   // Evict until every budget holds. The request being inserted still holds its states while it
   // finishes, as in an engine: they are pinned while everything else is considered (without
@@ -392,86 +405,6 @@ Result<std::unique_ptr<PrefixCache>> PrefixCache::Create(const PrefixCacheConfig
 
 LookupResult PrefixCache::Lookup(std::span<const Token> tokens) const {
   return impl_->Lookup(tokens);
-}
-
-Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Timestamp now) {
-  if (input.empty()) return Status::InvalidArgument("BeginRequest: empty input");
-  if (Status s = impl_->CheckTime(now); !s.ok()) return s;
-  impl_->AdvanceTime(now);
-  ++impl_->clock;
-  const int64_t n = static_cast<int64_t>(input.size());
-  RequestHandle h;
-  h.input_tokens_ = n;
-  NodeId deepest = RadixTree::kRoot;
-  h.lookup_ = impl_->Lookup(input, &deepest);
-  const int64_t hit = h.lookup_.reusable_tokens;
-  CacheStats& st = impl_->stats;
-  ++st.requests;
-  if (h.lookup_.whole_input_cached) ++st.last_token_recomputes;
-  st.input_tokens += n;
-  st.hit_tokens += hit;
-  st.matched_tokens += h.lookup_.matched_tokens;
-  st.flops_saved += impl_->model.FlopsSaved(hit, n);
-  st.flops_without_cache += impl_->model.PrefillFlops(0, n);
-  if (h.lookup_.resume_node != kNoNode) {
-    ++st.hit_requests;
-    Node& node = impl_->tree.node(h.lookup_.resume_node);
-    ++node.hits;
-    ++node.pins;
-    h.lease_ = Lease(this, h.lookup_.resume_node);
-  }
-  if (impl_->eviction->touches_path()) {
-    // LRU over leaves refreshes every node the lookup went through, the one whose edge matched
-    // only partly included (as SGLang's _match_prefix_helper does), hit or not.
-    if (deepest != RadixTree::kRoot) impl_->Touch(deepest, now);
-  } else if (h.lookup_.resume_node != kNoNode) {
-    impl_->Touch(h.lookup_.resume_node, now);  // only the state actually used
-  }
-  const AdmissionContext ctx{n, h.lookup_};
-  impl_->admission->Observe(ctx);
-  impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints_);
-  impl_->SyncPolicy();
-  return h;
-}
-
-std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
-                                             int64_t output_tokens) const {
-  std::vector<int64_t> positions;
-  const AdmissionContext ctx{request.input_tokens_, request.lookup_};
-  impl_->admission->PlanDecode(ctx, output_tokens, &positions);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  return positions;
-}
-
-Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
-                                    std::span<const Token> output, Timestamp now) {
-  std::vector<int64_t> positions = PlanDecode(request, static_cast<int64_t>(output.size()));
-  positions.insert(positions.end(), request.prefill_checkpoints_.begin(),
-                   request.prefill_checkpoints_.end());
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  return CompleteRequest(std::move(request), input, output, now, positions);
-}
-
-Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
-                                    std::span<const Token> output, Timestamp now,
-                                    std::span<const int64_t> positions) {
-  if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
-  if (static_cast<int64_t>(input.size()) != request.input_tokens_) {
-    return Status::InvalidArgument("CompleteRequest: input has " + std::to_string(input.size()) +
-                                   " tokens, BeginRequest's had " +
-                                   std::to_string(request.input_tokens_));
-  }
-  // The resume node stays held through the insert (InsertImpl pins it with the new states).
-  const NodeId resume = request.lease_.held() ? request.lease_.node() : kNoNode;
-  request.lease_.Release();
-  if (positions.empty()) return Status::Ok();  // the policy admits nothing for this request
-  std::vector<Token> sequence;
-  sequence.reserve(input.size() + output.size());
-  sequence.insert(sequence.end(), input.begin(), input.end());
-  sequence.insert(sequence.end(), output.begin(), output.end());
-  return impl_->InsertImpl(sequence, positions, now, resume);
 }
 
 Status PrefixCache::Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,

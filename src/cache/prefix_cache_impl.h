@@ -52,8 +52,13 @@ struct PrefixCache::Impl {
   // `held` (the resume node of the request being completed, if any), are what the inserting
   // request holds: they are pinned while the others are evicted, and become candidates again only
   // if evicting every other candidate was not enough (counted in insert_self_evictions).
+  // With `pin_last`, the node of the last checkpoint gets one more pin, held after the call (the
+  // caller wraps it in a Lease), and its id is stored there.
   Status InsertImpl(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                    Timestamp now, NodeId held = kNoNode);
+                    Timestamp now, NodeId held = kNoNode, NodeId* pin_last = nullptr);
+  // kInvalidArgument unless `positions` are strictly increasing in (above, len]; names `call`.
+  Status CheckPositions(const char* call, std::span<const int64_t> positions, int64_t above,
+                        int64_t len) const;
 };
 
 // Defined in invariant_checker.cc.
