@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "marconi/prefix_cache.h"
@@ -259,6 +260,175 @@ TEST(InsertChunk, PinnedChunkSurvivesWhileTheEarlierOneCanGo) {
   ASSERT_TRUE(
       cache->CompleteRequest(std::move(h), input, {}, now += 1, std::vector<int64_t>{60}).ok());
   EXPECT_EQ(cache->Lookup(input).reusable_tokens, 60);
+  EXPECT_TRUE(cache->CheckInvariants().ok());
+}
+
+// An engine that names each state it stores by a fresh slot id (the payload) and frees exactly
+// what the cache tells it: evicted states and offered states not adopted.
+class SlotEngine : public CacheListener {
+ public:
+  // Stores a state after each of seq[0, p) for p in `positions`: fresh slots, live at once.
+  std::vector<uint64_t> Store(std::span<const Token> seq, std::span<const int64_t> positions) {
+    std::vector<uint64_t> ids;
+    for (int64_t p : positions) {
+      ids.push_back(next_);
+      live[next_++] = {seq.begin(), seq.begin() + p};
+    }
+    return ids;
+  }
+  // Takes back slots of a call the cache rejected.
+  void Drop(std::span<const uint64_t> ids) {
+    for (uint64_t id : ids) live.erase(id);
+  }
+  void OnEvicted(const EvictionEvent& e) override {
+    const auto it = live.find(e.payload);
+    ASSERT_NE(it, live.end()) << "evicted payload " << e.payload << " is not live";
+    ASSERT_EQ(it->second, std::vector<Token>(e.path.begin(), e.path.end()));
+    live.erase(it);
+    ++evicted;
+  }
+  void OnNotAdopted(const NotAdoptedEvent& e) override {
+    const std::vector<Token> path(e.path.begin(), e.path.end());
+    ASSERT_NE(e.payload, e.kept);
+    ASSERT_EQ(live.count(e.kept), 1u) << "the kept payload must be live";
+    ASSERT_EQ(live[e.kept], path);
+    ASSERT_EQ(live.count(e.payload), 1u);
+    ASSERT_EQ(live[e.payload], path);
+    live.erase(e.payload);
+    ++not_adopted;
+  }
+  std::map<uint64_t, std::vector<Token>> live;
+  int64_t evicted = 0, not_adopted = 0;
+
+ private:
+  uint64_t next_ = 0;  // 0 is a valid slot id
+};
+
+// The engine's live slots equal the cache's states, with their payloads, after every call of a
+// random workload under capacity pressure (inserts, chunked prefills, completions, re-admissions).
+TEST_P(ChunkedPrefill, LivePayloadsEqualTheCachedStates) {
+  const ModelSpec model = TinyModel();
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    auto rng = SeededRng(seed * 104729);
+    auto cache = MakeCache(
+        model,
+        model.StateBytesPerCheckpoint() * Uniform(rng, 3, 10) + model.KvBytesPerToken() * 150,
+        "judicious", GetParam());
+    SlotEngine engine;
+    cache->SetListener(&engine);
+    std::vector<std::vector<Token>> stems;
+    for (int i = 0; i < 4; ++i) stems.push_back(RandomSequence(rng, {{}}, 3, 40));
+    struct Flight {
+      RequestHandle handle;
+      std::vector<Token> input;
+      int64_t computed = 0;
+    };
+    std::vector<Flight> flying;
+    double now = 0;
+    for (int step = 0; step < 400; ++step) {
+      const std::string where = "seed " + std::to_string(seed) + " step " + std::to_string(step);
+      const int64_t op = Uniform(rng, 0, 9);
+      if (op == 0) {
+        const auto seq = RandomSequence(rng, stems, 3, 10);
+        auto cps = Some(rng, 0, static_cast<int64_t>(seq.size()));
+        if (cps.empty()) cps.push_back(static_cast<int64_t>(seq.size()));
+        const auto ids = engine.Store(seq, cps);
+        const Status s = cache->Insert(seq, cps, now += 1, ids);
+        ASSERT_TRUE(s.ok() || s.code() == StatusCode::kResourceExhausted) << s.ToString();
+      } else if (flying.size() < 3 && (op <= 3 || flying.empty())) {
+        const auto q = RandomSequence(rng, stems, 3, 20);
+        auto h = cache->BeginRequest(q, now += 1);
+        ASSERT_TRUE(h.ok()) << where;
+        if (h->holds_lease()) {
+          const uint64_t id = h->lookup().resume_payload;
+          ASSERT_EQ(h->resume_payload(), id);
+          ASSERT_EQ(engine.live.count(id), 1u) << where;
+          ASSERT_EQ(static_cast<int64_t>(engine.live[id].size()), h->resume_tokens()) << where;
+        }
+        const int64_t computed = h->resume_tokens();
+        flying.push_back({std::move(h).value(), q, computed});
+      } else {
+        const size_t i =
+            static_cast<size_t>(Uniform(rng, 0, static_cast<int64_t>(flying.size()) - 1));
+        Flight& f = flying[i];
+        const int64_t n = static_cast<int64_t>(f.input.size());
+        if (f.computed < n && Uniform(rng, 0, 2) != 0) {
+          const int64_t to = Uniform(rng, f.computed + 1, n);
+          const auto cps = Some(rng, f.handle.resume_tokens(), to);
+          const auto ids = engine.Store(f.input, cps);
+          const Status s = cache->InsertChunk(f.handle, f.input, to, cps, now += 1, ids);
+          ASSERT_TRUE(s.ok() || s.code() == StatusCode::kResourceExhausted) << s.ToString();
+          if (!cps.empty()) {
+            const uint64_t id = f.handle.resume_payload();
+            ASSERT_EQ(engine.live.count(id), 1u) << where;
+            ASSERT_EQ(static_cast<int64_t>(engine.live[id].size()), cps.back()) << where;
+          }
+          f.computed = to;
+        } else {
+          const auto out = RandomSequence(rng, stems, 3, 6);
+          std::vector<Token> seq = f.input;
+          seq.insert(seq.end(), out.begin(), out.end());
+          // Random captures, re-offering states the cache may hold already (not adopted).
+          const auto cps = Some(rng, 0, static_cast<int64_t>(seq.size()));
+          const auto ids = engine.Store(seq, cps);
+          const Status s =
+              cache->CompleteRequest(std::move(f.handle), f.input, out, now += 1, cps, ids);
+          ASSERT_TRUE(s.ok() || s.code() == StatusCode::kResourceExhausted) << s.ToString();
+          flying.erase(flying.begin() + static_cast<long>(i));
+        }
+      }
+      ASSERT_TRUE(cache->CheckInvariants().ok()) << where;
+      // Brute force: every live slot is a cached state with that payload, and there are as many.
+      ASSERT_EQ(static_cast<int64_t>(engine.live.size()), cache->stats().checkpoints) << where;
+      for (const auto& [id, path] : engine.live) {
+        const LookupResult r = cache->Lookup(path);
+        ASSERT_EQ(r.reusable_tokens, static_cast<int64_t>(path.size())) << where;
+        ASSERT_EQ(r.resume_payload, id) << where;
+      }
+    }
+    EXPECT_GT(engine.evicted, 20) << "the budget is meant to force evictions";
+    EXPECT_GT(engine.not_adopted, 5) << "the workload is meant to re-offer states";
+    flying.clear();
+  }
+}
+
+TEST(Payloads, ReadmissionKeepsTheStoredPayload) {
+  auto cache = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "last", "lru");
+  SlotEngine engine;
+  cache->SetListener(&engine);
+  const auto seq = Distinct(1, 10);
+  const std::vector<int64_t> cps = {4, 10};
+  auto ids = engine.Store(seq, cps);  // slots 0 and 1
+  ASSERT_TRUE(cache->Insert(seq, cps, 0, ids).ok());
+  EXPECT_EQ(cache->Lookup(seq).resume_payload, 1u);
+  EXPECT_EQ(cache->Lookup(Distinct(1, 6)).resume_payload, 0u);
+  // The same payloads again: a refresh, nothing reported.
+  ASSERT_TRUE(cache->Insert(seq, cps, 1, ids).ok());
+  EXPECT_EQ(engine.not_adopted, 0);
+  // New slots for the same states: not adopted, the old ones stay.
+  ids = engine.Store(seq, cps);  // slots 2 and 3
+  ASSERT_TRUE(cache->Insert(seq, cps, 2, ids).ok());
+  EXPECT_EQ(engine.not_adopted, 2);
+  EXPECT_EQ(cache->Lookup(seq).resume_payload, 1u);
+  EXPECT_EQ(engine.live.size(), 2u);
+  // Without payloads: a refresh, nothing to hand back.
+  ASSERT_TRUE(cache->Insert(seq, cps, 3).ok());
+  EXPECT_EQ(engine.not_adopted, 2);
+  // A chunk re-offering a cached state: the handle resumes from the kept slot.
+  RequestHandle h = cache->BeginRequest(Distinct(1, 20), 4).value();
+  EXPECT_EQ(h.resume_payload(), 1u);
+  const std::vector<int64_t> more = {15};
+  ids = engine.Store(Distinct(1, 20), more);  // slot 4
+  ASSERT_TRUE(cache->InsertChunk(h, Distinct(1, 20), 15, more, 5, ids).ok());
+  EXPECT_EQ(h.resume_payload(), 4u);
+  // Payload count must match the positions; nothing changes otherwise.
+  const std::vector<uint64_t> one = {9};
+  EXPECT_EQ(cache->Insert(seq, cps, 6, one).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache->InsertChunk(h, Distinct(1, 20), 18, std::vector<int64_t>{16, 18}, 6, one).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.resume_payload(), 4u);
+  EXPECT_EQ(h.resume_tokens(), 15);
+  EXPECT_EQ(cache->stats().checkpoints, 3);
   EXPECT_TRUE(cache->CheckInvariants().ok());
 }
 

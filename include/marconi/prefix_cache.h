@@ -104,6 +104,9 @@ class RequestHandle {
   int64_t resume_tokens() const { return lease_.held() ? resume_tokens_ : 0; }
   // The node the handle pins, or kNoNode.
   NodeId resume_node() const { return lease_.node(); }
+  // The engine's payload of the pinned state (0 when none is pinned, or it has none): after an
+  // InsertChunk whose state was already cached, the stored payload, not the one offered.
+  uint64_t resume_payload() const { return lease_.held() ? resume_payload_ : 0; }
   const Lease& lease() const { return lease_; }
   // Unpins now and abandons the request (CompleteRequest still works, as for a miss). Idempotent.
   void Release() { lease_.Release(); }
@@ -113,7 +116,8 @@ class RequestHandle {
   LookupResult lookup_;
   int64_t input_tokens_ = 0;
   std::vector<int64_t> prefill_checkpoints_;
-  int64_t resume_tokens_ = 0;  // the depth of lease_'s node
+  int64_t resume_tokens_ = 0;    // the depth of lease_'s node
+  uint64_t resume_payload_ = 0;  // its payload
   Lease lease_;                // pins lookup_.resume_node (not held when there is no hit)
 };
 
@@ -164,8 +168,10 @@ class PrefixCache {
   // Errors (nothing changed, the handle included): kInvalidArgument when input's length differs
   // from BeginRequest's, computed_tokens is not in (resume_tokens(), input length], a position
   // is bad, or `now` is. kResourceExhausted as for Insert: the content is in and the pin moved.
+  // `payloads`: as for Insert.
   Status InsertChunk(RequestHandle& request, std::span<const Token> input, int64_t computed_tokens,
-                     std::span<const int64_t> captured, Timestamp now);
+                     std::span<const int64_t> captured, Timestamp now,
+                     std::span<const uint64_t> payloads = {});
 
   // Finishes a request with the states the engine actually holds, at `captured` (strictly
   // increasing positions in [1, input + output]; usually the plans minus what it could not
@@ -174,7 +180,8 @@ class PrefixCache {
   // input + output up to the last of them; nothing when `captured` is empty. Errors as for Insert.
   Status CompleteRequest(RequestHandle request, std::span<const Token> input,
                          std::span<const Token> output, Timestamp now,
-                         std::span<const int64_t> captured);
+                         std::span<const int64_t> captured,
+                         std::span<const uint64_t> payloads = {});
 
   // Caches `sequence` up to its last checkpoint position, storing a state at each position in
   // `checkpoints` (strictly increasing, in [1, sequence.size()]), then evicts until every budget
@@ -183,8 +190,16 @@ class PrefixCache {
   // position or timestamp. kResourceExhausted when the content is inserted but pinned nodes keep
   // the cache over capacity: every unpinned candidate has been evicted, the invariants hold and
   // over_capacity_inserts is incremented.
+  //
+  // Engine payloads: `payloads`, if not empty, has one entry per checkpoint position, the
+  // engine's own handle of that state (a state slot id; the engine can key its KV pages by it
+  // too). The cache stores it with the state and hands it back in LookupResult::resume_payload,
+  // RequestHandle::resume_payload and EvictionEvent::payload. A position that already holds a
+  // state keeps its payload: an offered one that differs is not adopted, and the listener's
+  // OnNotAdopted says so (the engine frees it). States stored without payloads have payload 0.
+  // kInvalidArgument (nothing changed) when `payloads` is neither empty nor parallel.
   Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                Timestamp now);
+                Timestamp now, std::span<const uint64_t> payloads = {});
 
   // Registers `listener` (not owned; nullptr to remove) to be told of every eviction from now on.
   // It must outlive its registration. Clones start without a listener. Costs one walk from the

@@ -431,3 +431,64 @@ def test_chunked_prefill_bad_input():
     with pytest.raises(ValueError, match="already been completed"):
         c.insert_chunk(h, t, 50, [50], 1.0)
     c.check_invariants()
+
+
+def test_payloads_follow_the_engine_slots():
+    c = make(capacity="100MB", eviction="lru")
+    live = {}
+    not_adopted = []
+
+    def listener(e):
+        if e["event"] == "evicted":
+            assert live.pop(e["payload"]) == e["path"].tolist()
+        else:
+            assert e["event"] == "not_adopted" and live[e["kept"]] == e["path"].tolist()
+            not_adopted.append(live.pop(e["payload"]))
+
+    c.set_listener(listener)
+    slot = 0
+    for i in range(8):
+        s = list(range(1000 * i, 1000 * i + 100))
+        live[slot] = s
+        c.insert(s, [100], float(i), payloads=[slot])
+        slot += 1
+    assert c.stats()["evictions"] > 0
+    assert len(live) == c.stats()["checkpoints"]
+    for p, path in live.items():
+        assert c.lookup(path)["resume_payload"] == p
+    # Re-offering a cached state with a new slot: not adopted, the old slot stays.
+    p, path = next(iter(live.items()))
+    live[slot] = path
+    c.insert(path, [len(path)], 10.0, payloads=[slot])
+    assert not_adopted == [path] and c.lookup(path)["resume_payload"] == p
+    # Through a request: chunk and completion with payloads; the handle resumes from its slot.
+    t = path + [5] * 50
+    h = c.begin_request(t, 11.0)
+    assert h.resume_payload == p and h.resume_tokens == len(path)
+    live[slot + 1] = t[:120]
+    c.insert_chunk(h, t, 120, [120], 12.0, payloads=[slot + 1])
+    assert h.resume_payload == slot + 1
+    live[slot + 2] = t + [1]
+    c.complete_request(h, t, [1], 13.0, captured=[151], payloads=[slot + 2])
+    assert len(live) == c.stats()["checkpoints"]
+    c.check_invariants()
+
+
+def test_bad_payloads():
+    c = make()
+    t = list(range(10))
+    with pytest.raises(ValueError, match="payloads"):
+        c.insert(t, [5, 10], 0.0, payloads=[1])
+    with pytest.raises(ValueError, match="payloads must be >= 0"):
+        c.insert(t, [10], 0.0, payloads=[-1])
+    with pytest.raises(TypeError):
+        c.insert(t, [10], 0.0, payloads=["x"])
+    with pytest.raises((TypeError, ValueError)):
+        c.insert(t, [10], 0.0, payloads=[2**64])
+    h = c.begin_request(t, 0.0)
+    with pytest.raises(ValueError, match="payloads"):
+        c.insert_chunk(h, t, 5, [5], 1.0, payloads=[1, 2])
+    with pytest.raises(ValueError, match="need captured"):
+        c.complete_request(h, t, [], 1.0, payloads=[1])
+    assert c.stats()["inserts"] == 0
+    c.check_invariants()

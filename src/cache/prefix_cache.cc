@@ -86,6 +86,7 @@ LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q, NodeId* deepest
       } else {
         r.reusable_tokens = pos;
         r.resume_node = child;
+        r.resume_payload = c.payload;
       }
     }
   }
@@ -172,9 +173,15 @@ void PrefixCache::Impl::StampAccess(NodeId id, Timestamp now, int64_t seq) {
 
 void PrefixCache::Impl::Touch(NodeId id, Timestamp now) { StampAccess(id, now, ++last_seq); }
 
-void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq) {
+void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq,
+                                      const uint64_t* payload, std::span<const Token> path) {
   Node& n = tree.node(id);
+  if (n.has_checkpoint && payload != nullptr && *payload != n.payload && listener != nullptr) {
+    // The stored state stays: it may be in use (a lease, a lookup the engine acted on).
+    listener->OnNotAdopted(NotAdoptedEvent{path, *payload, n.payload});
+  }
   if (!n.has_checkpoint) {
+    n.payload = payload != nullptr ? *payload : 0;
     n.has_checkpoint = true;
     ++stats.checkpoints;
     ++stats.checkpoints_admitted;
@@ -199,7 +206,7 @@ void PrefixCache::Impl::NotifyEviction(NodeId victim, bool leaf) {
               path_buffer.begin() + (n.depth - static_cast<int64_t>(n.edge.size())));
   }
   const int64_t kv_begin = leaf ? v.depth - static_cast<int64_t>(v.edge.size()) : v.depth;
-  listener->OnEvicted(EvictionEvent{path_buffer, kv_begin});
+  listener->OnEvicted(EvictionEvent{path_buffer, kv_begin, v.payload});
 }
 
 void PrefixCache::Impl::Evict(NodeId victim) {
@@ -208,6 +215,7 @@ void PrefixCache::Impl::Evict(NodeId victim) {
   EraseFromPolicy(victim);
   Node& v = tree.node(victim);
   v.has_checkpoint = false;
+  v.payload = 0;
   --stats.checkpoints;
   stats.state_bytes -= model.StateBytesPerCheckpoint();
   ++stats.evictions;
@@ -252,14 +260,24 @@ Status PrefixCache::Impl::CheckPositions(const char* call, std::span<const int64
   return Status::Ok();
 }
 
+Status PrefixCache::Impl::CheckPayloads(const char* call, std::span<const uint64_t> payloads,
+                                        size_t positions) {
+  if (payloads.empty() || payloads.size() == positions) return Status::Ok();
+  return Status::InvalidArgument(std::string(call) + ": " + std::to_string(payloads.size()) +
+                                 " payloads for " + std::to_string(positions) +
+                                 " checkpoint positions (give one per position, or none)");
+}
+
 Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
                                      std::span<const int64_t> checkpoints, Timestamp now,
-                                     NodeId held, NodeId* pin_last) {
+                                     NodeId held, NodeId* pin_last,
+                                     std::span<const uint64_t> payloads) {
   // Plan: validate everything before the first mutation, so a rejected call changes nothing.
   if (seq.empty()) return Status::InvalidArgument("Insert: empty sequence");
   if (checkpoints.empty()) return Status::InvalidArgument("Insert: no checkpoint position");
   const int64_t len = static_cast<int64_t>(seq.size());
   if (Status s = CheckPositions("Insert", checkpoints, 0, len); !s.ok()) return s;
+  if (Status s = CheckPayloads("Insert", payloads, checkpoints.size()); !s.ok()) return s;
   if (Status s = CheckTime(now); !s.ok()) return s;
   AdvanceTime(now);
 
@@ -274,7 +292,8 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
   size_t next = 0;
   while (true) {
     if (next < checkpoints.size() && checkpoints[next] == pos) {
-      SetCheckpoint(at, now, access);
+      SetCheckpoint(at, now, access, payloads.empty() ? nullptr : &payloads[next],
+                    seq.first(static_cast<size_t>(pos)));
       own.push_back(at);
       ++next;
     }
@@ -408,9 +427,9 @@ LookupResult PrefixCache::Lookup(std::span<const Token> tokens) const {
 }
 
 Status PrefixCache::Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                           Timestamp now) {
+                           Timestamp now, std::span<const uint64_t> payloads) {
   ++impl_->clock;  // a request of its own; a rejected call leaves an unobservable extra tick
-  return impl_->InsertImpl(sequence, checkpoints, now);
+  return impl_->InsertImpl(sequence, checkpoints, now, kNoNode, nullptr, payloads);
 }
 
 void PrefixCache::Unpin(NodeId node) {

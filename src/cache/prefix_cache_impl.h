@@ -40,7 +40,11 @@ struct PrefixCache::Impl {
   void StampAccess(NodeId id, Timestamp now, int64_t seq);
   // One access (a new sequence number) of `id`: StampAccess.
   void Touch(NodeId id, Timestamp now);
-  void SetCheckpoint(NodeId id, Timestamp now, int64_t seq);
+  // Stores a state at `id` (or refreshes the one there). With `payload`, a new state takes it,
+  // and an existing one with another payload keeps its own: the listener hears of the offered
+  // one as not adopted (`path` is the tokens before `id`).
+  void SetCheckpoint(NodeId id, Timestamp now, int64_t seq, const uint64_t* payload,
+                     std::span<const Token> path);
   bool OverBudget() const;
   // Tells the listener (if any) that `victim`'s state, and its edge's KV if `leaf`, are going.
   void NotifyEviction(NodeId victim, bool leaf);
@@ -54,8 +58,13 @@ struct PrefixCache::Impl {
   // if evicting every other candidate was not enough (counted in insert_self_evictions).
   // With `pin_last`, the node of the last checkpoint gets one more pin, held after the call (the
   // caller wraps it in a Lease), and its id is stored there.
+  // `payloads` is empty or parallel to `checkpoints`.
   Status InsertImpl(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                    Timestamp now, NodeId held = kNoNode, NodeId* pin_last = nullptr);
+                    Timestamp now, NodeId held = kNoNode, NodeId* pin_last = nullptr,
+                    std::span<const uint64_t> payloads = {});
+  // kInvalidArgument unless `payloads` is empty or has one entry per position.
+  static Status CheckPayloads(const char* call, std::span<const uint64_t> payloads,
+                              size_t positions);
   // kInvalidArgument unless `positions` are strictly increasing in (above, len]; names `call`.
   Status CheckPositions(const char* call, std::span<const int64_t> positions, int64_t above,
                         int64_t len) const;

@@ -38,6 +38,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
     ++node.pins;
     h.lease_ = Lease(this, h.lookup_.resume_node);
     h.resume_tokens_ = hit;
+    h.resume_payload_ = h.lookup_.resume_payload;
   }
   if (impl_->eviction->touches_path()) {
     // LRU over leaves refreshes every node the lookup went through, the one whose edge matched
@@ -75,7 +76,8 @@ Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token
 
 Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
                                     std::span<const Token> output, Timestamp now,
-                                    std::span<const int64_t> positions) {
+                                    std::span<const int64_t> positions,
+                                    std::span<const uint64_t> payloads) {
   if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
   if (static_cast<int64_t>(input.size()) != request.input_tokens_) {
     return Status::InvalidArgument("CompleteRequest: input has " + std::to_string(input.size()) +
@@ -90,12 +92,12 @@ Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token
   sequence.reserve(input.size() + output.size());
   sequence.insert(sequence.end(), input.begin(), input.end());
   sequence.insert(sequence.end(), output.begin(), output.end());
-  return impl_->InsertImpl(sequence, positions, now, resume);
+  return impl_->InsertImpl(sequence, positions, now, resume, nullptr, payloads);
 }
 
 Status PrefixCache::InsertChunk(RequestHandle& request, std::span<const Token> input,
                                 int64_t computed_tokens, std::span<const int64_t> captured,
-                                Timestamp now) {
+                                Timestamp now, std::span<const uint64_t> payloads) {
   // Plan: everything InsertImpl would refuse is refused here, before the old pin is released.
   const int64_t n = static_cast<int64_t>(input.size());
   if (n == 0 || n != request.input_tokens_) {
@@ -113,6 +115,7 @@ Status PrefixCache::InsertChunk(RequestHandle& request, std::span<const Token> i
   if (Status s = impl_->CheckPositions("InsertChunk", captured, resume, computed_tokens); !s.ok()) {
     return s;
   }
+  if (Status s = Impl::CheckPayloads("InsertChunk", payloads, captured.size()); !s.ok()) return s;
   if (Status s = impl_->CheckTime(now); !s.ok()) return s;
   if (captured.empty()) return Status::Ok();  // nothing held yet past the resume point
 
@@ -123,10 +126,11 @@ Status PrefixCache::InsertChunk(RequestHandle& request, std::span<const Token> i
   request.lease_.Release();
   NodeId pinned = kNoNode;
   const Status s = impl_->InsertImpl(input.first(static_cast<size_t>(captured.back())), captured,
-                                     now, old, &pinned);
+                                     now, old, &pinned, payloads);
   if (pinned != kNoNode) {  // always, as everything InsertImpl checks was checked above
     request.lease_ = Lease(this, pinned);
     request.resume_tokens_ = captured.back();
+    request.resume_payload_ = impl_->tree.node(pinned).payload;  // the kept one if not adopted
   }
   return s;
 }
