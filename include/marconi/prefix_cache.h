@@ -49,8 +49,19 @@ struct PrefixCacheConfig {
   // engine does. Requests that this kept from a whole-input hit are counted in
   // CacheStats::last_token_recomputes. Off: the paper's convention (a whole-input hit skips all).
   bool leave_last_token = false;
+  // Page granularity, as paged engines store KV (SGLang's and vLLM's page or block size): states
+  // only at multiples of page_size, so that every hit and insert ends on a page boundary. The
+  // cache floors its plans to page boundaries (dropping 0, positions at or before the resume
+  // point, and duplicates), floors LookupResult::matched_tokens and branch_point, and rejects an
+  // unaligned checkpoint position with kInvalidArgument (the engine holds no state there that a
+  // paged engine could resume from). In [1, kMaxPageSize]; 1 = token granularity.
+  // Approximation: the tree still shares KV token by token, so two sequences diverging inside a
+  // page share its first tokens in the accounting while a paged engine stores that page twice:
+  // under by less than page_size tokens of KV per such branch.
+  int64_t page_size = 1;
 
   static constexpr int64_t kUnlimited = INT64_MAX;
+  static constexpr int64_t kMaxPageSize = int64_t{1} << 20;
 };
 
 // Keeps a node pinned while a request uses it: a pinned node is never evicted, so the request's
@@ -118,13 +129,14 @@ class RequestHandle {
   std::vector<int64_t> prefill_checkpoints_;
   int64_t resume_tokens_ = 0;    // the depth of lease_'s node
   uint64_t resume_payload_ = 0;  // its payload
-  Lease lease_;                // pins lookup_.resume_node (not held when there is no hit)
+  Lease lease_;                  // pins lookup_.resume_node (not held when there is no hit)
 };
 
 class PrefixCache {
  public:
   // Fails with kInvalidArgument when a capacity is <= 0 or smaller than one checkpoint plus one
-  // token of KV, or when a policy is null. Takes ownership of both policies.
+  // token of KV, page_size is outside [1, kMaxPageSize], or a policy is null. Takes ownership of
+  // both policies.
   static Result<std::unique_ptr<PrefixCache>> Create(const PrefixCacheConfig& config,
                                                      ModelSpec model,
                                                      std::unique_ptr<AdmissionPolicy> admission,

@@ -270,9 +270,10 @@ std::unique_ptr<PyCache> MakeCache(py::handle model, py::handle capacity,
                                    const std::string& admission, const std::string& eviction,
                                    double alpha, const std::string& recency, int64_t block_size,
                                    py::handle kv_capacity, py::handle state_capacity,
-                                   bool leave_last_token) {
+                                   bool leave_last_token, int64_t page_size) {
   PrefixCacheConfig config;
   config.leave_last_token = leave_last_token;
+  config.page_size = page_size;  // checked by PrefixCache::Create
   config.capacity_bytes = ToBytes(capacity, "capacity");
   config.kv_capacity_bytes = ToBytes(kv_capacity, "kv_capacity");
   config.state_capacity_bytes = ToBytes(state_capacity, "state_capacity");
@@ -389,7 +390,7 @@ void BindCache(py::module_& m) {
            py::arg("eviction") = "flop_aware", py::arg("alpha") = 0.0,
            py::arg("recency") = "inverse-requests", py::arg("block_size") = 32,
            py::arg("kv_capacity") = py::none(), py::arg("state_capacity") = py::none(),
-           py::arg("leave_last_token") = false)
+           py::arg("leave_last_token") = false, py::arg("page_size") = 1)
       .def(
           "begin_request",
           [](py::object self, py::handle tokens, double now) {
@@ -519,6 +520,7 @@ void BindCache(py::module_& m) {
             Check(c.cache().SetAlpha(alpha));
           })
       .def_property_readonly("model", [](PyCache& c) { return c.cache().model(); })
+      .def_property_readonly("page_size", [](PyCache& c) { return c.cache().config().page_size; })
       .def_property_readonly("capacity",
                              [](PyCache& c) { return c.cache().config().capacity_bytes; })
       .def_property_readonly(

@@ -492,3 +492,25 @@ def test_bad_payloads():
         c.complete_request(h, t, [], 1.0, payloads=[1])
     assert c.stats()["inserts"] == 0
     c.check_invariants()
+
+
+def test_page_size():
+    c = make(admission="block", block_size=10, page_size=16)
+    assert c.page_size == 16
+    t = list(range(50))
+    h = c.begin_request(t, 0.0)
+    assert h.prefill_checkpoints == (16, 32, 48)  # blocks of 10 floored to pages of 16
+    with pytest.raises(ValueError, match="page_size"):
+        c.insert_chunk(h, t, 40, [20], 1.0)
+    c.insert_chunk(h, t, 40, [16, 32], 1.0)
+    c.complete_request(h, t, [1], 2.0, captured=[48])
+    r = c.lookup(t[:40])
+    assert (r["reusable_tokens"], r["matched_tokens"]) == (32, 32)
+    with pytest.raises(ValueError, match="page_size"):
+        c.insert(t, [17], 3.0)
+    for bad in (0, -1, 2**21):
+        with pytest.raises(ValueError, match="page_size"):
+            make(page_size=bad)
+    with pytest.raises(TypeError):
+        make(page_size="16")
+    c.check_invariants()

@@ -90,7 +90,10 @@ LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q, NodeId* deepest
       }
     }
   }
-  r.matched_tokens = pos;
+  // Pages: an engine reuses whole pages only (hits are at checkpoints, which are aligned).
+  const int64_t page = config.page_size;
+  r.matched_tokens = pos / page * page;
+  r.branch_point = r.branch_point / page * page;
   return r;
 }
 
@@ -102,6 +105,14 @@ Status PrefixCache::Impl::CheckTime(Timestamp now) const {
                                    std::to_string(last_now));
   }
   return Status::Ok();
+}
+
+void PrefixCache::Impl::AlignPlan(std::vector<int64_t>* positions, int64_t above) const {
+  const int64_t page = config.page_size;
+  for (int64_t& p : *positions) p = p / page * page;
+  std::erase_if(*positions, [&](int64_t p) { return p <= above; });
+  std::sort(positions->begin(), positions->end());
+  positions->erase(std::unique(positions->begin(), positions->end()), positions->end());
 }
 
 void PrefixCache::Impl::AdvanceTime(Timestamp now) {
@@ -256,6 +267,12 @@ Status PrefixCache::Impl::CheckPositions(const char* call, std::span<const int64
                                      " must be in [" + std::to_string(above + 1) + ", " +
                                      std::to_string(len) + "] and above the previous one");
     }
+    if (p % config.page_size != 0) {
+      return Status::InvalidArgument(std::string(call) + ": checkpoint position " +
+                                     std::to_string(p) + " at index " + std::to_string(i) +
+                                     " is not a multiple of page_size " +
+                                     std::to_string(config.page_size));
+    }
   }
   return Status::Ok();
 }
@@ -390,6 +407,11 @@ Result<std::unique_ptr<PrefixCache>> PrefixCache::Create(const PrefixCacheConfig
                                                          std::unique_ptr<EvictionPolicy> eviction) {
   if (!admission || !eviction) {
     return Status::InvalidArgument("PrefixCache: admission and eviction policies are required");
+  }
+  if (config.page_size < 1 || config.page_size > PrefixCacheConfig::kMaxPageSize) {
+    return Status::InvalidArgument("PrefixCache: page_size must be in [1, " +
+                                   std::to_string(PrefixCacheConfig::kMaxPageSize) + "], got " +
+                                   std::to_string(config.page_size));
   }
   const int64_t state = model.StateBytesPerCheckpoint();
   const int64_t kv = model.KvBytesPerToken();

@@ -27,6 +27,8 @@ struct PrefixCache::Impl {
   // matched edge included), or the root when nothing matched.
   LookupResult Lookup(std::span<const Token> tokens, NodeId* deepest = nullptr) const;
   Status CheckTime(Timestamp now) const;
+  // Floors `positions` to page boundaries, keeps those above `above`, sorts, drops duplicates.
+  void AlignPlan(std::vector<int64_t>* positions, int64_t above) const;
   void AdvanceTime(Timestamp now);
 
   // Whether `id` should be in the policy's candidate set now.
@@ -65,7 +67,8 @@ struct PrefixCache::Impl {
   // kInvalidArgument unless `payloads` is empty or has one entry per position.
   static Status CheckPayloads(const char* call, std::span<const uint64_t> payloads,
                               size_t positions);
-  // kInvalidArgument unless `positions` are strictly increasing in (above, len]; names `call`.
+  // kInvalidArgument unless `positions` are strictly increasing in (above, len] and multiples of
+  // the page size; names `call`.
   Status CheckPositions(const char* call, std::span<const int64_t> positions, int64_t above,
                         int64_t len) const;
 };

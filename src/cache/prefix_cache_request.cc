@@ -50,6 +50,7 @@ Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Ti
   const AdmissionContext ctx{n, h.lookup_};
   impl_->admission->Observe(ctx);
   impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints_);
+  impl_->AlignPlan(&h.prefill_checkpoints_, hit);
   impl_->SyncPolicy();
   return h;
 }
@@ -59,8 +60,10 @@ std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
   std::vector<int64_t> positions;
   const AdmissionContext ctx{request.input_tokens_, request.lookup_};
   impl_->admission->PlanDecode(ctx, output_tokens, &positions);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  // With pages, a floored position may fall inside the input (capture it while prefilling, or
+  // leave it out of what CompleteRequest is told). Only 0 is dropped, so that at page size 1 the
+  // plan is the policy's exactly.
+  impl_->AlignPlan(&positions, 0);
   return positions;
 }
 
