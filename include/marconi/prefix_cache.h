@@ -9,10 +9,13 @@
 //
 // Typical use by an engine, per request:
 //   auto req = cache.BeginRequest(input, now);       // lookup, statistics, pin, plan
-//   prefill from req->lookup().reusable_tokens, capturing states at req->prefill_checkpoints();
-//   decode, capturing states at cache.PlanDecode(*req, output_length); then
-//   cache.CompleteRequest(std::move(*req), input, output, now, positions_captured)
-//   (or without positions: every planned one is taken as captured).
+//   prefill from req->resume_tokens() (the state the engine stored as req->resume_payload()),
+//   capturing states at req->prefill_checkpoints(); a long prefill may hand over each computed
+//   chunk with cache.InsertChunk(*req, input, computed, captured, now, payloads), which moves
+//   the pin forward; decode, capturing states at cache.PlanDecode(*req, output_length); then
+//   cache.CompleteRequest(std::move(*req), input, output, now, positions_captured, payloads)
+//   (or without positions: every planned one is taken as captured). The listener frees what
+//   the cache evicts or does not adopt (CacheListener).
 //
 // Thread safety: none. A PrefixCache must be used by one thread at a time; const methods may run
 // concurrently with each other. Clones are independent objects.
@@ -129,7 +132,7 @@ class RequestHandle {
   std::vector<int64_t> prefill_checkpoints_;
   int64_t resume_tokens_ = 0;    // the depth of lease_'s node
   uint64_t resume_payload_ = 0;  // its payload
-  Lease lease_;                  // pins lookup_.resume_node (not held when there is no hit)
+  Lease lease_;  // pins the resume node: the lookup's, or the last InsertChunk's (or none)
 };
 
 class PrefixCache {
@@ -165,7 +168,9 @@ class PrefixCache {
   // The decode checkpoints the admission policy plans for `request` if it produces
   // `output_tokens` tokens: ascending positions in (input length, input length + output_tokens].
   // Pure and deterministic: what CompleteRequest(request, input, output, now) adds to
-  // request.prefill_checkpoints(). An engine captures the state at each while decoding.
+  // request.prefill_checkpoints(). An engine captures the state at each while decoding. With
+  // page_size > 1 they are floored to page boundaries and may fall inside the input: an engine
+  // asks before prefilling and captures those there (or leaves them out of `captured`).
   std::vector<int64_t> PlanDecode(const RequestHandle& request, int64_t output_tokens) const;
 
   // Chunked prefill (SGLang's cache_unfinished_req): caches what a long prefill has computed so
@@ -189,19 +194,21 @@ class PrefixCache {
   // increasing positions in [1, input + output]; usually the plans minus what it could not
   // capture, such as a prefill position at or before its resume point, plus states it holds
   // already). The cache never accounts for a state nobody holds. Releases the lease and inserts
-  // input + output up to the last of them; nothing when `captured` is empty. Errors as for Insert.
+  // input + output up to the last of them; nothing when `captured` is empty. `payloads`: as for
+  // Insert. Errors as for Insert, and a length of `input` other than BeginRequest's; the handle
+  // is consumed either way (on an error nothing is inserted and the pin goes).
   Status CompleteRequest(RequestHandle request, std::span<const Token> input,
                          std::span<const Token> output, Timestamp now,
                          std::span<const int64_t> captured,
                          std::span<const uint64_t> payloads = {});
 
   // Caches `sequence` up to its last checkpoint position, storing a state at each position in
-  // `checkpoints` (strictly increasing, in [1, sequence.size()]), then evicts until every budget
-  // holds. Existing shared prefixes are reused; re-admitted checkpoints are refreshed to `now`.
-  // Errors: kInvalidArgument (nothing changed) for an empty sequence or checkpoint list, a bad
-  // position or timestamp. kResourceExhausted when the content is inserted but pinned nodes keep
-  // the cache over capacity: every unpinned candidate has been evicted, the invariants hold and
-  // over_capacity_inserts is incremented.
+  // `checkpoints` (strictly increasing, in [1, sequence.size()], multiples of page_size), then
+  // evicts until every budget holds. Existing shared prefixes are reused; re-admitted checkpoints
+  // are refreshed to `now`. Errors: kInvalidArgument (nothing changed) for an empty sequence or
+  // checkpoint list, a bad position or timestamp. kResourceExhausted when the content is inserted
+  // but pinned nodes keep the cache over capacity: every unpinned candidate has been evicted, the
+  // invariants hold and over_capacity_inserts is incremented.
   //
   // Engine payloads: `payloads`, if not empty, has one entry per checkpoint position, the
   // engine's own handle of that state (a state slot id; the engine can key its KV pages by it
@@ -213,7 +220,8 @@ class PrefixCache {
   Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
                 Timestamp now, std::span<const uint64_t> payloads = {});
 
-  // Registers `listener` (not owned; nullptr to remove) to be told of every eviction from now on.
+  // Registers `listener` (not owned; nullptr to remove) to be told of every eviction and every
+  // payload not adopted from now on.
   // It must outlive its registration. Clones start without a listener. Costs one walk from the
   // evicted node to the root per eviction while a listener is set.
   void SetListener(CacheListener* listener);
@@ -223,7 +231,8 @@ class PrefixCache {
   double alpha() const;
 
   // An independent deep copy of the content, statistics and policies. Pins are not copied: the
-  // copy has no request in flight. O(nodes + cached tokens).
+  // copy has no request in flight. Payloads are copied as they are: they name the engine's
+  // slots, which a copy (without a listener) only refers to. O(nodes + cached tokens).
   std::unique_ptr<PrefixCache> Clone() const;
 
   const CacheStats& stats() const;
