@@ -242,14 +242,9 @@ class PyRequest {
     if (!handle_) throw py::value_error("this request has already been completed");
     return *handle_;
   }
-  // The handle, for a call on `cache` that updates it in place (InsertChunk).
-  RequestHandle& Borrow(const PyCache* cache) {
-    if (!handle_) throw py::value_error("this request has already been completed");
-    if (owner_.cast<PyCache*>() != cache) {
-      throw py::value_error("this request was begun on another PrefixCache");
-    }
-    return *handle_;
-  }
+  // Gives back a handle taken for a call that updates it (InsertChunk): while the GIL is
+  // released the request looks completed to other threads, which never see it half-updated.
+  void Return(RequestHandle handle) { handle_.emplace(std::move(handle)); }
   RequestHandle Take(const PyCache* cache) {
     if (!handle_) throw py::value_error("this request has already been completed");
     if (owner_.cast<PyCache*>() != cache) {
@@ -453,12 +448,13 @@ void BindCache(py::module_& m) {
             auto cps = ToInt64s(captured, "captured");
             const std::vector<uint64_t> pay = ToPayloads(payloads);
             PyCache::Busy busy(c);
-            RequestHandle& h = request.Borrow(&c);
+            RequestHandle h = request.Take(&c);
             Status s;
             {
               py::gil_scoped_release release;
               s = c.cache().InsertChunk(h, in.span, computed_tokens, cps.span, now, pay);
             }
+            request.Return(std::move(h));
             c.RaiseListenerError();
             Check(s);
           },
