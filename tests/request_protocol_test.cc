@@ -187,6 +187,11 @@ TEST(InsertChunk, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(cache->stats().checkpoints, before.checkpoints);
   EXPECT_EQ(cache->stats().cached_tokens, before.cached_tokens);
   EXPECT_TRUE(cache->CheckInvariants().ok());
+  // A handle of another cache is refused, not applied to this one's nodes.
+  auto other = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "judicious", "flop_aware");
+  EXPECT_EQ(other->InsertChunk(h, input, 10, std::vector<int64_t>{10}, 2).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(h.holds_lease());
   RequestHandle none;  // belongs to no request
   EXPECT_EQ(cache->InsertChunk(none, input, 10, std::vector<int64_t>{10}, 2).code(),
             StatusCode::kInvalidArgument);
@@ -194,6 +199,20 @@ TEST(InsertChunk, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(cache->CompleteRequest(std::move(h), shorter, {}, 2, std::vector<int64_t>{19}).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(cache->stats().inserts, before.inserts);
+}
+
+TEST(CompleteRequest, AHandleOfAnotherCacheIsRefused) {
+  auto cache = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "last", "lru");
+  auto other = MakeCache(TinyModel(), PrefixCacheConfig::kUnlimited, "last", "lru");
+  const auto input = Distinct(1, 8);
+  ASSERT_TRUE(cache->Insert(input, std::vector<int64_t>{4}, 0).ok());
+  RequestHandle h = cache->BeginRequest(input, 1).value();
+  ASSERT_TRUE(h.holds_lease());
+  EXPECT_EQ(other->CompleteRequest(std::move(h), input, {}, 2).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(other->stats().inserts, 0);
+  EXPECT_TRUE(cache->CheckInvariants().ok());  // the pin went with the handle
+  EXPECT_EQ(cache->eviction_policy().size(), 1);
 }
 
 // Statistics: BeginRequest counts the request and its hit once; chunks and the completion count

@@ -87,6 +87,9 @@ Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token
                                    " tokens, BeginRequest's had " +
                                    std::to_string(request.input_tokens_));
   }
+  if (request.lease_.held() && request.lease_.cache_ != this) {
+    return Status::InvalidArgument("CompleteRequest: the request was begun on another cache");
+  }
   // The resume node stays held through the insert (InsertImpl pins it with the new states).
   const NodeId resume = request.lease_.held() ? request.lease_.node() : kNoNode;
   request.lease_.Release();
@@ -107,6 +110,9 @@ Status PrefixCache::InsertChunk(RequestHandle& request, std::span<const Token> i
     return Status::InvalidArgument("InsertChunk: input has " + std::to_string(n) +
                                    " tokens, BeginRequest's had " +
                                    std::to_string(request.input_tokens_));
+  }
+  if (request.lease_.held() && request.lease_.cache_ != this) {
+    return Status::InvalidArgument("InsertChunk: the request was begun on another cache");
   }
   const int64_t resume = request.resume_tokens();
   if (computed_tokens <= resume || computed_tokens > n) {
