@@ -32,9 +32,9 @@ struct NotAdoptedEvent {
 class CacheListener {
  public:
   virtual ~CacheListener() = default;
-  // Called once per evicted checkpoint, synchronously, on the thread that called Insert or
-  // CompleteRequest, just before the cache drops the node. `event.path` is valid only
-  // during the call. Must not call back into the cache. Must not throw.
+  // Called once per evicted checkpoint, synchronously, on the thread that called Insert,
+  // InsertChunk or CompleteRequest, just before the cache drops the node. `event.path` is valid
+  // only during the call. Must not call back into the cache. Must not throw.
   virtual void OnEvicted(const EvictionEvent& event) = 0;
   // Called, under the same rules, once per state offered with a payload (Insert, InsertChunk or
   // CompleteRequest with `payloads`) at a position already holding a state with another payload.
