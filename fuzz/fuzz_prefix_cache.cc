@@ -242,8 +242,9 @@ void Run(Input& in) {
         Check(*copy, "Clone");
         FUZZ_CHECK(Content(*copy) == before, "a clone has the same content");
         const std::vector<Token> seq = sequence();
-        if (!seq.empty()) {
-          const int64_t n = static_cast<int64_t>(seq.size());
+        const int64_t page = cache->config().page_size;
+        const int64_t n = static_cast<int64_t>(seq.size()) / page * page;  // a valid position
+        if (n > 0) {
           const Status s = copy->Insert(seq, std::vector<int64_t>{n}, now);
           FUZZ_CHECK(s.ok() || s.code() == StatusCode::kResourceExhausted, s.ToString());
           Check(*copy, "Insert into a clone");
