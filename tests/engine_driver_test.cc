@@ -17,10 +17,12 @@ const Kernels kExact{ScanKernel::kSequential, MatmulKernel::kReference};
 // A cache as the driver needs it: the last input token is always left to compute.
 std::unique_ptr<PrefixCache> EngineCache(const ModelSpec& spec, int64_t capacity,
                                          std::unique_ptr<AdmissionPolicy> admission,
-                                         std::unique_ptr<EvictionPolicy> eviction) {
+                                         std::unique_ptr<EvictionPolicy> eviction,
+                                         int64_t page_size = 1) {
   PrefixCacheConfig config;
   config.capacity_bytes = capacity;
   config.leave_last_token = true;
+  config.page_size = page_size;
   return PrefixCache::Create(config, spec, std::move(admission), std::move(eviction)).value();
 }
 
@@ -84,7 +86,8 @@ class EngineDriverTest : public ::testing::TestWithParam<Setup> {};
 
 // Serves a random workload; with `chunk` > 0 the driver prefills in chunks of that many tokens,
 // handing each chunk's states to the cache (InsertChunk) as it goes. Sets `inserts` to the cache's.
-void ServeWorkload(const Setup& setup, int64_t chunk, int64_t* inserts = nullptr) {
+void ServeWorkload(const Setup& setup, int64_t chunk, int64_t* inserts = nullptr,
+                   int64_t page_size = 1) {
   const HybridModel m = Model();
   const ModelSpec spec = SpecOf(m);
   EXPECT_EQ(spec.StateBytesPerCheckpoint(), m.CheckpointBytes());
@@ -92,7 +95,7 @@ void ServeWorkload(const Setup& setup, int64_t chunk, int64_t* inserts = nullptr
   // Room for a few states and a couple of hundred tokens: evictions are frequent.
   auto cache = EngineCache(spec, 5 * m.CheckpointBytes() + 200 * m.KvBytesPerToken(),
                            MakeAdmissionByName(setup.admission).value(),
-                           MakeEvictionByName(setup.eviction).value());
+                           MakeEvictionByName(setup.eviction).value(), page_size);
   Driver driver(m, cache.get(), kExact);
   driver.set_prefill_chunk(chunk);
   Workload w(7);
@@ -112,7 +115,8 @@ void ServeWorkload(const Setup& setup, int64_t chunk, int64_t* inserts = nullptr
     ASSERT_EQ(driver.stored_bytes(), st.kv_bytes + st.state_bytes) << "request " << r;
     ASSERT_TRUE(cache->CheckInvariants().ok());
   }
-  EXPECT_GT(reused, 200) << "the workload is meant to hit";
+  EXPECT_GT(reused, 200 / page_size) << "the workload is meant to hit";
+  EXPECT_EQ(reused % page_size, 0);
   // What the cache counted as reused is what the driver reused.
   EXPECT_EQ(reused, cache->stats().hit_tokens);
   EXPECT_GT(cache->stats().evicted_checkpoints, 5) << "the budget is meant to evict";
@@ -139,6 +143,12 @@ INSTANTIATE_TEST_SUITE_P(Policies, EngineDriverTest,
                            return std::string(param_info.param.admission) + "_" +
                                   param_info.param.eviction;
                          });
+
+// With pages, states and hits sit on page boundaries; the driver captures a decode plan floored
+// into the input while prefilling. Still exact, still accounted for.
+TEST_P(EngineDriverTest, PagedCacheIsExactAndAccountedToo) {
+  ServeWorkload(GetParam(), 8, nullptr, 8);
+}
 
 // A chunked prefill hands each chunk's planned states to the cache as it goes: a later request
 // resumes from them, bit for bit equal to a recompute.
