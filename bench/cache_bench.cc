@@ -94,7 +94,7 @@ void BM_LookupInsert32K(benchmark::State& state, const std::string& eviction) {
     const std::span<const Token> output(s.data() + s.size() - 64, 64);
     auto h = cache->BeginRequest(input, now += 1);
     Check(h.status());
-    benchmark::DoNotOptimize(h->lookup.reusable_tokens);
+    benchmark::DoNotOptimize(h->lookup().reusable_tokens);
     Check(cache->CompleteRequest(std::move(h).value(), input, output, now));
   }
   state.counters["nodes"] = static_cast<double>(cache->stats().nodes);

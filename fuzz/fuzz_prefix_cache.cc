@@ -125,6 +125,7 @@ void Run(Input& in) {
   if (in.Below(4) == 0) config.kv_capacity_bytes = model.KvBytesPerToken() + 8 * (1 + in.Below(64));
   if (in.Below(4) == 0)
     config.state_capacity_bytes = model.StateBytesPerCheckpoint() * (1 + in.Below(8));
+  if (in.Below(4) == 0) config.page_size = 1 + in.Below(4);
   auto created = PrefixCache::Create(config, model, Admission(in), Eviction(in));
   FUZZ_CHECK(created.ok(), created.status().ToString());
   std::unique_ptr<PrefixCache> cache = std::move(created).value();
@@ -160,14 +161,14 @@ void Run(Input& in) {
 
   for (int steps = 0; steps < 400 && !in.done(); ++steps) {
     const std::vector<int64_t> before = Content(*cache);
-    switch (in.Below(8)) {
+    switch (in.Below(9)) {
       case 0: {  // BeginRequest
         if (flight.size() >= 4) break;
         std::vector<Token> input = sequence();
         auto h = cache->BeginRequest(input, time());
         if (h.ok()) {
-          FUZZ_CHECK(h->lookup.reusable_tokens <= h->lookup.matched_tokens &&
-                         h->lookup.matched_tokens <= static_cast<int64_t>(input.size()),
+          FUZZ_CHECK(h->lookup().reusable_tokens <= h->lookup().matched_tokens &&
+                         h->lookup().matched_tokens <= static_cast<int64_t>(input.size()),
                      "lookup bounds");
           flight.push_back({std::move(input), std::move(h).value()});
         } else {
@@ -202,7 +203,13 @@ void Run(Input& in) {
         if (!checkpoints.empty() && in.Below(2) == 0) {
           checkpoints.back() = static_cast<int64_t>(seq.size());
         }
-        const Status s = cache->Insert(seq, checkpoints, time());
+        std::vector<uint64_t> payloads;  // sometimes one per position, sometimes a wrong count
+        for (int64_t k = in.Below(3) == 0 ? static_cast<int64_t>(checkpoints.size()) + in.Below(2)
+                                          : 0;
+             k > 0; --k) {
+          payloads.push_back(static_cast<uint64_t>(in.Below(16)));
+        }
+        const Status s = cache->Insert(seq, checkpoints, time(), payloads);
         CheckRejected(s, before, *cache, "Insert");
         Check(*cache, "Insert");
         break;
@@ -235,8 +242,9 @@ void Run(Input& in) {
         Check(*copy, "Clone");
         FUZZ_CHECK(Content(*copy) == before, "a clone has the same content");
         const std::vector<Token> seq = sequence();
-        if (!seq.empty()) {
-          const int64_t n = static_cast<int64_t>(seq.size());
+        const int64_t page = cache->config().page_size;
+        const int64_t n = static_cast<int64_t>(seq.size()) / page * page;  // a valid position
+        if (n > 0) {
           const Status s = copy->Insert(seq, std::vector<int64_t>{n}, now);
           FUZZ_CHECK(s.ok() || s.code() == StatusCode::kResourceExhausted, s.ToString());
           Check(*copy, "Insert into a clone");
@@ -244,6 +252,32 @@ void Run(Input& in) {
         FUZZ_CHECK(Content(*cache) == before, "changing a clone changed the original");
         Check(*cache, "Clone");
         if (flight.empty() && in.Below(2) == 0) cache = std::move(copy);  // go on with the copy
+        break;
+      }
+      case 7: {  // InsertChunk: positions mostly past the resume point, sometimes not
+        if (flight.empty()) break;
+        InFlight& f = flight[static_cast<size_t>(in.Below(static_cast<int64_t>(flight.size())))];
+        const int64_t resume = f.handle.resume_tokens();
+        const int64_t computed = resume + in.Below(12) - 1;
+        std::vector<int64_t> captured;
+        int64_t pos = resume + in.Below(3) - 1;
+        for (int64_t k = in.Below(4); k > 0; --k) {
+          pos += in.Below(6) == 0 ? 0 : 1 + in.Below(4);
+          captured.push_back(pos);
+        }
+        const bool wrong_input = in.Below(8) == 0;
+        std::vector<Token> input = f.input;
+        if (wrong_input) input.push_back(0);
+        const Status s = cache->InsertChunk(f.handle, input, computed, captured, time());
+        if (!s.ok() && s.code() != StatusCode::kResourceExhausted) {
+          FUZZ_CHECK(f.handle.resume_tokens() == resume, "InsertChunk rejected but moved the pin");
+        } else if (!captured.empty()) {
+          FUZZ_CHECK(f.handle.resume_tokens() == captured.back() && f.handle.holds_lease(),
+                     "InsertChunk moves the pin to its deepest state");
+          FUZZ_CHECK(!wrong_input, "InsertChunk accepted another input length");
+        }
+        CheckRejected(s, before, *cache, "InsertChunk");
+        Check(*cache, "InsertChunk");
         break;
       }
       default: {  // A request dropped without completing: its lease is released.

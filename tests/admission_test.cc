@@ -76,7 +76,7 @@ TEST(Admission, SharedPrefixIsHitFromTheThirdOccurrence) {
     std::vector<Token> q = prompt;
     q.insert(q.end(), 5, user);
     auto h = cache->BeginRequest(q, user);
-    hits.push_back(h->lookup.reusable_tokens);
+    hits.push_back(h->lookup().reusable_tokens);
     ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), q, std::vector<Token>{1}, user).ok());
   }
   EXPECT_EQ(hits, (std::vector<int64_t>{0, 0, 50, 50}));

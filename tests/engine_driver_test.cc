@@ -17,10 +17,12 @@ const Kernels kExact{ScanKernel::kSequential, MatmulKernel::kReference};
 // A cache as the driver needs it: the last input token is always left to compute.
 std::unique_ptr<PrefixCache> EngineCache(const ModelSpec& spec, int64_t capacity,
                                          std::unique_ptr<AdmissionPolicy> admission,
-                                         std::unique_ptr<EvictionPolicy> eviction) {
+                                         std::unique_ptr<EvictionPolicy> eviction,
+                                         int64_t page_size = 1) {
   PrefixCacheConfig config;
   config.capacity_bytes = capacity;
   config.leave_last_token = true;
+  config.page_size = page_size;
   return PrefixCache::Create(config, spec, std::move(admission), std::move(eviction)).value();
 }
 
@@ -82,16 +84,20 @@ struct Setup {
 
 class EngineDriverTest : public ::testing::TestWithParam<Setup> {};
 
-TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccounting) {
+// Serves a random workload; with `chunk` > 0 the driver prefills in chunks of that many tokens,
+// handing each chunk's states to the cache (InsertChunk) as it goes. Sets `inserts` to the cache's.
+void ServeWorkload(const Setup& setup, int64_t chunk, int64_t* inserts = nullptr,
+                   int64_t page_size = 1) {
   const HybridModel m = Model();
   const ModelSpec spec = SpecOf(m);
   EXPECT_EQ(spec.StateBytesPerCheckpoint(), m.CheckpointBytes());
   EXPECT_EQ(spec.KvBytesPerToken(), m.KvBytesPerToken());
   // Room for a few states and a couple of hundred tokens: evictions are frequent.
   auto cache = EngineCache(spec, 5 * m.CheckpointBytes() + 200 * m.KvBytesPerToken(),
-                           MakeAdmissionByName(GetParam().admission).value(),
-                           MakeEvictionByName(GetParam().eviction).value());
+                           MakeAdmissionByName(setup.admission).value(),
+                           MakeEvictionByName(setup.eviction).value(), page_size);
   Driver driver(m, cache.get(), kExact);
+  driver.set_prefill_chunk(chunk);
   Workload w(7);
   int64_t reused = 0;
   for (int r = 0; r < 40; ++r) {
@@ -109,10 +115,24 @@ TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccountin
     ASSERT_EQ(driver.stored_bytes(), st.kv_bytes + st.state_bytes) << "request " << r;
     ASSERT_TRUE(cache->CheckInvariants().ok());
   }
-  EXPECT_GT(reused, 200) << "the workload is meant to hit";
+  EXPECT_GT(reused, 200 / page_size) << "the workload is meant to hit";
+  EXPECT_EQ(reused % page_size, 0);
   // What the cache counted as reused is what the driver reused.
   EXPECT_EQ(reused, cache->stats().hit_tokens);
   EXPECT_GT(cache->stats().evicted_checkpoints, 5) << "the budget is meant to evict";
+  if (inserts != nullptr) *inserts = cache->stats().inserts;
+}
+
+TEST_P(EngineDriverTest, HitsEqualRecomputeAndStoredBytesEqualTheCachesAccounting) {
+  ServeWorkload(GetParam(), 0);
+}
+
+TEST_P(EngineDriverTest, ChunkedPrefillIsExactAndAccountedToo) {
+  int64_t whole = 0, chunked = 0;
+  ServeWorkload(GetParam(), 0, &whole);
+  ServeWorkload(GetParam(), 8, &chunked);
+  // Chunks' states handed over before their request completed are inserts of their own.
+  EXPECT_GE(chunked, whole);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, EngineDriverTest,
@@ -123,6 +143,35 @@ INSTANTIATE_TEST_SUITE_P(Policies, EngineDriverTest,
                            return std::string(param_info.param.admission) + "_" +
                                   param_info.param.eviction;
                          });
+
+// With pages, states and hits sit on page boundaries; the driver captures a decode plan floored
+// into the input while prefilling. Still exact, still accounted for.
+TEST_P(EngineDriverTest, PagedCacheIsExactAndAccountedToo) {
+  ServeWorkload(GetParam(), 8, nullptr, 8);
+}
+
+// A chunked prefill hands each chunk's planned states to the cache as it goes: a later request
+// resumes from them, bit for bit equal to a recompute.
+TEST(EngineDriver, ChunkedPrefillHandsOverEachChunksStates) {
+  const HybridModel m = Model();
+  auto cache = EngineCache(SpecOf(m), PrefixCacheConfig::kUnlimited,
+                           MakeBlockAdmission({16}).value(), MakeLruEviction());
+  Driver driver(m, cache.get(), kExact);
+  driver.set_prefill_chunk(8);
+  const std::vector<Token> input = Prompt(21, 50);
+  auto first = driver.Serve(input, 2, 0);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->first_logits, Recompute(m, input, 2, kExact).first_logits);
+  EXPECT_EQ(cache->stats().inserts, 3);  // chunks ending at 16, 32 and 48; no decode state
+  EXPECT_EQ(driver.stored_states(), 3);
+  EXPECT_EQ(driver.stored_bytes(), cache->stats().kv_bytes + cache->stats().state_bytes);
+  std::vector<Token> longer(input.begin(), input.begin() + 48);
+  longer.push_back(3);
+  auto second = driver.Serve(longer, 2, 1);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->reused_tokens, 48);
+  EXPECT_EQ(second->first_logits, Recompute(m, longer, 2, kExact).first_logits);
+}
 
 TEST(EngineDriver, BlasAndChunkedScanHitsAgreeWithRecomputeToRounding) {
   const HybridModel m = Model();

@@ -114,7 +114,7 @@ TEST(EvictionOrder, CompletedRequestKeepsItsStatesAndResumePoint) {
       const std::vector<Token> output = {static_cast<Token>(Uniform(rng, 0, 5)), 9};
       auto h = cache->BeginRequest(input, step / 3);  // repeated timestamps
       ASSERT_TRUE(h.ok());
-      const int64_t resumed = h->lookup.reusable_tokens;
+      const int64_t resumed = h->lookup().reusable_tokens;
       const int64_t self_before = cache->stats().self_evictions;
       ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), input, output, step / 3).ok());
       std::vector<Token> full = input;
@@ -177,8 +177,8 @@ TEST(EvictionOrder, LruRefreshesAPartlyMatchedEdge) {
   {
     auto h = cache->BeginRequest(query, 3);
     ASSERT_TRUE(h.ok());
-    EXPECT_EQ(h->lookup.reusable_tokens, 0);
-    EXPECT_EQ(h->lookup.matched_tokens, 10);
+    EXPECT_EQ(h->lookup().reusable_tokens, 0);
+    EXPECT_EQ(h->lookup().matched_tokens, 10);
   }
   ASSERT_TRUE(cache->Insert(c, std::span<const int64_t>(&end, 1), 4).ok());
   EXPECT_EQ(cache->Lookup(a).reusable_tokens, 20);

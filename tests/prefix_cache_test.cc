@@ -148,7 +148,7 @@ TEST_P(BoundedCache, NeverOverCapacityNeverFalseHitPinnedSurvive) {
                     static_cast<int64_t>(f.resume_prefix.size()));
         }
         const auto out = testing::RandomSequence(rng, stems, 3, 5);
-        std::vector<int64_t> positions = f.handle.prefill_checkpoints;
+        std::vector<int64_t> positions = f.handle.prefill_checkpoints();
         positions.push_back(static_cast<int64_t>(f.input.size() + out.size()));
         const Status s = cache->CompleteRequest(std::move(f.handle), f.input, out, now += 1);
         ASSERT_TRUE(s.ok() || s.code() == StatusCode::kResourceExhausted) << s.ToString();
@@ -159,7 +159,7 @@ TEST_P(BoundedCache, NeverOverCapacityNeverFalseHitPinnedSurvive) {
         const auto q = testing::RandomSequence(rng, stems, 3, 15);
         auto h = cache->BeginRequest(q, now += 1);
         ASSERT_TRUE(h.ok());
-        const int64_t hit = h->lookup.reusable_tokens;
+        const int64_t hit = h->lookup().reusable_tokens;
         ASSERT_LE(hit, ever.Lookup(q).reusable_tokens) << "false hit at step " << step;
         flying.push_back({std::move(h).value(), q, {q.begin(), q.begin() + hit}});
       }
@@ -183,24 +183,24 @@ TEST(PrefixCache, PaperWorkedExampleCheckpointsTheBranchPoint) {
   const std::vector<Token> first = {NYC, is, a, busy, city};
   auto h1 = cache->BeginRequest(first, 1);
   ASSERT_TRUE(h1.ok());
-  EXPECT_TRUE(h1->prefill_checkpoints.empty());
+  EXPECT_TRUE(h1->prefill_checkpoints().empty());
   ASSERT_TRUE(cache->CompleteRequest(std::move(h1).value(), first, {}, 2).ok());
 
   const std::vector<Token> second = {NYC, is, very, huge};
   auto h2 = cache->BeginRequest(second, 3);
   ASSERT_TRUE(h2.ok());
-  EXPECT_EQ(h2->lookup.reusable_tokens, 0);  // the 2nd occurrence only discovers the prefix
-  EXPECT_EQ(h2->lookup.matched_tokens, 2);
-  EXPECT_EQ(h2->lookup.branch_point, 2);
-  EXPECT_EQ(h2->prefill_checkpoints, std::vector<int64_t>{2});  // state after "NYC is"
+  EXPECT_EQ(h2->lookup().reusable_tokens, 0);  // the 2nd occurrence only discovers the prefix
+  EXPECT_EQ(h2->lookup().matched_tokens, 2);
+  EXPECT_EQ(h2->lookup().branch_point, 2);
+  EXPECT_EQ(h2->prefill_checkpoints(), std::vector<int64_t>{2});  // state after "NYC is"
   ASSERT_TRUE(cache->CompleteRequest(std::move(h2).value(), second, {}, 4).ok());
   EXPECT_EQ(cache->stats().checkpoints, 3);
 
   const std::vector<Token> third = {NYC, is, cold};
   auto h3 = cache->BeginRequest(third, 5);
   ASSERT_TRUE(h3.ok());
-  EXPECT_EQ(h3->lookup.reusable_tokens, 2);  // hit from the 3rd occurrence on
-  EXPECT_TRUE(h3->prefill_checkpoints.empty());
+  EXPECT_EQ(h3->lookup().reusable_tokens, 2);  // hit from the 3rd occurrence on
+  EXPECT_TRUE(h3->prefill_checkpoints().empty());
   EXPECT_TRUE(cache->CheckInvariants().ok());
 }
 
@@ -255,7 +255,7 @@ TEST(PrefixCache, CompleteWithTheStatesActuallyCaptured) {
   // b branches from a at 30: the prefill plan has 30, the decode plan the last token.
   auto hp = planned->BeginRequest(b, 1).value();
   auto ht = told->BeginRequest(b, 1).value();
-  EXPECT_EQ(ht.prefill_checkpoints, std::vector<int64_t>{30});
+  EXPECT_EQ(ht.prefill_checkpoints(), std::vector<int64_t>{30});
   const std::vector<int64_t> decode = told->PlanDecode(ht, 3);
   EXPECT_EQ(decode, std::vector<int64_t>{34});
   EXPECT_EQ(planned->PlanDecode(hp, 3), decode);
@@ -309,7 +309,7 @@ TEST(PrefixCache, StatisticsFollowTheirFormulas) {
   turn2.insert(turn2.end(), out1.begin(), out1.end());
   turn2.insert(turn2.end(), 300, 9);
   h = cache->BeginRequest(turn2, 2);
-  ASSERT_EQ(h->lookup.reusable_tokens, 1200);
+  ASSERT_EQ(h->lookup().reusable_tokens, 1200);
   const CacheStats& st = cache->stats();
   EXPECT_EQ(st.requests, 2);
   EXPECT_EQ(st.hit_requests, 1);
@@ -335,7 +335,7 @@ TEST(PrefixCache, BlockCheckpointsReproduceThePapersMemoryFigure) {
   std::vector<Token> seq(10000);
   for (size_t i = 0; i < seq.size(); ++i) seq[i] = static_cast<Token>(i % 1000);
   auto h = cache->BeginRequest(seq, 0);
-  EXPECT_EQ(h->prefill_checkpoints.size(), 625u);
+  EXPECT_EQ(h->prefill_checkpoints().size(), 625u);
   ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), seq, {}, 1).ok());
   EXPECT_EQ(cache->stats().checkpoints, 625);
   EXPECT_NEAR(static_cast<double>(cache->stats().bytes()) / 1e9, 17.4, 0.05);
@@ -347,7 +347,7 @@ TEST(PrefixCache, CloneIsIndependentAndDropsPins) {
   const std::vector<Token> a = {1, 2, 3};
   ASSERT_TRUE(cache->Insert(a, std::vector<int64_t>{3}, 0).ok());
   auto h = cache->BeginRequest(a, 1);  // pins the node
-  ASSERT_TRUE(h->lease.held());
+  ASSERT_TRUE(h->holds_lease());
   EXPECT_EQ(cache->eviction_policy().size(), 0);  // pinned: not a candidate
   auto copy = cache->Clone();
   EXPECT_TRUE(copy->CheckInvariants().ok()) << copy->CheckInvariants().ToString();
@@ -355,7 +355,7 @@ TEST(PrefixCache, CloneIsIndependentAndDropsPins) {
   ASSERT_TRUE(copy->Insert(std::vector<Token>{5, 6}, std::vector<int64_t>{2}, 2).ok());
   EXPECT_EQ(copy->stats().checkpoints, 2);
   EXPECT_EQ(cache->stats().checkpoints, 1);
-  h->lease.Release();
+  h->Release();
   EXPECT_EQ(cache->eviction_policy().size(), 1);
   EXPECT_TRUE(cache->CheckInvariants().ok());
 }
@@ -438,14 +438,14 @@ TEST(PrefixCache, SetCapacityEvictsUnpinnedUntilItHolds) {
   // Pinned content alone over the capacity: everything else goes, the pinned entry stays.
   auto h = cache->BeginRequest(b, 3);
   ASSERT_TRUE(h.ok());
-  ASSERT_EQ(h->lookup.reusable_tokens, 3);
+  ASSERT_EQ(h->lookup().reusable_tokens, 3);
   EXPECT_EQ(cache->SetCapacity(0).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(cache->stats().bytes(), per_entry);
   EXPECT_EQ(cache->Lookup(b).reusable_tokens, 3);
   EXPECT_EQ(cache->Lookup(c).reusable_tokens, 0);
   EXPECT_TRUE(cache->CheckInvariants().ok());
   // Released, it goes at the next call.
-  h->lease.Release();
+  h->Release();
   ASSERT_TRUE(cache->SetCapacity(0).ok());
   EXPECT_EQ(cache->stats().bytes(), 0);
   EXPECT_TRUE(cache->CheckInvariants().ok());

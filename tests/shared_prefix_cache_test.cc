@@ -75,6 +75,19 @@ TEST(SharedPrefixCache, ConcurrentRequestsAndLookupsMatchABruteForceModel) {
           ++failures;
           continue;
         }
+        if (i % 5 == 1) {
+          // Chunked prefill: the first half's planned states go in first, the pin moves there.
+          SharedPrefixCache::Request& req = *r;
+          const int64_t half = static_cast<int64_t>(j.input.size()) / 2;
+          std::vector<int64_t> chunk;
+          for (int64_t p : req.handle().prefill_checkpoints()) {
+            if (p <= half) chunk.push_back(p);
+          }
+          if (!chunk.empty() && !front->InsertChunk(req, j.input, half, chunk, now).ok()) {
+            ++failures;
+          }
+          if (!chunk.empty() && req.handle().resume_tokens() != chunk.back()) ++failures;
+        }
         if (i % 7 == 3) {
           // An aborted request, its pin given back from this thread.
           SharedPrefixCache::Request moved = std::move(r).value();
@@ -142,7 +155,7 @@ TEST(SharedPrefixCache, ARequestDroppedOnAnotherThreadUnpins) {
   auto first = front->BeginRequest(a, 0).value();
   ASSERT_TRUE(front->CompleteRequest(std::move(first), a, {}, 0).ok());
   auto held = front->BeginRequest(a, 1).value();
-  ASSERT_GT(held.handle().lookup.reusable_tokens, 0);
+  ASSERT_GT(held.handle().lookup().reusable_tokens, 0);
   // While `held` pins a's node, inserting b cannot evict it: b goes instead.
   EXPECT_TRUE(front->Insert(b, std::vector<int64_t>{40}, 2).ok());
   EXPECT_GT(front->Lookup(a).reusable_tokens, 0);

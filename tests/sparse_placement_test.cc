@@ -139,8 +139,8 @@ TEST(SparseAdmission, LearnsTheSharedDocumentDepthAndCountsRecompute) {
     input.insert(input.end(), 30, static_cast<Token>(5000 + q));
     auto h = cache->BeginRequest(input, q);
     ASSERT_TRUE(h.ok());
-    hits.push_back(h->lookup.reusable_tokens);
-    planned.push_back(h->prefill_checkpoints.empty() ? 0 : h->prefill_checkpoints[0]);
+    hits.push_back(h->lookup().reusable_tokens);
+    planned.push_back(h->prefill_checkpoints().empty() ? 0 : h->prefill_checkpoints()[0]);
     ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), input, {}, q).ok());
   }
   // Observations 0, 1000, 1000, 1000, 1000: the 5th re-solves to token 1000 before its own
@@ -168,13 +168,13 @@ TEST(SparseAdmission, HeuristicPlacementResumesAtDeepestCheckpointBelowTheMatch)
           .value();
   std::vector<Token> a(350, 1);
   auto h = cache->BeginRequest(a, 0);
-  EXPECT_EQ(h->prefill_checkpoints, (std::vector<int64_t>{100, 200, 300}));
+  EXPECT_EQ(h->prefill_checkpoints(), (std::vector<int64_t>{100, 200, 300}));
   ASSERT_TRUE(cache->CompleteRequest(std::move(h).value(), a, {}, 0).ok());
   std::vector<Token> b(250, 1);
   b.push_back(2);
   h = cache->BeginRequest(b, 1);
-  EXPECT_EQ(h->lookup.matched_tokens, 250);
-  EXPECT_EQ(h->lookup.reusable_tokens, 200);
+  EXPECT_EQ(h->lookup().matched_tokens, 250);
+  EXPECT_EQ(h->lookup().reusable_tokens, 200);
   EXPECT_EQ(cache->stats().matched_tokens - cache->stats().hit_tokens, 50);  // recomputed
 }
 

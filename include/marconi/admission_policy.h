@@ -26,6 +26,9 @@ struct LookupResult {
   int64_t reusable_tokens = 0;
   // The node to resume from (holds the checkpoint at reusable_tokens), or kNoNode.
   NodeId resume_node = kNoNode;
+  // The engine's payload of that checkpoint (PrefixCache::Insert's `payloads`): its state slot,
+  // say. 0 when there is no hit or the state was stored without one.
+  uint64_t resume_payload = 0;
   // Length of the longest common prefix of the query with any cached sequence (KV present).
   int64_t matched_tokens = 0;
   // Where inserting the query would create a branch: a split inside an edge, or a new child of a

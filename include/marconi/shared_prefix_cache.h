@@ -82,10 +82,16 @@ class SharedPrefixCache {
                          std::span<const Token> output, Timestamp now);
   Status CompleteRequest(Request request, std::span<const Token> input,
                          std::span<const Token> output, Timestamp now,
-                         std::span<const int64_t> captured);
+                         std::span<const int64_t> captured,
+                         std::span<const uint64_t> payloads = {});
+  // PrefixCache::InsertChunk under the exclusive lock (the pin moves under it too). `request`
+  // must come from this front and hold its handle: kFailedPrecondition otherwise.
+  Status InsertChunk(Request& request, std::span<const Token> input, int64_t computed_tokens,
+                     std::span<const int64_t> captured, Timestamp now,
+                     std::span<const uint64_t> payloads = {});
   // PrefixCache::Insert under the exclusive lock.
   Status Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                Timestamp now);
+                Timestamp now, std::span<const uint64_t> payloads = {});
   // PrefixCache::SetListener / SetAlpha under the exclusive lock.
   void SetListener(CacheListener* listener);
   Status SetAlpha(double alpha);

@@ -46,12 +46,26 @@ int64_t NonNegative(int64_t v, const char* what) {
   return v;
 }
 
+// Engine payloads: None (none given) or non-negative integers below 2**63, one per position.
+std::vector<uint64_t> ToPayloads(py::handle obj) {
+  if (obj.is_none()) return {};
+  const auto ints = ToInt64s(obj, "payloads");
+  std::vector<uint64_t> out;
+  out.reserve(ints.span.size());
+  for (int64_t v : ints.span) {
+    if (v < 0) throw py::value_error("payloads must be >= 0");
+    out.push_back(static_cast<uint64_t>(v));
+  }
+  return out;
+}
+
 py::dict LookupDict(const LookupResult& r) {
   py::dict d;
   d["reusable_tokens"] = r.reusable_tokens;
   d["matched_tokens"] = r.matched_tokens;
   d["branch_point"] = r.branch_point;
   d["resume_node"] = r.resume_node;
+  d["resume_payload"] = r.resume_payload;
   d["whole_input_cached"] = r.whole_input_cached;
   return d;
 }
@@ -169,16 +183,38 @@ class PyCache : private CacheListener {
     if (listener_error_) return;  // the first error is reported; later events are dropped
     try {
       py::dict e;
+      e["event"] = "evicted";
       e["path"] = ToArray<Token>(event.path);
       e["kv_begin"] = event.kv_begin;
-      py::object callback = listener_;  // alive even if the call replaces listener_
-      callback(e);
+      e["payload"] = event.payload;
+      Call(e);
     } catch (py::error_already_set& err) {
       listener_error_.emplace(std::move(err));
     } catch (const std::exception& err) {
       PyErr_SetString(PyExc_RuntimeError, err.what());
       listener_error_.emplace();
     }
+  }
+  void OnNotAdopted(const NotAdoptedEvent& event) override {
+    py::gil_scoped_acquire gil;
+    if (listener_error_) return;
+    try {
+      py::dict e;
+      e["event"] = "not_adopted";
+      e["path"] = ToArray<Token>(event.path);
+      e["payload"] = event.payload;
+      e["kept"] = event.kept;
+      Call(e);
+    } catch (py::error_already_set& err) {
+      listener_error_.emplace(std::move(err));
+    } catch (const std::exception& err) {
+      PyErr_SetString(PyExc_RuntimeError, err.what());
+      listener_error_.emplace();
+    }
+  }
+  void Call(const py::dict& e) {
+    py::object callback = listener_;  // alive even if the call replaces listener_
+    callback(e);
   }
 
   std::mutex mutex_;
@@ -206,6 +242,9 @@ class PyRequest {
     if (!handle_) throw py::value_error("this request has already been completed");
     return *handle_;
   }
+  // Gives back a handle taken for a call that updates it (InsertChunk): while the GIL is
+  // released the request looks completed to other threads, which never see it half-updated.
+  void Return(RequestHandle handle) { handle_.emplace(std::move(handle)); }
   RequestHandle Take(const PyCache* cache) {
     if (!handle_) throw py::value_error("this request has already been completed");
     if (owner_.cast<PyCache*>() != cache) {
@@ -226,9 +265,10 @@ std::unique_ptr<PyCache> MakeCache(py::handle model, py::handle capacity,
                                    const std::string& admission, const std::string& eviction,
                                    double alpha, const std::string& recency, int64_t block_size,
                                    py::handle kv_capacity, py::handle state_capacity,
-                                   bool leave_last_token) {
+                                   bool leave_last_token, int64_t page_size) {
   PrefixCacheConfig config;
   config.leave_last_token = leave_last_token;
+  config.page_size = page_size;  // checked by PrefixCache::Create
   config.capacity_bytes = ToBytes(capacity, "capacity");
   config.kv_capacity_bytes = ToBytes(kv_capacity, "kv_capacity");
   config.state_capacity_bytes = ToBytes(state_capacity, "state_capacity");
@@ -307,26 +347,34 @@ void BindCache(py::module_& m) {
                         "A request begun with PrefixCache.begin_request; pass it to "
                         "complete_request. Holds its cache alive and its resume point pinned.")
       .def_property_readonly("reusable_tokens",
-                             [](const PyRequest& r) { return r.handle().lookup.reusable_tokens; })
+                             [](const PyRequest& r) { return r.handle().lookup().reusable_tokens; })
       .def_property_readonly("matched_tokens",
-                             [](const PyRequest& r) { return r.handle().lookup.matched_tokens; })
+                             [](const PyRequest& r) { return r.handle().lookup().matched_tokens; })
       .def_property_readonly("branch_point",
-                             [](const PyRequest& r) { return r.handle().lookup.branch_point; })
+                             [](const PyRequest& r) { return r.handle().lookup().branch_point; })
       .def_property_readonly("resume_node",
-                             [](const PyRequest& r) { return r.handle().lookup.resume_node; })
+                             [](const PyRequest& r) { return r.handle().lookup().resume_node; })
       .def_property_readonly("prefill_checkpoints",
                              [](const PyRequest& r) {
-                               const auto& p = r.handle().prefill_checkpoints;
+                               const auto& p = r.handle().prefill_checkpoints();
                                py::tuple t(p.size());
                                for (size_t i = 0; i < p.size(); ++i) t[i] = p[i];
                                return t;
                              })
+      .def_property_readonly("resume_tokens",
+                             [](const PyRequest& r) { return r.handle().resume_tokens(); })
+      .def_property_readonly("input_tokens",
+                             [](const PyRequest& r) { return r.handle().input_tokens(); })
+      .def_property_readonly("resume_payload",
+                             [](const PyRequest& r) { return r.handle().resume_payload(); })
+      .def_property_readonly("holds_lease",
+                             [](const PyRequest& r) { return r.handle().holds_lease(); })
       .def_property_readonly("completed", &PyRequest::completed)
       .def("__repr__", [](const PyRequest& r) -> std::string {
         if (r.completed()) return "<marconi.Request (completed)>";
         return "<marconi.Request reusable_tokens=" +
-               std::to_string(r.handle().lookup.reusable_tokens) +
-               " matched_tokens=" + std::to_string(r.handle().lookup.matched_tokens) + ">";
+               std::to_string(r.handle().lookup().reusable_tokens) +
+               " matched_tokens=" + std::to_string(r.handle().lookup().matched_tokens) + ">";
       });
 
   py::class_<PyCache>(m, "PrefixCache",
@@ -337,7 +385,7 @@ void BindCache(py::module_& m) {
            py::arg("eviction") = "flop_aware", py::arg("alpha") = 0.0,
            py::arg("recency") = "inverse-requests", py::arg("block_size") = 32,
            py::arg("kv_capacity") = py::none(), py::arg("state_capacity") = py::none(),
-           py::arg("leave_last_token") = false)
+           py::arg("leave_last_token") = false, py::arg("page_size") = 1)
       .def(
           "begin_request",
           [](py::object self, py::handle tokens, double now) {
@@ -354,37 +402,87 @@ void BindCache(py::module_& m) {
           "Lookup, statistics, pin and admission plan for one request's input.")
       .def(
           "complete_request",
-          [](PyCache& c, PyRequest& request, py::handle tokens, py::handle output, double now) {
+          [](PyCache& c, PyRequest& request, py::handle tokens, py::handle output, double now,
+             py::handle captured, py::handle payloads) {
             auto in = ToTokens(tokens, "tokens");
             auto out = ToTokens(output, "output");
+            std::optional<IntSpan<int64_t>> cps;
+            if (!captured.is_none()) cps.emplace(ToInt64s(captured, "captured"));
+            const std::vector<uint64_t> pay = ToPayloads(payloads);
+            if (!cps && !pay.empty()) throw py::value_error("payloads need captured positions");
             PyCache::Busy busy(c);
             RequestHandle h = request.Take(&c);
             Status s;
             {
               py::gil_scoped_release release;
-              s = c.cache().CompleteRequest(std::move(h), in.span, out.span, now);
+              s = cps ? c.cache().CompleteRequest(std::move(h), in.span, out.span, now, cps->span,
+                                                  pay)
+                      : c.cache().CompleteRequest(std::move(h), in.span, out.span, now);
             }
             c.RaiseListenerError();
             Check(s);
           },
           py::arg("request"), py::arg("tokens"), py::arg("output"), py::arg("now"),
-          "Inserts input + output with the planned checkpoints; `tokens` must be the input given "
-          "to begin_request.")
+          py::arg("captured") = py::none(), py::arg("payloads") = py::none(),
+          "Inserts input + output with the planned checkpoints, or with exactly the `captured` "
+          "positions (the states the engine holds) when given, with the engine's `payloads` "
+          "(one int per position) if any; `tokens` must be the input given to begin_request. "
+          "The request is completed even when this raises.")
+      .def(
+          "plan_decode",
+          [](PyCache& c, const PyRequest& request, int64_t output_tokens) {
+            NonNegative(output_tokens, "output_tokens");
+            PyCache::Busy busy(c);
+            const auto p = c.cache().PlanDecode(request.handle(), output_tokens);
+            py::tuple t(p.size());
+            for (size_t i = 0; i < p.size(); ++i) t[i] = p[i];
+            return t;
+          },
+          py::arg("request"), py::arg("output_tokens"),
+          "The decode positions to capture if the request produces `output_tokens` tokens.")
+      .def(
+          "insert_chunk",
+          [](PyCache& c, PyRequest& request, py::handle tokens, int64_t computed_tokens,
+             py::handle captured, double now, py::handle payloads) {
+            auto in = ToTokens(tokens, "tokens");
+            auto cps = ToInt64s(captured, "captured");
+            const std::vector<uint64_t> pay = ToPayloads(payloads);
+            PyCache::Busy busy(c);
+            RequestHandle h = request.Take(&c);
+            Status s;
+            {
+              py::gil_scoped_release release;
+              s = c.cache().InsertChunk(h, in.span, computed_tokens, cps.span, now, pay);
+            }
+            request.Return(std::move(h));
+            c.RaiseListenerError();
+            Check(s);
+          },
+          py::arg("request"), py::arg("tokens"), py::arg("computed_tokens"), py::arg("captured"),
+          py::arg("now"), py::arg("payloads") = py::none(),
+          "Chunked prefill: caches tokens[:computed_tokens] up to the last `captured` position "
+          "(states the engine holds, in (request.resume_tokens, computed_tokens]) and moves the "
+          "request's pin there. `tokens` is the whole input given to begin_request.")
       .def(
           "insert",
-          [](PyCache& c, py::handle sequence, py::handle checkpoints, double now) {
+          [](PyCache& c, py::handle sequence, py::handle checkpoints, double now,
+             py::handle payloads) {
             auto seq = ToTokens(sequence, "sequence");
             auto cps = ToInt64s(checkpoints, "checkpoints");
+            const std::vector<uint64_t> pay = ToPayloads(payloads);
             PyCache::Busy busy(c);
             Status s;
             {
               py::gil_scoped_release release;
-              s = c.cache().Insert(seq.span, cps.span, now);
+              s = c.cache().Insert(seq.span, cps.span, now, pay);
             }
             c.RaiseListenerError();
             Check(s);
           },
-          py::arg("sequence"), py::arg("checkpoints"), py::arg("now"))
+          py::arg("sequence"), py::arg("checkpoints"), py::arg("now"),
+          py::arg("payloads") = py::none(),
+          "Caches `sequence` up to its last checkpoint, with the engine's `payloads` (one int in "
+          "[0, 2**63) per checkpoint) if given.")
       .def(
           "lookup",
           [](PyCache& c, py::handle tokens) {
@@ -404,8 +502,11 @@ void BindCache(py::module_& m) {
              return StatsDict(c.cache().stats());
            })
       .def("set_listener", &PyCache::SetPyListener, py::arg("callback"),
-           "callback(event) is called for every eviction with {'path': int32 array, "
-           "'kv_begin': int}; None removes it. The first exception it raises is re-raised by "
+           "callback(event) is called for every eviction with {'event': 'evicted', 'path': int32 "
+           "array, 'kv_begin': int, 'payload': int}, and for every offered payload the cache "
+           "did not adopt (the state was cached with another) with {'event': 'not_adopted', "
+           "'path', 'payload', 'kept'}; None removes it. The first exception it raises is "
+           "re-raised by "
            "the call that evicted (whose changes stand).")
       .def_property_readonly("listener", &PyCache::listener)
       .def_property(
@@ -415,6 +516,7 @@ void BindCache(py::module_& m) {
             Check(c.cache().SetAlpha(alpha));
           })
       .def_property_readonly("model", [](PyCache& c) { return c.cache().model(); })
+      .def_property_readonly("page_size", [](PyCache& c) { return c.cache().config().page_size; })
       .def_property_readonly("capacity",
                              [](PyCache& c) { return c.cache().config().capacity_bytes; })
       .def_property_readonly(

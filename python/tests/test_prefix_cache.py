@@ -381,3 +381,136 @@ def test_concurrent_calls_on_one_cache_are_refused_not_crashing():
     gc.collect()
     c.check_invariants()
     assert c.stats()["requests"] > 0
+
+
+def test_chunked_prefill_moves_the_pin():
+    c = make(admission="last", eviction="lru")
+    t = list(range(300))
+    h = c.begin_request(t, 0.0)
+    assert (h.resume_tokens, h.input_tokens, h.holds_lease) == (0, 300, False)
+    c.insert_chunk(h, t, 128, [64, 128], 1.0)
+    assert (h.resume_tokens, h.holds_lease) == (128, True)
+    assert h.reusable_tokens == 0  # the lookup stays what begin_request found
+    c.insert_chunk(h, np.array(t, dtype=np.int32), 256, np.array([256]), 2.0)
+    assert h.resume_tokens == 256
+    assert c.lookup(t[:256])["reusable_tokens"] == 256
+    assert c.plan_decode(h, 3) == (303,)
+    c.complete_request(h, t, [1, 2, 3], 3.0, captured=[300, 303])
+    s = c.stats()
+    assert s["requests"] == 1 and s["inserts"] == 3 and s["checkpoints"] == 5
+    c.check_invariants()
+
+
+def test_chunked_prefill_bad_input():
+    c = make()
+    t = list(range(100))
+    h = c.begin_request(t, 0.0)
+    with pytest.raises(ValueError, match="BeginRequest's had 100"):
+        c.insert_chunk(h, t[:50], 50, [50], 1.0)
+    with pytest.raises(ValueError, match="computed_tokens"):
+        c.insert_chunk(h, t, 101, [101], 1.0)
+    with pytest.raises(ValueError, match="computed_tokens"):
+        c.insert_chunk(h, t, 0, [], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.insert_chunk(h, t, 50, [60], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.insert_chunk(h, t, 50, [40, 30], 1.0)
+    with pytest.raises(TypeError):
+        c.insert_chunk(h, t, 50, [1.5], 1.0)
+    with pytest.raises(TypeError):
+        c.insert_chunk("handle", t, 50, [50], 1.0)
+    with pytest.raises(ValueError, match="output_tokens"):
+        c.plan_decode(h, -1)
+    assert c.stats()["inserts"] == 0 and h.resume_tokens == 0
+    other = make()
+    with pytest.raises(ValueError, match="another PrefixCache"):
+        other.insert_chunk(h, t, 50, [50], 1.0)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        c.complete_request(h, t, [1], 1.0, captured=[0])
+    assert h.completed  # consumed even by a failing completion
+    with pytest.raises(ValueError, match="already been completed"):
+        c.insert_chunk(h, t, 50, [50], 1.0)
+    c.check_invariants()
+
+
+def test_payloads_follow_the_engine_slots():
+    c = make(capacity="100MB", eviction="lru")
+    live = {}
+    not_adopted = []
+
+    def listener(e):
+        if e["event"] == "evicted":
+            assert live.pop(e["payload"]) == e["path"].tolist()
+        else:
+            assert e["event"] == "not_adopted" and live[e["kept"]] == e["path"].tolist()
+            not_adopted.append(live.pop(e["payload"]))
+
+    c.set_listener(listener)
+    slot = 0
+    for i in range(8):
+        s = list(range(1000 * i, 1000 * i + 100))
+        live[slot] = s
+        c.insert(s, [100], float(i), payloads=[slot])
+        slot += 1
+    assert c.stats()["evictions"] > 0
+    assert len(live) == c.stats()["checkpoints"]
+    for p, path in live.items():
+        assert c.lookup(path)["resume_payload"] == p
+    # Re-offering a cached state with a new slot: not adopted, the old slot stays.
+    p, path = next(iter(live.items()))
+    live[slot] = path
+    c.insert(path, [len(path)], 10.0, payloads=[slot])
+    assert not_adopted == [path] and c.lookup(path)["resume_payload"] == p
+    # Through a request: chunk and completion with payloads; the handle resumes from its slot.
+    t = path + [5] * 50
+    h = c.begin_request(t, 11.0)
+    assert h.resume_payload == p and h.resume_tokens == len(path)
+    live[slot + 1] = t[:120]
+    c.insert_chunk(h, t, 120, [120], 12.0, payloads=[slot + 1])
+    assert h.resume_payload == slot + 1
+    live[slot + 2] = t + [1]
+    c.complete_request(h, t, [1], 13.0, captured=[151], payloads=[slot + 2])
+    assert len(live) == c.stats()["checkpoints"]
+    c.check_invariants()
+
+
+def test_bad_payloads():
+    c = make()
+    t = list(range(10))
+    with pytest.raises(ValueError, match="payloads"):
+        c.insert(t, [5, 10], 0.0, payloads=[1])
+    with pytest.raises(ValueError, match="payloads must be >= 0"):
+        c.insert(t, [10], 0.0, payloads=[-1])
+    with pytest.raises(TypeError):
+        c.insert(t, [10], 0.0, payloads=["x"])
+    with pytest.raises((TypeError, ValueError)):
+        c.insert(t, [10], 0.0, payloads=[2**64])
+    h = c.begin_request(t, 0.0)
+    with pytest.raises(ValueError, match="payloads"):
+        c.insert_chunk(h, t, 5, [5], 1.0, payloads=[1, 2])
+    with pytest.raises(ValueError, match="need captured"):
+        c.complete_request(h, t, [], 1.0, payloads=[1])
+    assert c.stats()["inserts"] == 0
+    c.check_invariants()
+
+
+def test_page_size():
+    c = make(admission="block", block_size=10, page_size=16)
+    assert c.page_size == 16
+    t = list(range(50))
+    h = c.begin_request(t, 0.0)
+    assert h.prefill_checkpoints == (16, 32, 48)  # blocks of 10 floored to pages of 16
+    with pytest.raises(ValueError, match="page_size"):
+        c.insert_chunk(h, t, 40, [20], 1.0)
+    c.insert_chunk(h, t, 40, [16, 32], 1.0)
+    c.complete_request(h, t, [1], 2.0, captured=[48])
+    r = c.lookup(t[:40])
+    assert (r["reusable_tokens"], r["matched_tokens"]) == (32, 32)
+    with pytest.raises(ValueError, match="page_size"):
+        c.insert(t, [17], 3.0)
+    for bad in (0, -1, 2**21):
+        with pytest.raises(ValueError, match="page_size"):
+            make(page_size=bad)
+    with pytest.raises(TypeError):
+        make(page_size="16")
+    c.check_invariants()

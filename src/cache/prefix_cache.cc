@@ -86,10 +86,14 @@ LookupResult PrefixCache::Impl::Lookup(std::span<const Token> q, NodeId* deepest
       } else {
         r.reusable_tokens = pos;
         r.resume_node = child;
+        r.resume_payload = c.payload;
       }
     }
   }
-  r.matched_tokens = pos;
+  // Pages: an engine reuses whole pages only (hits are at checkpoints, which are aligned).
+  const int64_t page = config.page_size;
+  r.matched_tokens = pos / page * page;
+  r.branch_point = r.branch_point / page * page;
   return r;
 }
 
@@ -101,6 +105,14 @@ Status PrefixCache::Impl::CheckTime(Timestamp now) const {
                                    std::to_string(last_now));
   }
   return Status::Ok();
+}
+
+void PrefixCache::Impl::AlignPlan(std::vector<int64_t>* positions, int64_t above) const {
+  const int64_t page = config.page_size;
+  for (int64_t& p : *positions) p = p / page * page;
+  std::erase_if(*positions, [&](int64_t p) { return p <= above; });
+  std::sort(positions->begin(), positions->end());
+  positions->erase(std::unique(positions->begin(), positions->end()), positions->end());
 }
 
 void PrefixCache::Impl::AdvanceTime(Timestamp now) {
@@ -172,9 +184,15 @@ void PrefixCache::Impl::StampAccess(NodeId id, Timestamp now, int64_t seq) {
 
 void PrefixCache::Impl::Touch(NodeId id, Timestamp now) { StampAccess(id, now, ++last_seq); }
 
-void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq) {
+void PrefixCache::Impl::SetCheckpoint(NodeId id, Timestamp now, int64_t seq,
+                                      const uint64_t* payload, std::span<const Token> path) {
   Node& n = tree.node(id);
+  if (n.has_checkpoint && payload != nullptr && *payload != n.payload && listener != nullptr) {
+    // The stored state stays: it may be in use (a lease, a lookup the engine acted on).
+    listener->OnNotAdopted(NotAdoptedEvent{path, *payload, n.payload});
+  }
   if (!n.has_checkpoint) {
+    n.payload = payload != nullptr ? *payload : 0;
     n.has_checkpoint = true;
     ++stats.checkpoints;
     ++stats.checkpoints_admitted;
@@ -199,7 +217,7 @@ void PrefixCache::Impl::NotifyEviction(NodeId victim, bool leaf) {
               path_buffer.begin() + (n.depth - static_cast<int64_t>(n.edge.size())));
   }
   const int64_t kv_begin = leaf ? v.depth - static_cast<int64_t>(v.edge.size()) : v.depth;
-  listener->OnEvicted(EvictionEvent{path_buffer, kv_begin});
+  listener->OnEvicted(EvictionEvent{path_buffer, kv_begin, v.payload});
 }
 
 void PrefixCache::Impl::Evict(NodeId victim) {
@@ -208,6 +226,7 @@ void PrefixCache::Impl::Evict(NodeId victim) {
   EraseFromPolicy(victim);
   Node& v = tree.node(victim);
   v.has_checkpoint = false;
+  v.payload = 0;
   --stats.checkpoints;
   stats.state_bytes -= model.StateBytesPerCheckpoint();
   ++stats.evictions;
@@ -238,21 +257,44 @@ void PrefixCache::Impl::UpdatePeaks() {
   stats.peak_bytes = std::max(stats.peak_bytes, stats.kv_bytes + stats.state_bytes);
 }
 
+Status PrefixCache::Impl::CheckPositions(const char* call, std::span<const int64_t> positions,
+                                         int64_t above, int64_t len) const {
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const int64_t p = positions[i];
+    if (p <= above || p > len || (i > 0 && p <= positions[i - 1])) {
+      return Status::InvalidArgument(std::string(call) + ": checkpoint position " +
+                                     std::to_string(p) + " at index " + std::to_string(i) +
+                                     " must be in [" + std::to_string(above + 1) + ", " +
+                                     std::to_string(len) + "] and above the previous one");
+    }
+    if (p % config.page_size != 0) {
+      return Status::InvalidArgument(std::string(call) + ": checkpoint position " +
+                                     std::to_string(p) + " at index " + std::to_string(i) +
+                                     " is not a multiple of page_size " +
+                                     std::to_string(config.page_size));
+    }
+  }
+  return Status::Ok();
+}
+
+Status PrefixCache::Impl::CheckPayloads(const char* call, std::span<const uint64_t> payloads,
+                                        size_t positions) {
+  if (payloads.empty() || payloads.size() == positions) return Status::Ok();
+  return Status::InvalidArgument(std::string(call) + ": " + std::to_string(payloads.size()) +
+                                 " payloads for " + std::to_string(positions) +
+                                 " checkpoint positions (give one per position, or none)");
+}
+
 Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
                                      std::span<const int64_t> checkpoints, Timestamp now,
-                                     NodeId held) {
+                                     NodeId held, NodeId* pin_last,
+                                     std::span<const uint64_t> payloads) {
   // Plan: validate everything before the first mutation, so a rejected call changes nothing.
   if (seq.empty()) return Status::InvalidArgument("Insert: empty sequence");
   if (checkpoints.empty()) return Status::InvalidArgument("Insert: no checkpoint position");
   const int64_t len = static_cast<int64_t>(seq.size());
-  for (size_t i = 0; i < checkpoints.size(); ++i) {
-    const int64_t p = checkpoints[i];
-    if (p < 1 || p > len || (i > 0 && p <= checkpoints[i - 1])) {
-      return Status::InvalidArgument("Insert: checkpoint position " + std::to_string(p) +
-                                     " at index " + std::to_string(i) + " must be in [1, " +
-                                     std::to_string(len) + "] and above the previous one");
-    }
-  }
+  if (Status s = CheckPositions("Insert", checkpoints, 0, len); !s.ok()) return s;
+  if (Status s = CheckPayloads("Insert", payloads, checkpoints.size()); !s.ok()) return s;
   if (Status s = CheckTime(now); !s.ok()) return s;
   AdvanceTime(now);
 
@@ -267,7 +309,8 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
   size_t next = 0;
   while (true) {
     if (next < checkpoints.size() && checkpoints[next] == pos) {
-      SetCheckpoint(at, now, access);
+      SetCheckpoint(at, now, access, payloads.empty() ? nullptr : &payloads[next],
+                    seq.first(static_cast<size_t>(pos)));
       own.push_back(at);
       ++next;
     }
@@ -291,6 +334,12 @@ Status PrefixCache::Impl::InsertImpl(std::span<const Token> seq,
   }
   StampAccess(at, now, access);  // `at` holds the last checkpoint: already stamped, or the path
   ++stats.inserts;
+  if (pin_last != nullptr) {
+    // The caller's new lease: pinned before any eviction, so not even a self-eviction takes it.
+    ++tree.node(at).pins;
+    tree.MarkDirty(at);
+    *pin_last = at;
+  }
 
   // Evict until every budget holds. The request being inserted still holds its states while it
   // finishes, as in an engine: they are pinned while everything else is considered (without
@@ -359,6 +408,11 @@ Result<std::unique_ptr<PrefixCache>> PrefixCache::Create(const PrefixCacheConfig
   if (!admission || !eviction) {
     return Status::InvalidArgument("PrefixCache: admission and eviction policies are required");
   }
+  if (config.page_size < 1 || config.page_size > PrefixCacheConfig::kMaxPageSize) {
+    return Status::InvalidArgument("PrefixCache: page_size must be in [1, " +
+                                   std::to_string(PrefixCacheConfig::kMaxPageSize) + "], got " +
+                                   std::to_string(config.page_size));
+  }
   const int64_t state = model.StateBytesPerCheckpoint();
   const int64_t kv = model.KvBytesPerToken();
   const std::pair<const char*, int64_t> budgets[] = {
@@ -394,86 +448,10 @@ LookupResult PrefixCache::Lookup(std::span<const Token> tokens) const {
   return impl_->Lookup(tokens);
 }
 
-Result<RequestHandle> PrefixCache::BeginRequest(std::span<const Token> input, Timestamp now) {
-  if (input.empty()) return Status::InvalidArgument("BeginRequest: empty input");
-  if (Status s = impl_->CheckTime(now); !s.ok()) return s;
-  impl_->AdvanceTime(now);
-  ++impl_->clock;
-  const int64_t n = static_cast<int64_t>(input.size());
-  RequestHandle h;
-  h.input_tokens = n;
-  NodeId deepest = RadixTree::kRoot;
-  h.lookup = impl_->Lookup(input, &deepest);
-  const int64_t hit = h.lookup.reusable_tokens;
-  CacheStats& st = impl_->stats;
-  ++st.requests;
-  if (h.lookup.whole_input_cached) ++st.last_token_recomputes;
-  st.input_tokens += n;
-  st.hit_tokens += hit;
-  st.matched_tokens += h.lookup.matched_tokens;
-  st.flops_saved += impl_->model.FlopsSaved(hit, n);
-  st.flops_without_cache += impl_->model.PrefillFlops(0, n);
-  if (h.lookup.resume_node != kNoNode) {
-    ++st.hit_requests;
-    Node& node = impl_->tree.node(h.lookup.resume_node);
-    ++node.hits;
-    ++node.pins;
-    h.lease = Lease(this, h.lookup.resume_node);
-  }
-  if (impl_->eviction->touches_path()) {
-    // LRU over leaves refreshes every node the lookup went through, the one whose edge matched
-    // only partly included (as SGLang's _match_prefix_helper does), hit or not.
-    if (deepest != RadixTree::kRoot) impl_->Touch(deepest, now);
-  } else if (h.lookup.resume_node != kNoNode) {
-    impl_->Touch(h.lookup.resume_node, now);  // only the state actually used
-  }
-  const AdmissionContext ctx{n, h.lookup};
-  impl_->admission->Observe(ctx);
-  impl_->admission->PlanPrefill(ctx, &h.prefill_checkpoints);
-  impl_->SyncPolicy();
-  return h;
-}
-
-std::vector<int64_t> PrefixCache::PlanDecode(const RequestHandle& request,
-                                             int64_t output_tokens) const {
-  std::vector<int64_t> positions;
-  const AdmissionContext ctx{request.input_tokens, request.lookup};
-  impl_->admission->PlanDecode(ctx, output_tokens, &positions);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  return positions;
-}
-
-Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
-                                    std::span<const Token> output, Timestamp now) {
-  request.input_tokens = static_cast<int64_t>(input.size());
-  std::vector<int64_t> positions = PlanDecode(request, static_cast<int64_t>(output.size()));
-  positions.insert(positions.end(), request.prefill_checkpoints.begin(),
-                   request.prefill_checkpoints.end());
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  return CompleteRequest(std::move(request), input, output, now, positions);
-}
-
-Status PrefixCache::CompleteRequest(RequestHandle request, std::span<const Token> input,
-                                    std::span<const Token> output, Timestamp now,
-                                    std::span<const int64_t> positions) {
-  if (input.empty()) return Status::InvalidArgument("CompleteRequest: empty input");
-  // The resume node stays held through the insert (InsertImpl pins it with the new states).
-  const NodeId resume = request.lease.held() ? request.lease.node() : kNoNode;
-  request.lease.Release();
-  if (positions.empty()) return Status::Ok();  // the policy admits nothing for this request
-  std::vector<Token> sequence;
-  sequence.reserve(input.size() + output.size());
-  sequence.insert(sequence.end(), input.begin(), input.end());
-  sequence.insert(sequence.end(), output.begin(), output.end());
-  return impl_->InsertImpl(sequence, positions, now, resume);
-}
-
 Status PrefixCache::Insert(std::span<const Token> sequence, std::span<const int64_t> checkpoints,
-                           Timestamp now) {
+                           Timestamp now, std::span<const uint64_t> payloads) {
   ++impl_->clock;  // a request of its own; a rejected call leaves an unobservable extra tick
-  return impl_->InsertImpl(sequence, checkpoints, now);
+  return impl_->InsertImpl(sequence, checkpoints, now, kNoNode, nullptr, payloads);
 }
 
 void PrefixCache::Unpin(NodeId node) {

@@ -27,6 +27,7 @@ struct Node {
   int64_t access_seq = 0;    // the cache's access sequence number at last_access
   int64_t access_clock = 0;  // the cache's logical clock (requests) at last_access
   int64_t hits = 0;
+  uint64_t payload = 0;  // the engine's handle of the checkpoint (0 when none was given)
   int32_t pins = 0;
   bool alive = false;
   bool has_checkpoint = false;

@@ -94,18 +94,34 @@ Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token
 
 Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token> input,
                                           std::span<const Token> output, Timestamp now,
-                                          std::span<const int64_t> captured) {
+                                          std::span<const int64_t> captured,
+                                          std::span<const uint64_t> payloads) {
   return Complete(request, now, [&](RequestHandle h, Timestamp t) {
-    return cache_->CompleteRequest(std::move(h), input, output, t, captured);
+    return cache_->CompleteRequest(std::move(h), input, output, t, captured, payloads);
   });
 }
 
-Status SharedPrefixCache::Insert(std::span<const Token> sequence,
-                                 std::span<const int64_t> checkpoints, Timestamp now) {
+Status SharedPrefixCache::InsertChunk(Request& request, std::span<const Token> input,
+                                      int64_t computed_tokens, std::span<const int64_t> captured,
+                                      Timestamp now, std::span<const uint64_t> payloads) {
+  if (request.owner_ != this) {
+    return Status::FailedPrecondition("InsertChunk: the request is not one of this front's");
+  }
   std::unique_lock lock(mu_);
   auto t = Stamp(now);
   if (!t.ok()) return t.status();
-  Status s = cache_->Insert(sequence, checkpoints, *t);
+  Status s = cache_->InsertChunk(request.handle_, input, computed_tokens, captured, *t, payloads);
+  Accept(*t, s);
+  return s;
+}
+
+Status SharedPrefixCache::Insert(std::span<const Token> sequence,
+                                 std::span<const int64_t> checkpoints, Timestamp now,
+                                 std::span<const uint64_t> payloads) {
+  std::unique_lock lock(mu_);
+  auto t = Stamp(now);
+  if (!t.ok()) return t.status();
+  Status s = cache_->Insert(sequence, checkpoints, *t, payloads);
   Accept(*t, s);
   return s;
 }
@@ -122,7 +138,7 @@ Status SharedPrefixCache::SetAlpha(double alpha) {
 
 void SharedPrefixCache::Give(RequestHandle& handle) {
   std::unique_lock lock(mu_);
-  handle.lease.Release();
+  handle.Release();
 }
 
 }  // namespace marconi

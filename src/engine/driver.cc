@@ -41,7 +41,7 @@ void Driver::OnEvicted(const EvictionEvent& event) {
   std::vector<uint64_t> h;
   AppendHashes(event.path, h);
   const size_t depth = event.path.size();
-  bool ok = states_.erase(h[depth]) == 1;
+  bool ok = states_.erase(event.payload) == 1;
   for (size_t i = static_cast<size_t>(event.kv_begin); i < depth; ++i) {
     ok = kv_.erase(h[i + 1]) == 1 && ok;
   }
@@ -51,15 +51,26 @@ void Driver::OnEvicted(const EvictionEvent& event) {
   }
 }
 
+// The cache holds that state in another slot already: this copy is not needed.
+void Driver::OnNotAdopted(const NotAdoptedEvent& event) {
+  if (states_.erase(event.payload) != 1 && listener_error_.empty()) {
+    listener_error_ = "the cache did not adopt a state slot this driver never offered";
+  }
+}
+
 Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& hashes,
-                    int64_t reuse, SequenceState& state) const {
-  const auto it = states_.find(hashes[static_cast<size_t>(reuse)]);
+                    int64_t reuse, uint64_t slot, SequenceState& state) const {
+  const auto it = states_.find(slot);
   if (it == states_.end()) {
     return Status::FailedPrecondition("cache hit at " + std::to_string(reuse) +
                                       " tokens whose state this driver does not hold");
   }
   auto cp = DeserializeCheckpoint(it->second);
   if (!cp.ok()) return cp.status();
+  if (cp->position != reuse) {
+    return Status::FailedPrecondition("cache hit at " + std::to_string(reuse) +
+                                      " tokens names a state of another position");
+  }
   SequenceState full = model_.NewSequence();
   for (int64_t i = 0; i < reuse; ++i) {
     const auto row = kv_.find(hashes[static_cast<size_t>(i + 1)]);
@@ -76,11 +87,11 @@ Status Driver::Load(std::span<const Token> input, const std::vector<uint64_t>& h
   return Status::Ok();
 }
 
-void Driver::Store(const SequenceState& state, const Checkpoint& cp,
-                   std::span<const Token> sequence, const std::vector<uint64_t>& hashes,
-                   std::vector<uint64_t>* added_rows, std::vector<uint64_t>* added_states) {
-  const uint64_t key = hashes[static_cast<size_t>(cp.position)];
-  if (states_.emplace(key, SerializeCheckpoint(cp)).second) added_states->push_back(key);
+uint64_t Driver::Store(const SequenceState& state, const Checkpoint& cp,
+                       std::span<const Token> sequence, const std::vector<uint64_t>& hashes,
+                       std::vector<uint64_t>* added_rows) {
+  const uint64_t slot = next_slot_++;
+  states_.emplace(slot, SerializeCheckpoint(cp));
   for (int64_t i = 0; i < cp.position; ++i) {
     const uint64_t row_key = hashes[static_cast<size_t>(i + 1)];
     if (kv_.count(row_key)) continue;
@@ -88,6 +99,7 @@ void Driver::Store(const SequenceState& state, const Checkpoint& cp,
                 KvRow{sequence[static_cast<size_t>(i)], model_.SerializeKv(state, i, i + 1)});
     added_rows->push_back(row_key);
   }
+  return slot;
 }
 
 Result<ServedRequest> Driver::Serve(std::span<const Token> input, int64_t output_tokens,
@@ -123,7 +135,7 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
     if (!h.ok()) return h.status();
     handle = std::move(h).value();
   }
-  const int64_t reuse = handle.lookup.reusable_tokens;  // < n: leave_last_token
+  const int64_t reuse = handle.resume_tokens();  // < n: leave_last_token
   std::vector<Token> sequence(input.begin(), input.end());
   sequence.reserve(static_cast<size_t>(n + output_tokens));
   std::vector<uint64_t> hashes;
@@ -132,42 +144,70 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
   SequenceState state = model_.NewSequence();
   const auto t_load = std::chrono::steady_clock::now();
   if (reuse > 0) {
-    if (Status s = Load(input, hashes, reuse, state); !s.ok()) return s;
+    if (Status s = Load(input, hashes, reuse, handle.resume_payload(), state); !s.ok()) return s;
   }
   out.load_seconds = Since(t_load);
 
-  // What to capture: the cache's prefill plan and decode plan. Prefill positions at or before
-  // the resume point cannot be captured; those whose state is held are refreshed, the others are
-  // left out of what the cache is told (`held`), so that it never accounts for a state nobody
-  // holds.
-  std::vector<int64_t> capture, decode_capture, held;
+  // What to capture: the cache's prefill plan (all past the resume point) and decode plan, asked
+  // before prefilling since with pages a decode position may fall inside the input.
+  std::vector<int64_t> capture, decode_capture;
   if (cache_ != nullptr) {
-    for (int64_t p : handle.prefill_checkpoints) {
-      if (p > reuse || states_.count(hashes[static_cast<size_t>(p)])) held.push_back(p);
-      if (p > reuse) capture.push_back(p);
-    }
+    for (int64_t p : handle.prefill_checkpoints()) capture.push_back(p);
     for (int64_t p : cache_->PlanDecode(handle, output_tokens)) {
-      (p <= n ? capture : decode_capture).push_back(p);
-      held.push_back(p);
+      if (p > reuse) (p <= n ? capture : decode_capture).push_back(p);
     }
-    std::sort(held.begin(), held.end());
-    held.erase(std::unique(held.begin(), held.end()), held.end());
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
-    std::sort(decode_capture.begin(), decode_capture.end());
   }
-  std::vector<Checkpoint> captured;
+  // Every state this request stores, in position order, with its slot. The first `handed` (and
+  // the first `rows_handed` KV rows) are the cache's already, through InsertChunk; on a failure
+  // the rest is taken back.
+  std::vector<int64_t> positions;
+  std::vector<uint64_t> slots, added_rows;
+  size_t handed = 0, rows_handed = 0;
+  const auto take_back = [&](const Status& s) {
+    for (size_t i = rows_handed; i < added_rows.size(); ++i) kv_.erase(added_rows[i]);
+    for (size_t i = handed; i < slots.size(); ++i) states_.erase(slots[i]);
+    return s;
+  };
+  const auto store = [&](const Checkpoint& cp) {
+    positions.push_back(cp.position);
+    slots.push_back(Store(state, cp, sequence, hashes, &added_rows));
+  };
+
+  // The prefill, in chunks if asked: each chunk's states go to the cache at once (InsertChunk),
+  // which moves the request's pin to the deepest of them.
   const auto t_prefill = std::chrono::steady_clock::now();
-  auto logits = model_.Prefill(state, input.subspan(static_cast<size_t>(reuse)), kernels_, capture,
-                               &captured);
+  std::vector<float> last;
+  const int64_t chunk = prefill_chunk_ > 0 && cache_ != nullptr ? prefill_chunk_ : n;
+  for (int64_t from = reuse; from < n;) {
+    const int64_t to = std::min(n, from + chunk);
+    const auto first = std::lower_bound(capture.begin(), capture.end(), from + 1);
+    const auto past = std::upper_bound(first, capture.end(), to);
+    std::vector<Checkpoint> captured;
+    auto logits = model_.Prefill(
+        state, input.subspan(static_cast<size_t>(from), static_cast<size_t>(to - from)), kernels_,
+        std::span<const int64_t>(first, past), &captured);
+    if (!logits.ok()) return take_back(logits.status());
+    last = std::move(logits).value();
+    const size_t before = positions.size();
+    for (const Checkpoint& cp : captured) store(cp);
+    if (to < n && positions.size() > before) {
+      const std::span<const int64_t> new_positions(positions.begin() + before, positions.end());
+      const std::span<const uint64_t> new_slots(slots.begin() + before, slots.end());
+      Status s = cache_->InsertChunk(handle, input, to, new_positions, now, new_slots);
+      if (!s.ok() && s.code() != StatusCode::kResourceExhausted) return take_back(s);
+      handed = positions.size();
+      rows_handed = added_rows.size();
+    }
+    from = to;
+  }
   out.prefill_seconds = Since(t_prefill);
-  if (!logits.ok()) return logits.status();
   out.reused_tokens = reuse;
   out.computed_tokens = n - reuse;
-  out.first_logits = *logits;
+  out.first_logits = last;
 
   // Decoding, token by token with the recurrent kernel; each token is fed back.
-  std::vector<float> last = std::move(logits).value();
   for (int64_t i = 0; i < output_tokens; ++i) {
     const Token next =
         forced.empty()
@@ -176,28 +216,25 @@ Result<ServedRequest> Driver::ServeImpl(std::span<const Token> input, int64_t ou
     out.output.push_back(next);
     sequence.push_back(next);
     const Token one[] = {next};
+    AppendHashes(one, hashes);  // the decoded tokens extend the input's prefixes
     auto step = model_.Prefill(state, one, {ScanKernel::kSequential, kernels_.matmul});
-    if (!step.ok()) return step.status();
+    if (!step.ok()) return take_back(step.status());
     last = std::move(step).value();
     if (std::binary_search(decode_capture.begin(), decode_capture.end(), state.tokens)) {
-      captured.push_back({state.tokens, state.recurrent});
+      store({state.tokens, state.recurrent});
     }
   }
   if (cache_ == nullptr) return out;
 
-  AppendHashes(out.output, hashes);  // the decoded tokens extend the input's prefixes
-  std::vector<uint64_t> added_rows, added_states;
-  for (const Checkpoint& cp : captured)
-    Store(state, cp, sequence, hashes, &added_rows, &added_states);
-  out.captured_states = static_cast<int64_t>(captured.size());
+  out.captured_states = static_cast<int64_t>(positions.size());
+  // The states not handed over yet (the chunks' are in the cache, or were not adopted).
+  const std::span<const int64_t> rest_positions(positions.begin() + static_cast<long>(handed),
+                                                positions.end());
+  const std::span<const uint64_t> rest_slots(slots.begin() + static_cast<long>(handed),
+                                             slots.end());
   Status s = cache_->CompleteRequest(std::move(handle), input, std::span<const Token>(out.output),
-                                     now, held);
-  if (!s.ok() && s.code() != StatusCode::kResourceExhausted) {
-    // Nothing was inserted: take back what this request stored.
-    for (uint64_t k : added_rows) kv_.erase(k);
-    for (uint64_t k : added_states) states_.erase(k);
-    return s;
-  }
+                                     now, rest_positions, rest_slots);
+  if (!s.ok() && s.code() != StatusCode::kResourceExhausted) return take_back(s);
   if (!listener_error_.empty()) return Status::FailedPrecondition(listener_error_);
   return out;
 }

@@ -51,6 +51,10 @@ class Driver : private CacheListener {
   Result<ServedRequest> ServeForced(std::span<const Token> input, std::span<const Token> output,
                                     Timestamp now);
 
+  // Prefills in chunks of `tokens` (0, the default: in one piece), handing each chunk's captured
+  // states to the cache with InsertChunk as it goes (SGLang's chunked prefill). Negative is 0.
+  void set_prefill_chunk(int64_t tokens) { prefill_chunk_ = tokens > 0 ? tokens : 0; }
+
   // Payload bytes held: KV rows of the cached tokens and the checkpoints' states (fp32).
   int64_t stored_bytes() const;
   int64_t stored_kv_tokens() const { return static_cast<int64_t>(kv_.size()); }
@@ -67,18 +71,21 @@ class Driver : private CacheListener {
   Result<ServedRequest> ServeImpl(std::span<const Token> input, int64_t output_tokens,
                                   std::span<const Token> forced, Timestamp now);
   Status Load(std::span<const Token> input, const std::vector<uint64_t>& hashes, int64_t reuse,
-              SequenceState& state) const;
-  // Stores the KV rows of tokens [0, cp.position) (from `state`) and the checkpoint's state.
-  void Store(const SequenceState& state, const Checkpoint& cp, std::span<const Token> sequence,
-             const std::vector<uint64_t>& hashes, std::vector<uint64_t>* added_rows,
-             std::vector<uint64_t>* added_states);
+              uint64_t slot, SequenceState& state) const;
+  // Stores the KV rows of tokens [0, cp.position) (from `state`) and the checkpoint's state in a
+  // new slot, whose id it returns (the state's payload in the cache).
+  uint64_t Store(const SequenceState& state, const Checkpoint& cp, std::span<const Token> sequence,
+                 const std::vector<uint64_t>& hashes, std::vector<uint64_t>* added_rows);
   void OnEvicted(const EvictionEvent& event) override;
+  void OnNotAdopted(const NotAdoptedEvent& event) override;
 
   const HybridModel& model_;
   PrefixCache* cache_;
   Kernels kernels_;
   std::unordered_map<uint64_t, KvRow> kv_;            // by hash of the prefix ending at the token
-  std::unordered_map<uint64_t, std::string> states_;  // SerializeCheckpoint, by prefix hash
+  std::unordered_map<uint64_t, std::string> states_;  // SerializeCheckpoint, by slot (payload)
+  uint64_t next_slot_ = 0;
+  int64_t prefill_chunk_ = 0;
   std::string listener_error_;  // an eviction of bytes never stored (reported by the next call)
 };
 

@@ -80,7 +80,7 @@ Status ServeRequests(const Requests& requests, PrefixCache& cache,
     const double ts = requests.ts(i);
     auto h = cache.BeginRequest(r.input, ts);
     if (!h.ok()) return h.status();
-    if (on_lookup) on_lookup(i, h->lookup);
+    if (on_lookup) on_lookup(i, h->lookup());
     Status s = cache.CompleteRequest(std::move(h).value(), r.input, r.output, ts);
     if (!s.ok()) return s;
     if (tuner) {

@@ -12,7 +12,7 @@ if(EXPECT STREQUAL "")
     message(FATAL_ERROR "the control snippet does not compile:\n${out}")
   endif()
 elseif(rc EQUAL 0)
-  message(FATAL_ERROR "${SOURCE} with ${DEFINE} compiled, but it drops a [[nodiscard]] value")
+  message(FATAL_ERROR "${SOURCE} with ${DEFINE} compiled, but it must not")
 elseif(NOT out MATCHES "${EXPECT}")
   message(FATAL_ERROR "${SOURCE} with ${DEFINE} failed, but not for the expected reason "
                       "(${EXPECT}):\n${out}")

@@ -30,7 +30,7 @@ int main() {
   for (marconi::Token t = 1000; t < 1040; ++t) output.push_back(t);
   auto first = (*cache)->BeginRequest(input, 1.0);
   if (!first.ok()) return Fail("first request", first.status());
-  if (first->lookup.reusable_tokens != 0) return Fail("first request", marconi::Status::Ok());
+  if (first->lookup().reusable_tokens != 0) return Fail("first request", marconi::Status::Ok());
   if (marconi::Status s = (*cache)->CompleteRequest(std::move(first).value(), input, output, 2.0);
       !s.ok()) {
     return Fail("complete", s);
@@ -41,13 +41,13 @@ int main() {
   next.push_back(7);
   auto second = (*cache)->BeginRequest(next, 3.0);
   if (!second.ok()) return Fail("second request", second.status());
-  const long long hit = second->lookup.reusable_tokens;
+  const long long hit = second->lookup().reusable_tokens;
   std::printf("second turn: %lld of %zu tokens reused\n", hit, next.size());
   if (hit != static_cast<long long>(input.size() + output.size())) {
     std::fprintf(stderr, "install consumer: expected a hit of %zu tokens\n",
                  input.size() + output.size());
     return 1;
   }
-  second->lease.Release();
+  second->Release();
   return (*cache)->CheckInvariants().ok() ? 0 : 1;
 }

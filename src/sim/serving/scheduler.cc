@@ -99,12 +99,12 @@ class Engine {
     return hit * kv_ + states * config_.model.StateBytesPerCheckpoint();
   }
   void Pin(const Live& v) {
-    if (!v.handle || !v.handle->lease.held()) return;
-    if (pins_[v.handle->lease.node()]++ == 0) pinned_estimate_ += PinnedBytes(v.hit);
+    if (!v.handle || !v.handle->holds_lease()) return;
+    if (pins_[v.handle->resume_node()]++ == 0) pinned_estimate_ += PinnedBytes(v.hit);
   }
   void Unpin(const Live& v) {
-    if (!v.handle || !v.handle->lease.held()) return;
-    const auto it = pins_.find(v.handle->lease.node());
+    if (!v.handle || !v.handle->holds_lease()) return;
+    const auto it = pins_.find(v.handle->resume_node());
     if (--it->second == 0) {
       pinned_estimate_ -= PinnedBytes(v.hit);
       pins_.erase(it);
@@ -180,8 +180,8 @@ Status Engine::Begin(size_t id) {
   if (cache_ == nullptr) return Status::Ok();
   auto h = cache_->BeginRequest(req(id).input, now_);
   if (!h.ok()) return h.status();
-  v.hit = h->lookup.reusable_tokens;
-  v.matched = h->lookup.matched_tokens;
+  v.hit = h->lookup().reusable_tokens;
+  v.matched = h->lookup().matched_tokens;
   v.handle = std::move(h).value();
   Pin(v);
   return Status::Ok();
