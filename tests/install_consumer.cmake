@@ -2,6 +2,7 @@
 # the core and nothing of the simulator or the engine, then configures, builds and runs
 # tests/install_consumer against it.
 #   cmake -DBUILD=... -DWORK=... -DSOURCE=.../tests/install_consumer -DCONFIG=Release
+#         [-DEXE=<the project's executable to run, default consumer>]
 #         [-DFLAGS=<compile and link flags, e.g. the library's sanitizer>] -P this
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
@@ -43,4 +44,7 @@ run(${CMAKE_COMMAND} -S ${SOURCE} -B ${WORK}/consumer -DCMAKE_BUILD_TYPE=${CONFI
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
     "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK}/consumer --config ${CONFIG})
-run(${WORK}/consumer/consumer)
+if(NOT EXE)
+  set(EXE consumer)
+endif()
+run(${WORK}/consumer/${EXE})
