@@ -14,9 +14,15 @@
 #include "sim/replay.h"
 #include "sim/synthetic.h"
 #include "sim/systems.h"
+#include "token_util.h"
 
 namespace marconi::sim {
 namespace {
+
+using testing::Cat;
+using testing::Lcp;
+using testing::Prefix;
+using testing::Seq;
 
 constexpr int64_t kInf = PrefixCacheConfig::kUnlimited;
 
@@ -31,27 +37,6 @@ const ModelSpec& SmallModel() {
       ModelSpec::Create("small", 64, 2, {AttentionLayer{1, 1, 64}, Mamba2Layer{2, 32, 16, 1, 4}})
           .value();
   return model;
-}
-
-std::vector<Token> Seq(Token base, int64_t len) {
-  std::vector<Token> v(static_cast<size_t>(len));
-  for (int64_t i = 0; i < len; ++i) v[static_cast<size_t>(i)] = base + static_cast<Token>(i);
-  return v;
-}
-std::vector<Token> Cat(std::vector<Token> a, const std::vector<Token>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-std::vector<Token> Prefix(const std::vector<Token>& a, int64_t len) {
-  return {a.begin(), a.begin() + len};
-}
-int64_t Lcp(const std::vector<Token>& a, const std::vector<Token>& b) {
-  int64_t i = 0;
-  while (i < static_cast<int64_t>(std::min(a.size(), b.size())) &&
-         a[static_cast<size_t>(i)] == b[static_cast<size_t>(i)]) {
-    ++i;
-  }
-  return i;
 }
 
 SystemOverrides Set(std::initializer_list<std::string> items) {

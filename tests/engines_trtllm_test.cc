@@ -13,29 +13,21 @@
 #include "sim/replay.h"
 #include "sim/synthetic.h"
 #include "sim/systems.h"
+#include "token_util.h"
 
 namespace marconi::sim {
 namespace {
+
+using testing::Cat;
+using testing::Lcp;
+using testing::Prefix;
+using testing::Seq;
 
 constexpr int64_t kInf = PrefixCacheConfig::kUnlimited;
 
 const ModelSpec& Model() {
   static const ModelSpec model = ModelSpec::Preset("nemotron-h-8b").value();
   return model;
-}
-
-// `len` tokens starting at `base` (distinct bases give distinct sequences).
-std::vector<Token> Seq(Token base, int64_t len) {
-  std::vector<Token> v(static_cast<size_t>(len));
-  for (int64_t i = 0; i < len; ++i) v[static_cast<size_t>(i)] = base + static_cast<Token>(i);
-  return v;
-}
-std::vector<Token> Cat(std::vector<Token> a, const std::vector<Token>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-std::vector<Token> Prefix(const std::vector<Token>& a, int64_t len) {
-  return {a.begin(), a.begin() + len};
 }
 
 Result<std::unique_ptr<EngineCache>> Make(const SystemOverrides& overrides, int64_t capacity) {
@@ -67,15 +59,6 @@ int64_t DeepestAtMost(const std::vector<int64_t>& points, int64_t limit) {
     if (p <= limit) best = std::max(best, p);
   }
   return best;
-}
-
-int64_t Lcp(const std::vector<Token>& a, const std::vector<Token>& b) {
-  int64_t i = 0;
-  while (i < static_cast<int64_t>(std::min(a.size(), b.size())) &&
-         a[static_cast<size_t>(i)] == b[static_cast<size_t>(i)]) {
-    ++i;
-  }
-  return i;
 }
 
 // Case 14: the defaults configure no snapshot point, so reuse is off: an identical resend gets 0.

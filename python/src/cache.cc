@@ -179,31 +179,30 @@ class PyCache : private CacheListener {
 
  private:
   void OnEvicted(const EvictionEvent& event) override {
-    py::gil_scoped_acquire gil;
-    if (listener_error_) return;  // the first error is reported; later events are dropped
-    try {
-      py::dict e;
+    Deliver([&](py::dict& e) {
       e["event"] = "evicted";
       e["path"] = ToArray<Token>(event.path);
       e["kv_begin"] = event.kv_begin;
       e["payload"] = event.payload;
-      Call(e);
-    } catch (py::error_already_set& err) {
-      listener_error_.emplace(std::move(err));
-    } catch (const std::exception& err) {
-      PyErr_SetString(PyExc_RuntimeError, err.what());
-      listener_error_.emplace();
-    }
+    });
   }
   void OnNotAdopted(const NotAdoptedEvent& event) override {
-    py::gil_scoped_acquire gil;
-    if (listener_error_) return;
-    try {
-      py::dict e;
+    Deliver([&](py::dict& e) {
       e["event"] = "not_adopted";
       e["path"] = ToArray<Token>(event.path);
       e["payload"] = event.payload;
       e["kept"] = event.kept;
+    });
+  }
+  // Builds the event with `fill` and calls the Python listener, with the GIL; the first error is
+  // kept for the caller to raise, and later events are dropped.
+  template <typename Fill>
+  void Deliver(Fill&& fill) {
+    py::gil_scoped_acquire gil;
+    if (listener_error_) return;
+    try {
+      py::dict e;
+      fill(e);
       Call(e);
     } catch (py::error_already_set& err) {
       listener_error_.emplace(std::move(err));
