@@ -27,12 +27,12 @@ struct BucketSummary {
 // One system's results. Field names are the JSON keys (stable).
 struct Summary {
   std::string system;
-  std::map<std::string, double> params;  // its effective parameters (systems.h)
+  std::map<std::string, double> params;   // its effective parameters (systems.h)
   std::map<std::string, double> derived;  // an emulated engine's derived sizes (SystemResult)
   int64_t requests = 0;
   int64_t input_tokens = 0;
   int64_t hit_tokens = 0;
-  double token_hit_rate = 0;        // hit_tokens / input_tokens
+  double token_hit_rate = 0;  // hit_tokens / input_tokens
   // Hit loss, which no engine reports: the sum over requests of the attention-hit depth (tokens
   // whose KV was cached and matched, RequestRecord::attention_hit_tokens), and of what of it was
   // recomputed for want of a state there: attention_hit_tokens - hit_tokens.
