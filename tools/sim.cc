@@ -13,6 +13,7 @@
 #include "sim/file_io.h"
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/serving/router.h"
 #include "sim/synthetic.h"
 #include "systems_options.h"
 
@@ -97,11 +98,12 @@ int Run(const SimOptions& o) {
   }
   std::fputs(text.c_str(), stdout);
   if (!o.per_request.empty()) {
-    std::vector<std::string> names;
+    std::vector<std::string> names, routers;
     for (const sim::SystemResult& r : run->results) names.push_back(r.system);
-    const std::string csv =
-        o.serving ? sim::serving::ServingPerRequestCsv(run->trace, names, run->serving_requests)
-                  : sim::PerRequestCsv(run->trace, run->results);
+    for (const sim::serving::ServingSummary& s : run->serving_rows) routers.push_back(s.router);
+    const std::string csv = o.serving ? sim::serving::ServingPerRequestCsv(
+                                            run->trace, names, run->serving_requests, routers)
+                                      : sim::PerRequestCsv(run->trace, run->results);
     if (Status s = sim::WriteFile(o.per_request, csv); !s.ok()) {
       return Fail(s);
     }
@@ -183,6 +185,19 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
                 "A session's next turn arrives its trace gap after the previous one finished")
       ->needs(serving);
   cmd->add_option("--slo", o->serving_options.slo, "Goodput SLO: ttft=2s,tpot=100ms")
+      ->capture_default_str()
+      ->needs(serving);
+  cmd->add_option("--replicas", o->serving_options.replicas,
+                  "Replicas, each a device with its own cache and memory budget, fed by --router")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->needs(serving);
+  std::string router_help =
+      "Router of arriving requests to replicas: all, or some of (comma-separated)";
+  for (const auto& r : sim::serving::Routers()) {
+    router_help += std::string("\n  ") + r.name + ": " + r.help;
+  }
+  cmd->add_option("--router", o->serving_options.router, router_help)
       ->capture_default_str()
       ->needs(serving);
   cmd->callback([o, exit_code, multiplier, objective, capacity, cmd] {

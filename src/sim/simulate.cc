@@ -58,7 +58,18 @@ Result<SimRun> Simulate(const SimRequest& r) {
   if (Status s = ApplySystemsChoice(choice, &systems, &config); !s.ok()) return s;
   serving::ServingConfig serving_config;
   serving::Slo slo;
+  std::vector<std::string> routers;
   if (r.serving) {
+    auto parsed_routers = serving::ParseRouters(r.serving->router);
+    if (!parsed_routers.ok()) {
+      return Status::InvalidArgument("--router: " + parsed_routers.status().message());
+    }
+    routers = *parsed_routers;
+    if (r.serving->replicas < 1) {
+      return Status::InvalidArgument("--replicas must be >= 1, not " +
+                                     std::to_string(r.serving->replicas));
+    }
+    serving_config.replicas = r.serving->replicas;
     for (SystemKind k : systems) {
       if (!serving::ServingSupports(k)) {
         return Status::InvalidArgument(
@@ -116,12 +127,15 @@ Result<SimRun> Simulate(const SimRequest& r) {
   if (r.sps > 0) run.trace = Retime(run.trace, r.sps);
   if (r.serving) {
     for (SystemKind kind : systems) {
-      auto result = serving::RunServing(run.trace, kind, config, serving_config);
-      if (!result.ok()) return result.status();
-      run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
-      run.serving_requests.push_back(std::move(result->requests));
-      run.rows.push_back(Summarize(result->base));
-      run.results.push_back(std::move(result->base));
+      for (const std::string& router : routers) {
+        serving_config.router = router;
+        auto result = serving::RunServing(run.trace, kind, config, serving_config);
+        if (!result.ok()) return result.status();
+        run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
+        run.serving_requests.push_back(std::move(result->requests));
+        run.rows.push_back(Summarize(result->base));
+        run.results.push_back(std::move(result->base));
+      }
     }
     run.context = ContextOf(run.trace, *model, *capacity, config.ttft, r.capacity);
     serving::ServingContext& c = run.serving_context;
@@ -134,6 +148,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
     c.token_budget = serving_config.token_budget;
     c.chunk_tokens = serving_config.chunk_tokens;
     c.closed_loop = serving_config.closed_loop;
+    c.replicas = serving_config.replicas;
     c.slo = slo;
     return run;
   }

@@ -49,6 +49,10 @@ struct ServingOptions {
   // command line sets it when --capacity is given), else the device's HBM x utilization minus
   // the weights.
   bool capacity_is_budget = false;
+  // Replicas (each a device with its own cache and this budget) and the routers to compare:
+  // "all" or comma-separated names of serving::Routers(); one run per (system, router).
+  int64_t replicas = 1;
+  std::string router = "round-robin";
 };
 
 struct SimRequest {
@@ -77,8 +81,9 @@ struct SimRun {
   std::vector<SystemResult> results;  // one per system, in the order asked
   std::vector<Summary> rows;          // Summarize(results[i])
   ReportContext context;
-  // With SimRequest::serving: one summary per system, in the order of `results` (whose records
-  // then carry the served TTFT), and the run's settings.
+  // With SimRequest::serving: one summary per (system, router), systems in the order asked and
+  // routers within each, in the order of `results` (whose records then carry the served TTFT),
+  // and the run's settings.
   std::vector<serving::ServingSummary> serving_rows;
   std::vector<std::vector<serving::ServingRecord>> serving_requests;  // per system, trace order
   serving::ServingContext serving_context;
