@@ -55,6 +55,15 @@ struct ServingOptions {
   std::string router = "round-robin";
 };
 
+// The serving configuration (device, batching, arrivals, replicas), SLO and routers that
+// `options` give; the budget and router are left for the caller to set per run. kInvalidArgument
+// names the bad option.
+Status ApplyServingOptions(const ServingOptions& options, serving::ServingConfig* config,
+                           serving::Slo* slo, std::vector<std::string>* routers);
+
+// The default systems (DefaultSystemNames()) that the serving model serves, comma-separated.
+std::string ServingDefaultSystemNames();
+
 struct SimRequest {
   std::string trace;  // JSONL path, plain or .zst; empty: the synthetic workload
   int sessions = 80;  // sessions of the synthetic workload (when trace is empty), >= 1
