@@ -139,6 +139,7 @@ TEST(Routing, RoundRobinDistributesEvenly) {
   }
   ASSERT_EQ(per_replica.size(), 4u);
   for (const auto& [replica, count] : per_replica) EXPECT_EQ(count, 10) << replica;
+  EXPECT_DOUBLE_EQ(SummarizeServing(*r, {}).busiest_replica_share, 0.25);
 }
 
 // Session affinity: every request of a session on its first request's replica, and the sessions

@@ -99,6 +99,15 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   // Per request (its last admission's hit), unlike the cache's statistics, which count every
   // lookup, a preempted request's again.
   s.token_hit_rate = input > 0 ? static_cast<double>(hit) / static_cast<double>(input) : 0;
+  std::vector<int64_t> per_replica(static_cast<size_t>(std::max<int64_t>(1, r.replicas)), 0);
+  for (const ServingRecord& q : r.requests) {
+    if (q.replica < per_replica.size()) ++per_replica[q.replica];
+  }
+  if (s.requests > 0) {
+    s.busiest_replica_share =
+        static_cast<double>(*std::max_element(per_replica.begin(), per_replica.end())) /
+        static_cast<double>(s.requests);
+  }
   s.ttft_ms = QuantilesOf(ttft);
   s.queue_ms = QuantilesOf(queue);
   s.prefill_ms = QuantilesOf(prefill);
@@ -222,6 +231,7 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
     j["system"] = s.system;
     j["router"] = s.router;
     j["replicas"] = s.replicas;
+    j["busiest_replica_share"] = s.busiest_replica_share;
     j["requests"] = s.requests;
     j["token_hit_rate"] = s.token_hit_rate;
     Put(j, "ttft_ms", s.ttft_ms);

@@ -30,6 +30,9 @@ struct ServingSummary {
   std::string system;
   std::string router;    // ServingConfig::router
   int64_t replicas = 1;  // ServingConfig::replicas
+  // The share of the requests served by the replica that served the most (1 with one replica;
+  // 1/N when spread evenly).
+  double busiest_replica_share = 0;
   int64_t requests = 0;
   double token_hit_rate = 0;
   Quantiles ttft_ms, queue_ms, prefill_ms, tpot_ms, e2e_ms;
