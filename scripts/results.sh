@@ -71,7 +71,7 @@ engine_sweep docqa 2GB,5GB,20GB ""
 engine_sweep sysprompt 1GB,5GB,10GB ""
 # Load (issue 12): the serving model (docs/serving.md: one H100-80GB, paper-7b, continuous
 # batching, one memory budget shared by running requests and the cache) against the session
-# arrival rate; then four replicas behind each router. About 20 s on 2 cores.
+# arrival rate; then four replicas behind each router. About 12 s on 2 cores.
 LOAD=vanilla,vllm+,sglang+,marconi
 $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5,1 --closed-loop \
   --systems $LOAD -o "$T/load-swe-closed" >&2
