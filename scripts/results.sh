@@ -69,6 +69,23 @@ engine_sweep sharegpt 1GB,4GB,10GB 1
 engine_sweep swe-art7.5 10GB,40GB,80GB 10
 engine_sweep docqa 2GB,5GB,20GB ""
 engine_sweep sysprompt 1GB,5GB,10GB ""
+# Load (issue 12): the serving model (docs/serving.md: one H100-80GB, paper-7b, continuous
+# batching, one memory budget shared by running requests and the cache) against the session
+# arrival rate; then four replicas behind each router. About 12 s on 2 cores.
+LOAD=vanilla,vllm+,sglang+,marconi
+$M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5,1 --closed-loop \
+  --systems $LOAD -o "$T/load-swe-closed" >&2
+$M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5 \
+  --systems $LOAD -o "$T/load-swe-open" >&2
+$M sweep --serving --trace "$T/sharegpt.jsonl.zst" --sps 1,10,100,1000 --systems $LOAD \
+  -o "$T/load-sharegpt" >&2
+$M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.5 --replicas 4 --router all \
+  --systems sglang+,marconi -o "$T/route-swe-open" >&2
+$M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 10 --closed-loop --replicas 4 \
+  --router all --systems sglang+,marconi -o "$T/route-swe-closed" >&2
+for l in swe-closed swe-open sharegpt; do
+  cp "$T/load-$l/ttft_p95_vs_sps_paper-7b_H100-80GB.svg" "$DOCS/results/load_${l}_ttft_p95.svg"
+done
 # Run from $T with relative names: the plots' titles name the trace, and must not name the
 # temporary directory (or every regeneration would change them).
 (cd "$T" && "$M_ABS" place --trace docqa.jsonl.zst --budgets 1,2,4,8 --format csv \
@@ -137,6 +154,39 @@ engine_table() {  # $1 = the engines' sweep.csv, then LABEL=sweep.csv of one sys
         print line
       }
     }' "$main" "${@#*=}"
+}
+load_table() {  # $1 = serving.csv: TTFT p50 / p95 and goodput per system against the rate
+  awk -F, -v systems="$LOAD" "$COLS"'{
+      key = $col["sessions_per_second"]
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      s = $col["system"]
+      cell[key, s] = sprintf("%s / %s s, %.2f/s", secs($col["ttft_ms_p50"]), secs($col["ttft_ms_p95"]), $col["goodput_req_s"])
+      if ($col["ttft_ms_p95"] <= 2000 && key + 0 > knee[s]) knee[s] = key + 0
+    }
+    function secs(ms) { return ms < 10000 ? sprintf("%.2f", ms / 1000) : sprintf("%.0f", ms / 1000) }
+    END {
+      m = split(systems, sys, ",")
+      header = "| sessions/s |"; rule = "|---|"; last = "| highest rate with TTFT p95 <= 2 s |"
+      for (j = 1; j <= m; ++j) {
+        header = header " " sys[j] " |"; rule = rule "---|"
+        last = last " " ((sys[j] in knee) ? knee[sys[j]] : "none") " |"
+      }
+      print header; print rule
+      for (i = 1; i <= n; ++i) {
+        line = "| " order[i] " |"
+        for (j = 1; j <= m; ++j) line = line " " cell[order[i], sys[j]] " |"
+        print line
+      }
+      print last
+    }' "$1"
+}
+route_table() {  # $1 = serving.csv with every router
+  awk -F, "$COLS"'{
+      printf "| %s | %s | %.1f%% | %.2f s | %.2f s | %.2f s | %.3f/s | %.1f%% | %.0f%% |\n", $col["system"], $col["router"],
+        100 * $col["token_hit_rate"], $col["ttft_ms_p50"] / 1000, $col["ttft_ms_p95"] / 1000,
+        $col["queue_ms_p95"] / 1000, $col["goodput_req_s"], 100 * $col["slo_attainment"],
+        100 * $col["busiest_replica_share"]
+    }' "$1"
 }
 headline() {  # $1 = sweep.csv(s): mean Marconi/vLLM+, P95 of the win over SGLang+, best P95 TTFT cut
   awk -F, "$COLS"'{
@@ -255,6 +305,46 @@ MID
     engine_table "$T/engines-$t/sweep.csv" $extra
   done
   cat docs/results-engines.md
+  echo
+  echo "## Load: TTFT and goodput against the arrival rate (issue 12)"
+  echo
+  echo "The serving model (\`docs/serving.md\`): one H100-80GB serving \`paper-7b\` with continuous"
+  echo "batching (256 running requests at most, 8,192 tokens per step, 2,048-token prefill chunks), the"
+  echo "memory left after the weights (59.1 GB) shared by running requests and the cache, SLO TTFT <= 2 s"
+  echo "and TPOT <= 100 ms. Each cell: TTFT p50 / p95 (seconds) and goodput (requests per second that"
+  echo "meet the SLO). Open loop: every request arrives at its (re-timed) trace time. Closed loop: a"
+  echo "session's next turn arrives its trace gap after the previous turn finished (an agent waits"
+  echo "for its answer). \`marconi sweep --serving\` (\`serving.csv\`)."
+  for l in swe-closed swe-open sharegpt; do
+    case $l in
+      swe-closed) title="SWE-agent (swe-art7.5), closed loop" ;;
+      swe-open) title="SWE-agent (swe-art7.5), open loop" ;;
+      sharegpt) title="ShareGPT, open loop" ;;
+    esac
+    echo
+    echo "### $title"
+    echo
+    load_table "$T/load-$l/serving.csv"
+    echo
+    echo "![TTFT p95 against the arrival rate](results/load_${l}_ttft_p95.svg)"
+  done
+  echo
+  echo "### Routing: four replicas"
+  echo
+  echo "Four H100-80GB replicas, each with its own cache and memory budget, behind each router"
+  echo "(\`--replicas 4 --router all\`): \`round-robin\`; \`least-loaded\` (fewest outstanding requests);"
+  echo "\`session\` (affinity: a session stays on its first request's replica); \`prefix\` (the"
+  echo "longest cached attention prefix, as NVIDIA Dynamo and llm-d); \`state\` (the longest prefix"
+  echo "with a stored state). \`prefix\` and \`state\` break only exact ties by load. Busiest replica:"
+  echo "the share of the requests served by the replica that served the most (25%: even)."
+  for l in open closed; do
+    echo
+    if [ $l = open ]; then echo "SWE-agent (swe-art7.5), open loop, 0.5 sessions/s:"; else echo "SWE-agent (swe-art7.5), closed loop, 10 sessions/s:"; fi
+    echo
+    echo "| system | router | tok hit | TTFT p50 | TTFT p95 | queue p95 | goodput | SLO met | busiest replica |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    route_table "$T/route-swe-$l/serving.csv"
+  done
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"
   echo

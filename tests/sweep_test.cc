@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "sim/file_io.h"
+#include "sim/serving/sweep.h"
 #include "sim/synthetic.h"
 
 namespace marconi::sim {
@@ -103,6 +106,80 @@ TEST(Sweep, ErrorsAreReported) {
   EXPECT_EQ(RunSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
   auto cells = RunSweep(trace, SmallSpec(1)).value();
   EXPECT_EQ(WriteSweepPlots(cells, "/proc/no/such/dir").status().code(), StatusCode::kIoError);
+}
+
+serving::ServingSweepSpec ServingSpec(int threads) {
+  serving::ServingSweepSpec spec;
+  spec.models = {ModelSpec::Preset("paper-7b").value()};
+  spec.budgets = {0, 4'000'000'000};
+  spec.sessions_per_second = {0.5, 2, 64};
+  spec.systems = ParseSystems("vanilla,marconi").value();
+  spec.routers = {"round-robin", "state"};
+  spec.serving.device = serving::DevicePreset("H100-80GB").value();
+  spec.serving.replicas = 2;
+  spec.serving.max_running = 4;  // queues at the higher rates
+  spec.serving.token_budget = 1024;
+  spec.threads = threads;
+  return spec;
+}
+
+// sweep --serving: one row per (budget, rate, system, router), byte-identical CSV and plots
+// whatever the thread count; load shows in the TTFT (the synthetic trace's seed 5 printed).
+TEST(ServingSweep, RowsPlotsAndDeterminism) {
+  std::printf("synthetic seed 5\n");
+  const Trace trace = SyntheticMixed(24, 1.0, 5);
+  std::vector<std::string> csv, svg;
+  for (int threads : {1, 3}) {
+    size_t calls = 0;
+    auto cells = serving::RunServingSweep(trace, ServingSpec(threads), [&](size_t, size_t total) {
+      ++calls;
+      EXPECT_EQ(total, 24u);
+    });
+    ASSERT_TRUE(cells.ok()) << cells.status().ToString();
+    EXPECT_EQ(calls, 24u);
+    csv.push_back(serving::ServingSweepCsv(*cells));
+    const std::string dir = ::testing::TempDir() + "/serving_sweep" + std::to_string(threads);
+    auto files = serving::WriteServingSweepPlots(*cells, dir);
+    ASSERT_TRUE(files.ok()) << files.status().ToString();
+    ASSERT_EQ(files->size(), 2u * 2u);  // budgets x {TTFT p95, goodput}
+    std::string all;
+    for (const std::string& f : *files) all += ReadFile(f).value();
+    EXPECT_NE(all.find("marconi/state"), std::string::npos);
+    svg.push_back(all);
+    // The same (budget, system, router) at a higher rate: no fewer requests, more load.
+    const auto ttft = [&](double sps, const std::string& system) {
+      for (const auto& c : *cells) {
+        if (c.budget_bytes == 0 && c.sessions_per_second == sps && c.summary.system == system &&
+            c.summary.router == "round-robin") {
+          return c.summary.ttft_ms.p95;
+        }
+      }
+      ADD_FAILURE() << "no cell";
+      return 0.0;
+    };
+    EXPECT_GT(ttft(64, "vanilla"), 1.5 * ttft(0.5, "vanilla"));
+  }
+  EXPECT_EQ(csv[0], csv[1]);
+  EXPECT_EQ(svg[0], svg[1]);
+  EXPECT_EQ(csv[0].rfind("model,device,budget_bytes,sessions_per_second,system,router,replicas,"
+                         "requests,token_hit_rate,ttft_ms_p50,ttft_ms_p95,queue_ms_p95,",
+                         0),
+            0u);
+  EXPECT_EQ(std::count(csv[0].begin(), csv[0].end(), '\n'), 1 + 24);
+  EXPECT_NE(csv[0].find("paper-7b,H100-80GB,4000000000,2,marconi,state,2,"), std::string::npos);
+}
+
+TEST(ServingSweep, ErrorsAreReported) {
+  const Trace trace = SyntheticMixed(2, 1.0, 5);
+  serving::ServingSweepSpec spec = ServingSpec(1);
+  spec.routers = {"nearest"};
+  EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
+  spec = ServingSpec(1);
+  spec.systems = {SystemKind::kSglang};
+  EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
+  spec = ServingSpec(1);
+  spec.sessions_per_second = {-1};
+  EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "marconi/alpha_tuner.h"
 #include "progress.h"
 #include "report_error.h"
+#include "serving_options.h"
 #include "sim/file_io.h"
 #include "sim/replay.h"
 #include "sim/report.h"
@@ -97,11 +98,12 @@ int Run(const SimOptions& o) {
   }
   std::fputs(text.c_str(), stdout);
   if (!o.per_request.empty()) {
-    std::vector<std::string> names;
+    std::vector<std::string> names, routers;
     for (const sim::SystemResult& r : run->results) names.push_back(r.system);
-    const std::string csv =
-        o.serving ? sim::serving::ServingPerRequestCsv(run->trace, names, run->serving_requests)
-                  : sim::PerRequestCsv(run->trace, run->results);
+    for (const sim::serving::ServingSummary& s : run->serving_rows) routers.push_back(s.router);
+    const std::string csv = o.serving ? sim::serving::ServingPerRequestCsv(
+                                            run->trace, names, run->serving_requests, routers)
+                                      : sim::PerRequestCsv(run->trace, run->results);
     if (Status s = sim::WriteFile(o.per_request, csv); !s.ok()) {
       return Fail(s);
     }
@@ -162,29 +164,7 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
       "--serving", o->serving,
       "Serve the trace through an event-driven continuous-batching engine on a device "
       "(docs/serving.md): queueing, TTFT, TPOT, goodput, preemptions");
-  cmd->add_option("--device", o->serving_options.device, "A100-40GB, H100-80GB or H200")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"A100-40GB", "H100-80GB", "H200"}))
-      ->needs(serving);
-  cmd->add_option("--max-running", o->serving_options.max_running, "Running requests at most")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
-      ->needs(serving);
-  cmd->add_option("--token-budget", o->serving_options.token_budget,
-                  "Tokens per step (decodes + prefill chunks), >= --max-running")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
-      ->needs(serving);
-  cmd->add_option("--chunk", o->serving_options.chunk, "Prefill chunk per request per step")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
-      ->needs(serving);
-  cmd->add_flag("--closed-loop", o->serving_options.closed_loop,
-                "A session's next turn arrives its trace gap after the previous one finished")
-      ->needs(serving);
-  cmd->add_option("--slo", o->serving_options.slo, "Goodput SLO: ttft=2s,tpot=100ms")
-      ->capture_default_str()
-      ->needs(serving);
+  AddServingOptions(cmd, &o->serving_options, serving);
   cmd->callback([o, exit_code, multiplier, objective, capacity, cmd] {
     o->systems_given = cmd->get_option("--systems")->count() > 0;
     o->tuner_flags = multiplier->count() + objective->count() > 0;

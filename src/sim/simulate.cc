@@ -38,6 +38,41 @@ Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* 
   return Status::Ok();
 }
 
+std::string ServingDefaultSystemNames() {
+  std::string names;
+  auto defaults = ParseSystems(DefaultSystemNames());
+  if (!defaults.ok()) return names;
+  for (SystemKind k : *defaults) {
+    if (!serving::ServingSupports(k)) continue;
+    names += (names.empty() ? "" : ",") + std::string(SystemName(k));
+  }
+  return names;
+}
+
+Status ApplyServingOptions(const ServingOptions& o, serving::ServingConfig* config,
+                           serving::Slo* slo, std::vector<std::string>* routers) {
+  auto parsed_routers = serving::ParseRouters(o.router);
+  if (!parsed_routers.ok()) {
+    return Status::InvalidArgument("--router: " + parsed_routers.status().message());
+  }
+  *routers = *parsed_routers;
+  if (o.replicas < 1) {
+    return Status::InvalidArgument("--replicas must be >= 1, not " + std::to_string(o.replicas));
+  }
+  auto device = serving::DevicePreset(o.device);
+  if (!device.ok()) return Status::InvalidArgument("--device: " + device.status().message());
+  auto parsed_slo = serving::ParseSlo(o.slo);
+  if (!parsed_slo.ok()) return parsed_slo.status();
+  *slo = *parsed_slo;
+  config->device = *device;
+  config->max_running = o.max_running;
+  config->token_budget = o.token_budget;
+  config->chunk_tokens = o.chunk;
+  config->closed_loop = o.closed_loop;
+  config->replicas = o.replicas;
+  return Status::Ok();
+}
+
 Result<SimRun> Simulate(const SimRequest& r) {
   auto model = ModelSpec::FromNameOrFile(r.model);
   if (!model.ok()) return model.status();
@@ -46,18 +81,11 @@ Result<SimRun> Simulate(const SimRequest& r) {
   SimConfig config;
   std::vector<SystemKind> systems;
   SystemsChoice choice = r.systems;
-  if (r.serving && choice.systems.empty()) {
-    // The default systems that the serving model serves.
-    auto defaults = ParseSystems(DefaultSystemNames());
-    if (!defaults.ok()) return defaults.status();
-    for (SystemKind k : *defaults) {
-      if (!serving::ServingSupports(k)) continue;
-      choice.systems += (choice.systems.empty() ? "" : ",") + std::string(SystemName(k));
-    }
-  }
+  if (r.serving && choice.systems.empty()) choice.systems = ServingDefaultSystemNames();
   if (Status s = ApplySystemsChoice(choice, &systems, &config); !s.ok()) return s;
   serving::ServingConfig serving_config;
   serving::Slo slo;
+  std::vector<std::string> routers;
   if (r.serving) {
     for (SystemKind k : systems) {
       if (!serving::ServingSupports(k)) {
@@ -66,16 +94,9 @@ Result<SimRun> Simulate(const SimRequest& r) {
             " yet (engine emulations come later); choose among the others with --systems");
       }
     }
-    auto device = serving::DevicePreset(r.serving->device);
-    if (!device.ok()) return Status::InvalidArgument("--device: " + device.status().message());
-    auto parsed_slo = serving::ParseSlo(r.serving->slo);
-    if (!parsed_slo.ok()) return parsed_slo.status();
-    slo = *parsed_slo;
-    serving_config.device = *device;
-    serving_config.max_running = r.serving->max_running;
-    serving_config.token_budget = r.serving->token_budget;
-    serving_config.chunk_tokens = r.serving->chunk;
-    serving_config.closed_loop = r.serving->closed_loop;
+    if (Status s = ApplyServingOptions(*r.serving, &serving_config, &slo, &routers); !s.ok()) {
+      return s;
+    }
   }
   if ((r.tuner_multiplier || r.tuner_objective) &&
       std::none_of(systems.begin(), systems.end(), IsTuned)) {
@@ -116,12 +137,15 @@ Result<SimRun> Simulate(const SimRequest& r) {
   if (r.sps > 0) run.trace = Retime(run.trace, r.sps);
   if (r.serving) {
     for (SystemKind kind : systems) {
-      auto result = serving::RunServing(run.trace, kind, config, serving_config);
-      if (!result.ok()) return result.status();
-      run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
-      run.serving_requests.push_back(std::move(result->requests));
-      run.rows.push_back(Summarize(result->base));
-      run.results.push_back(std::move(result->base));
+      for (const std::string& router : routers) {
+        serving_config.router = router;
+        auto result = serving::RunServing(run.trace, kind, config, serving_config);
+        if (!result.ok()) return result.status();
+        run.serving_rows.push_back(serving::SummarizeServing(*result, slo));
+        run.serving_requests.push_back(std::move(result->requests));
+        run.rows.push_back(Summarize(result->base));
+        run.results.push_back(std::move(result->base));
+      }
     }
     run.context = ContextOf(run.trace, *model, *capacity, config.ttft, r.capacity);
     serving::ServingContext& c = run.serving_context;
@@ -134,6 +158,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
     c.token_budget = serving_config.token_budget;
     c.chunk_tokens = serving_config.chunk_tokens;
     c.closed_loop = serving_config.closed_loop;
+    c.replicas = serving_config.replicas;
     c.slo = slo;
     return run;
   }

@@ -49,7 +49,20 @@ struct ServingOptions {
   // command line sets it when --capacity is given), else the device's HBM x utilization minus
   // the weights.
   bool capacity_is_budget = false;
+  // Replicas (each a device with its own cache and this budget) and the routers to compare:
+  // "all" or comma-separated names of serving::Routers(); one run per (system, router).
+  int64_t replicas = 1;
+  std::string router = "round-robin";
 };
+
+// The serving configuration (device, batching, arrivals, replicas), SLO and routers that
+// `options` give; the budget and router are left for the caller to set per run. kInvalidArgument
+// names the bad option.
+Status ApplyServingOptions(const ServingOptions& options, serving::ServingConfig* config,
+                           serving::Slo* slo, std::vector<std::string>* routers);
+
+// The default systems (DefaultSystemNames()) that the serving model serves, comma-separated.
+std::string ServingDefaultSystemNames();
 
 struct SimRequest {
   std::string trace;  // JSONL path, plain or .zst; empty: the synthetic workload
@@ -77,8 +90,9 @@ struct SimRun {
   std::vector<SystemResult> results;  // one per system, in the order asked
   std::vector<Summary> rows;          // Summarize(results[i])
   ReportContext context;
-  // With SimRequest::serving: one summary per system, in the order of `results` (whose records
-  // then carry the served TTFT), and the run's settings.
+  // With SimRequest::serving: one summary per (system, router), systems in the order asked and
+  // routers within each, in the order of `results` (whose records then carry the served TTFT),
+  // and the run's settings.
   std::vector<serving::ServingSummary> serving_rows;
   std::vector<std::vector<serving::ServingRecord>> serving_requests;  // per system, trace order
   serving::ServingContext serving_context;

@@ -1,5 +1,6 @@
 #include "sim/serving/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -79,6 +80,8 @@ Result<Slo> ParseSlo(const std::string& text) {
 ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   ServingSummary s;
   s.system = r.base.system;
+  s.router = r.router;
+  s.replicas = r.replicas;
   s.requests = static_cast<int64_t>(r.requests.size());
   s.token_hit_rate = r.base.stats.token_hit_rate();
   std::vector<double> ttft, queue, prefill, tpot, e2e;
@@ -96,6 +99,15 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   // Per request (its last admission's hit), unlike the cache's statistics, which count every
   // lookup, a preempted request's again.
   s.token_hit_rate = input > 0 ? static_cast<double>(hit) / static_cast<double>(input) : 0;
+  std::vector<int64_t> per_replica(static_cast<size_t>(std::max<int64_t>(1, r.replicas)), 0);
+  for (const ServingRecord& q : r.requests) {
+    if (q.replica < per_replica.size()) ++per_replica[q.replica];
+  }
+  if (s.requests > 0) {
+    s.busiest_replica_share =
+        static_cast<double>(*std::max_element(per_replica.begin(), per_replica.end())) /
+        static_cast<double>(s.requests);
+  }
   s.ttft_ms = QuantilesOf(ttft);
   s.queue_ms = QuantilesOf(queue);
   s.prefill_ms = QuantilesOf(prefill);
@@ -121,10 +133,11 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
 }
 
 std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::string>& systems,
-                                 const std::vector<std::vector<ServingRecord>>& requests) {
+                                 const std::vector<std::vector<ServingRecord>>& requests,
+                                 const std::vector<std::string>& routers) {
   std::string o =
       "system,request,session_id,turn_id,input_tokens,output_tokens,hit_tokens,arrival_s,queue_ms,"
-      "prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions\n";
+      "prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions,router,replica\n";
   char buf[256];
   for (size_t k = 0; k < systems.size() && k < requests.size(); ++k) {
     for (const ServingRecord& q : requests[k]) {
@@ -135,12 +148,14 @@ std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::stri
         for (char c : sid) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
         sid = quoted + "\"";
       }
-      std::snprintf(buf, sizeof buf, ",%lld,%lld,%lld,%lld,%.6f,%.3f,%.3f,%.3f,%.3f,%.3f,%lld\n",
+      std::snprintf(buf, sizeof buf, ",%lld,%lld,%lld,%lld,%.6f,%.3f,%.3f,%.3f,%.3f,%.3f,%lld,",
                     static_cast<long long>(t.turn_id), static_cast<long long>(q.input_tokens),
                     static_cast<long long>(q.output_tokens), static_cast<long long>(q.hit_tokens),
                     q.arrival, 1000 * q.queue_s(), 1000 * q.prefill_s(), 1000 * q.ttft_s(),
                     1000 * q.tpot_s(), 1000 * q.e2e_s(), static_cast<long long>(q.preemptions));
-      o += systems[k] + "," + std::to_string(q.index) + "," + sid + buf;
+      o += systems[k] + "," + std::to_string(q.index) + "," + sid + buf +
+           (k < routers.size() ? routers[k] : std::string()) + "," + std::to_string(q.replica) +
+           "\n";
     }
   }
   return o;
@@ -159,17 +174,32 @@ std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingC
       static_cast<long long>(ctx.max_running), static_cast<long long>(ctx.token_budget),
       static_cast<long long>(ctx.chunk_tokens), ctx.closed_loop ? "closed-loop" : "open-loop",
       ctx.slo.ttft_s, 1000 * ctx.slo.tpot_s);
-  o += buf;
-  std::snprintf(
-      buf, sizeof buf, "%-16s %8s %9s %9s %9s %9s %8s %9s %10s %9s %7s %6s %10s %10s %10s %10s\n",
-      "system", "tok hit", "TTFT p50", "TTFT p95", "queue p95", "TPOT p50", "E2E p95", "tok/s",
-      "goodput/s", "SLO met", "preempt", "", "run KV", "run state", "cache KV", "cache st.");
+  if (ctx.replicas > 1) {
+    // "...\n\n" becomes "..., N replicas (a budget each)\n\n".
+    std::string head = buf;
+    head.resize(head.size() - 2);
+    o += head + ", " + std::to_string(ctx.replicas) + " replicas (a device and a budget each)\n\n";
+  } else {
+    o += buf;
+  }
+  // With replicas, the system column is system/router.
+  const auto name_of = [](const ServingSummary& s) {
+    return s.replicas > 1 ? s.system + "/" + s.router : s.system;
+  };
+  int width = 16;
+  for (const ServingSummary& s : rows) width = std::max(width, static_cast<int>(name_of(s).size()));
+  std::snprintf(buf, sizeof buf,
+                "%-*s %8s %9s %9s %9s %9s %8s %9s %10s %9s %7s %6s %10s %10s %10s %10s\n", width,
+                "system", "tok hit", "TTFT p50", "TTFT p95", "queue p95", "TPOT p50", "E2E p95",
+                "tok/s", "goodput/s", "SLO met", "preempt", "", "run KV", "run state", "cache KV",
+                "cache st.");
   o += buf;
   for (const ServingSummary& s : rows) {
+    const std::string name = name_of(s);
     std::snprintf(buf, sizeof buf,
-                  "%-16s %7.2f%% %7.0fms %7.0fms %7.0fms %7.1fms %7.1fs %9.0f %10.3f %8.1f%% %7lld "
+                  "%-*s %7.2f%% %7.0fms %7.0fms %7.0fms %7.1fms %7.1fs %9.0f %10.3f %8.1f%% %7lld "
                   "%6s %10s %10s %10s %10s\n",
-                  s.system.c_str(), 100 * s.token_hit_rate, s.ttft_ms.p50, s.ttft_ms.p95,
+                  width, name.c_str(), 100 * s.token_hit_rate, s.ttft_ms.p50, s.ttft_ms.p95,
                   s.queue_ms.p95, s.tpot_ms.p50, s.e2e_ms.p95 / 1000, s.throughput_tok_s,
                   s.goodput_req_s, 100 * s.slo_attainment, static_cast<long long>(s.preemptions),
                   "", FormatBytes(s.peak.running_kv).c_str(),
@@ -199,6 +229,9 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
   for (const ServingSummary& s : rows) {
     nlohmann::ordered_json j;
     j["system"] = s.system;
+    j["router"] = s.router;
+    j["replicas"] = s.replicas;
+    j["busiest_replica_share"] = s.busiest_replica_share;
     j["requests"] = s.requests;
     j["token_hit_rate"] = s.token_hit_rate;
     Put(j, "ttft_ms", s.ttft_ms);

@@ -28,6 +28,11 @@ struct Quantiles {
 
 struct ServingSummary {
   std::string system;
+  std::string router;    // ServingConfig::router
+  int64_t replicas = 1;  // ServingConfig::replicas
+  // The share of the requests served by the replica that served the most (1 with one replica;
+  // 1/N when spread evenly).
+  double busiest_replica_share = 0;
   int64_t requests = 0;
   double token_hit_rate = 0;
   Quantiles ttft_ms, queue_ms, prefill_ms, tpot_ms, e2e_ms;
@@ -58,14 +63,17 @@ struct ServingContext {
   int64_t weight_bytes = 0;
   int64_t max_running = 0, token_budget = 0, chunk_tokens = 0;
   bool closed_loop = false;
+  int64_t replicas = 1;  // each with the budget above
   Slo slo;
 };
 
 // One row per request and system: system,request,session_id,turn_id,input_tokens,output_tokens,
-// hit_tokens,arrival_s,queue_ms,prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions. `requests[k]` are
-// the records of `systems[k]`, in trace order.
+// hit_tokens,arrival_s,queue_ms,prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions,router,replica.
+// `requests[k]` are the records of `systems[k]` (routed by `routers[k]`; empty when not given),
+// in trace order.
 std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::string>& systems,
-                                 const std::vector<std::vector<ServingRecord>>& requests);
+                                 const std::vector<std::vector<ServingRecord>>& requests,
+                                 const std::vector<std::string>& routers = {});
 
 std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingContext& ctx);
 std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingContext& ctx);

@@ -8,11 +8,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "marconi/status.h"
 #include "sim/replay.h"
 #include "sim/serving/device.h"
+#include "sim/serving/router.h"
 #include "sim/serving/step_time.h"
 #include "sim/systems.h"
 #include "sim/trace.h"
@@ -36,6 +39,15 @@ struct StepSnapshot {
   double seconds = 0;  // the step's duration
   MemoryUse memory;
   int64_t budget = 0;
+  size_t replica = 0;  // which replica steps
+};
+
+// A routing decision, for tests: the replicas as the router saw them and its choice.
+struct RouteDecision {
+  size_t request = 0;
+  double now = 0;
+  std::span<const ReplicaView> replicas;
+  size_t chosen = 0;
 };
 
 struct ServingConfig {
@@ -51,6 +63,11 @@ struct ServingConfig {
   // Closed-loop sessions: a session's next turn arrives its trace gap after the previous turn
   // finished (an agent or a user waits for the answer), instead of at its trace time.
   bool closed_loop = false;
+  // Replicas, each a device with its own cache and memory budget (the budget above, each), fed
+  // by `router` (a name of Routers()) from one event loop in time order.
+  int64_t replicas = 1;
+  std::string router = "round-robin";
+  std::function<void(const RouteDecision&)> on_route;  // called at every routing decision
   // Called at the start of every step with the memory in use (tests check the budget with it).
   std::function<void(const StepSnapshot&)> on_step;
 };
@@ -61,7 +78,8 @@ Result<int64_t> ServingBudget(const ServingConfig& config, const ModelSpec& mode
 
 // One request's life. Times in seconds of the trace's clock.
 struct ServingRecord {
-  size_t index = 0;  // in the trace
+  size_t index = 0;    // in the trace
+  size_t replica = 0;  // the replica that served it
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;         // generated (at least 1: the prefill's token)
   int64_t hit_tokens = 0;            // skipped by the cache at its (last) admission
@@ -82,11 +100,15 @@ struct ServingRecord {
 };
 
 struct ServingResult {
-  SystemResult base;                    // cache statistics; records with the served TTFT
+  // Cache statistics (summed over replicas; the alpha is their mean); records with the served
+  // TTFT.
+  SystemResult base;
   std::vector<ServingRecord> requests;  // in trace order
   int64_t budget_bytes = 0;
   int64_t weight_bytes = 0;
-  int64_t steps = 0;
+  std::string router;    // ServingConfig::router
+  int64_t replicas = 1;  // ServingConfig::replicas
+  int64_t steps = 0;     // summed over replicas, as are the counters below
   int64_t preemptions = 0;
   int64_t recomputed_tokens = 0;  // computed tokens that preemptions threw away
   // Admissions refused after the cache had evicted all its unpinned content for them (the
@@ -97,8 +119,10 @@ struct ServingResult {
   // The integral over time of the number of requests in the system (arrived, not finished),
   // kept by its own bookkeeping at arrival and finish events: Little's law's L x T.
   double occupancy_integral = 0;
-  MemoryUse peak;          // each use's own peak
-  int64_t peak_bytes = 0;  // peak of the total, at most the budget
+  // Over the replicas: each use's own peak and the peak of the total of one replica (at most
+  // the budget, which is each replica's).
+  MemoryUse peak;
+  int64_t peak_bytes = 0;
 };
 
 // Serves `trace` through `kind`'s cache (config.model, config's system parameters and tuner).
