@@ -106,14 +106,17 @@ void ReadTokens(simdjson::ondemand::value v, const char* field, std::vector<Toke
   simdjson::ondemand::array a;
   Check(v.get_array().get(a), field);
   for (auto item : a) {
-    simdjson::ondemand::value tv;
-    Check(item.get(tv), field);
-    json_type type = json_type::null;
-    Check(tv.type().get(type), field);
-    if (type != json_type::number) {
-      throw LineError{std::string("field '") + field + "': a token is not a number"};
+    int64_t t = 0;
+    if (item.get_int64().get(t)) {  // the fast path reads the integer; only a failure asks why
+      simdjson::ondemand::value tv;
+      Check(item.get(tv), field);
+      json_type type = json_type::null;
+      Check(tv.type().get(type), field);
+      if (type != json_type::number) {
+        throw LineError{std::string("field '") + field + "': a token is not a number"};
+      }
+      t = GetInt(tv, field);
     }
-    const int64_t t = GetInt(tv, field);
     if (t < std::numeric_limits<Token>::min() || t > std::numeric_limits<Token>::max()) {
       throw LineError{std::string("field '") + field + "': token " + std::to_string(t) +
                       " is outside int32"};
