@@ -345,6 +345,7 @@ MID
     echo "|---|---|---|---|---|---|---|---|---|"
     route_table "$T/route-swe-$l/serving.csv"
   done
+  cat docs/results-load.md
   echo
   echo "## Sparse checkpoint placement (issue 5) on doc-QA and system prompts"
   echo
