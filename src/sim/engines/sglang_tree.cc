@@ -142,7 +142,7 @@ size_t SglangTree::MatchEdge(int32_t child, const Key& key, size_t pos) const {
   if (pos < key.head.size()) {
     const size_t n = std::min(limit, key.head.size() - pos);
     k = CommonPrefix(edge, key.head.data() + pos, n);
-    if (k < n) return k;
+    if (k < n || k == limit) return k;  // (the tail may be empty: no pointer into it)
   }
   return k + CommonPrefix(edge + k, key.tail.data() + (pos + k - key.head.size()), limit - k);
 }
