@@ -152,8 +152,7 @@ Result<std::unique_ptr<SglangCache>> SglangCache::CreatePlain(const ModelSpec& m
 SglangCache::SglangCache(const ModelSpec& model, const SglangConfig& config, int64_t chunk_size,
                          int64_t prefill_chunk, int64_t slot_bytes, int64_t slots,
                          int64_t kv_tokens, bool plain)
-    : model_(&model),
-      config_(config),
+    : config_(config),
       chunk_size_(chunk_size),
       prefill_chunk_(prefill_chunk),
       slot_bytes_(slot_bytes),

@@ -80,7 +80,6 @@ class SglangCache final : public EngineCache {
   void InsertChunk(int64_t pos);
   void MoveLock(int32_t node, int64_t pos);
 
-  const ModelSpec* model_;
   SglangConfig config_;
   int64_t chunk_size_, prefill_chunk_, slot_bytes_, slots_, kv_tokens_;
   int64_t reserved_per_request_;
