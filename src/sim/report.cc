@@ -16,6 +16,13 @@ double Percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
+double Mean(const std::vector<double>& values) {
+  if (values.empty()) return 0;
+  double sum = 0;
+  for (double x : values) sum += x;
+  return sum / static_cast<double>(values.size());
+}
+
 Summary Summarize(const SystemResult& r, int64_t long_threshold) {
   Summary s;
   const CacheStats& st = r.stats;
@@ -55,9 +62,7 @@ Summary Summarize(const SystemResult& r, int64_t long_threshold) {
   s.ttft_ms_p5 = Percentile(all, 0.05);
   s.ttft_ms_p50 = Percentile(all, 0.50);
   s.ttft_ms_p95 = Percentile(all, 0.95);
-  double sum = 0;
-  for (double x : all) sum += x;
-  s.ttft_ms_mean = all.empty() ? 0 : sum / static_cast<double>(all.size());
+  s.ttft_ms_mean = Mean(all);
   for (auto [b, v] : {std::pair{&sb, &shorts}, std::pair{&lb, &longs}}) {
     b->token_hit_rate = b->input_tokens > 0 ? static_cast<double>(b->hit_tokens) /
                                                   static_cast<double>(b->input_tokens)

@@ -13,6 +13,8 @@ namespace marconi::sim {
 // The q-quantile (0..1) by linear interpolation between order statistics (numpy's default);
 // 0 for an empty sample.
 double Percentile(std::vector<double> values, double q);
+// The arithmetic mean; 0 for an empty sample.
+double Mean(const std::vector<double>& values);
 
 struct BucketSummary {
   std::string name;  // "short (< 7000)" / "long (>= 7000)"

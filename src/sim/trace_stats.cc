@@ -16,9 +16,8 @@ Distribution Describe(const std::vector<double>& v) {
   d.p5 = Percentile(v, 0.05);
   d.p50 = Percentile(v, 0.5);
   d.p95 = Percentile(v, 0.95);
-  double sum = 0;
-  for (double x : v) sum += x, d.max = std::max(d.max, x);
-  d.mean = v.empty() ? 0 : sum / static_cast<double>(v.size());
+  for (double x : v) d.max = std::max(d.max, x);
+  d.mean = Mean(v);
   return d;
 }
 

@@ -17,9 +17,7 @@ Quantiles QuantilesOf(const std::vector<double>& v) {
   q.p90 = Percentile(v, 0.90);
   q.p95 = Percentile(v, 0.95);
   q.p99 = Percentile(v, 0.99);
-  double sum = 0;
-  for (double x : v) sum += x;
-  q.mean = v.empty() ? 0 : sum / static_cast<double>(v.size());
+  q.mean = Mean(v);
   return q;
 }
 
