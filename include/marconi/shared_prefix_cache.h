@@ -102,9 +102,13 @@ class SharedPrefixCache {
   // records it once the cache took the call. Both require the exclusive lock.
   Result<Timestamp> Stamp(Timestamp now) const;
   void Accept(Timestamp t, const Status& outcome);
-  // The steps both CompleteRequest forms share; `call(handle, time)` is the cache's call.
+  // One mutation, as every mutating call makes it: under the exclusive lock, `call(time)` with
+  // `now` stamped, and the time recorded once the cache took the call. Returns what `call`
+  // returns (a Status or a Result), or the refusal of a non-finite `now`.
   template <typename Call>
-  Status Complete(Request& request, Timestamp now, Call&& call);
+  auto Mutate(Timestamp now, Call&& call) -> decltype(call(now));
+  // kFailedPrecondition unless `request` is one of this front's, holding its handle.
+  Status CheckOwner(const Request& request, const char* call) const;
   // Gives a request's pin back. Takes the exclusive lock.
   void Give(RequestHandle& handle);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <mutex>
+#include <string>
 
 namespace marconi {
 
@@ -60,35 +61,44 @@ void SharedPrefixCache::Accept(Timestamp t, const Status& outcome) {
   }
 }
 
-Result<SharedPrefixCache::Request> SharedPrefixCache::BeginRequest(std::span<const Token> input,
-                                                                   Timestamp now) {
+namespace {
+
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+const Status& StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+}  // namespace
+
+template <typename Call>
+auto SharedPrefixCache::Mutate(Timestamp now, Call&& call) -> decltype(call(now)) {
   std::unique_lock lock(mu_);
   auto t = Stamp(now);
   if (!t.ok()) return t.status();
-  auto h = cache_->BeginRequest(input, *t);
-  Accept(*t, h.status());
+  auto out = call(*t);
+  Accept(*t, StatusOf(out));
+  return out;
+}
+
+Status SharedPrefixCache::CheckOwner(const Request& request, const char* call) const {
+  if (request.owner_ == this) return Status::Ok();
+  return Status::FailedPrecondition(std::string(call) + ": the request is not one of this front's");
+}
+
+Result<SharedPrefixCache::Request> SharedPrefixCache::BeginRequest(std::span<const Token> input,
+                                                                   Timestamp now) {
+  auto h = Mutate(now, [&](Timestamp t) { return cache_->BeginRequest(input, t); });
   if (!h.ok()) return h.status();
   return Request(this, std::move(h).value());
 }
 
-template <typename Call>
-Status SharedPrefixCache::Complete(Request& request, Timestamp now, Call&& call) {
-  if (request.owner_ != this) {
-    return Status::FailedPrecondition("CompleteRequest: the request is not one of this front's");
-  }
-  std::unique_lock lock(mu_);
-  auto t = Stamp(now);
-  if (!t.ok()) return t.status();
-  request.owner_ = nullptr;  // the cache releases the pin, under this lock
-  Status s = call(std::move(request.handle_), *t);
-  Accept(*t, s);
-  return s;
-}
-
 Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token> input,
                                           std::span<const Token> output, Timestamp now) {
-  return Complete(request, now, [&](RequestHandle h, Timestamp t) {
-    return cache_->CompleteRequest(std::move(h), input, output, t);
+  if (Status s = CheckOwner(request, "CompleteRequest"); !s.ok()) return s;
+  return Mutate(now, [&](Timestamp t) {
+    request.owner_ = nullptr;  // the cache releases the pin, under this lock
+    return cache_->CompleteRequest(std::move(request.handle_), input, output, t);
   });
 }
 
@@ -96,34 +106,28 @@ Status SharedPrefixCache::CompleteRequest(Request request, std::span<const Token
                                           std::span<const Token> output, Timestamp now,
                                           std::span<const int64_t> captured,
                                           std::span<const uint64_t> payloads) {
-  return Complete(request, now, [&](RequestHandle h, Timestamp t) {
-    return cache_->CompleteRequest(std::move(h), input, output, t, captured, payloads);
+  if (Status s = CheckOwner(request, "CompleteRequest"); !s.ok()) return s;
+  return Mutate(now, [&](Timestamp t) {
+    request.owner_ = nullptr;  // the cache releases the pin, under this lock
+    return cache_->CompleteRequest(std::move(request.handle_), input, output, t, captured,
+                                   payloads);
   });
 }
 
 Status SharedPrefixCache::InsertChunk(Request& request, std::span<const Token> input,
                                       int64_t computed_tokens, std::span<const int64_t> captured,
                                       Timestamp now, std::span<const uint64_t> payloads) {
-  if (request.owner_ != this) {
-    return Status::FailedPrecondition("InsertChunk: the request is not one of this front's");
-  }
-  std::unique_lock lock(mu_);
-  auto t = Stamp(now);
-  if (!t.ok()) return t.status();
-  Status s = cache_->InsertChunk(request.handle_, input, computed_tokens, captured, *t, payloads);
-  Accept(*t, s);
-  return s;
+  if (Status s = CheckOwner(request, "InsertChunk"); !s.ok()) return s;
+  return Mutate(now, [&](Timestamp t) {
+    return cache_->InsertChunk(request.handle_, input, computed_tokens, captured, t, payloads);
+  });
 }
 
 Status SharedPrefixCache::Insert(std::span<const Token> sequence,
                                  std::span<const int64_t> checkpoints, Timestamp now,
                                  std::span<const uint64_t> payloads) {
-  std::unique_lock lock(mu_);
-  auto t = Stamp(now);
-  if (!t.ok()) return t.status();
-  Status s = cache_->Insert(sequence, checkpoints, *t, payloads);
-  Accept(*t, s);
-  return s;
+  return Mutate(now,
+                [&](Timestamp t) { return cache_->Insert(sequence, checkpoints, t, payloads); });
 }
 
 void SharedPrefixCache::SetListener(CacheListener* listener) {
