@@ -55,6 +55,14 @@ void ExpectSameContent(const PrefixCache& cache, const Model& model, const std::
   }
 }
 
+// A request in flight in the randomised tests: its handle, its input and how much of it the
+// engine has prefilled so far.
+struct Flight {
+  RequestHandle handle;
+  std::vector<Token> input;
+  int64_t computed = 0;
+};
+
 class ChunkedPrefill : public ::testing::TestWithParam<const char*> {};
 
 // Random requests, several in flight, each prefilled in random chunks with random captures, then
@@ -67,11 +75,6 @@ TEST_P(ChunkedPrefill, ContentMatchesBruteForce) {
     Model model;
     std::vector<std::vector<Token>> stems;
     for (int i = 0; i < 4; ++i) stems.push_back(RandomSequence(rng, {{}}, 3, 40));
-    struct Flight {
-      RequestHandle handle;
-      std::vector<Token> input;
-      int64_t computed = 0;
-    };
     std::vector<Flight> flying;
     int64_t requests = 0, inserts = 0;
     double now = 0;
@@ -337,11 +340,6 @@ TEST_P(ChunkedPrefill, LivePayloadsEqualTheCachedStates) {
     cache->SetListener(&engine);
     std::vector<std::vector<Token>> stems;
     for (int i = 0; i < 4; ++i) stems.push_back(RandomSequence(rng, {{}}, 3, 40));
-    struct Flight {
-      RequestHandle handle;
-      std::vector<Token> input;
-      int64_t computed = 0;
-    };
     std::vector<Flight> flying;
     double now = 0;
     for (int step = 0; step < 400; ++step) {
