@@ -461,38 +461,40 @@ std::map<std::string, double> VllmCache::DerivedSizes() const {
   return out;
 }
 
-bool VllmCache::KvBlockCached(std::span<const Token> tokens, int64_t depth) const {
+std::optional<uint64_t> VllmCache::HashOfBlockEndingAt(std::span<const Token> tokens,
+                                                       int64_t depth) const {
   const int64_t b = config_.block_size;
-  if (depth <= 0 || depth % b != 0 || depth > static_cast<int64_t>(tokens.size())) return false;
+  if (depth <= 0 || depth % b != 0 || depth > static_cast<int64_t>(tokens.size())) {
+    return std::nullopt;
+  }
   std::vector<uint64_t> hashes;
   ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
+  return hashes.back();
+}
+
+bool VllmCache::KvBlockCached(std::span<const Token> tokens, int64_t depth) const {
+  const std::optional<uint64_t> hash = HashOfBlockEndingAt(tokens, depth);
+  if (!hash) return false;
   for (int64_t grp = 0; grp < config_.attention_groups; ++grp) {
-    if (pool_.Find(AttentionKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
+    if (pool_.Find(AttentionKeyOf(*hash), grp) == VllmBlockPool::kNone) return false;
   }
   return true;
 }
 
 bool VllmCache::EvictKvBlock(std::span<const Token> tokens, int64_t depth) {
-  const int64_t b = config_.block_size;
-  if (config_.attention_groups == 0 || depth <= 0 || depth % b != 0 ||
-      depth > static_cast<int64_t>(tokens.size())) {
-    return false;
-  }
-  std::vector<uint64_t> hashes;
-  ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
-  const int32_t blk = pool_.Find(AttentionKeyOf(hashes.back()), 0);
+  const std::optional<uint64_t> hash = HashOfBlockEndingAt(tokens, depth);
+  if (config_.attention_groups == 0 || !hash) return false;
+  const int32_t blk = pool_.Find(AttentionKeyOf(*hash), 0);
   if (blk == VllmBlockPool::kNone || !pool_.Evict(blk)) return false;
   RefreshStats();
   return true;
 }
 
 bool VllmCache::StateCached(std::span<const Token> tokens, int64_t depth) const {
-  const int64_t b = config_.block_size;
-  if (depth <= 0 || depth % b != 0 || depth > static_cast<int64_t>(tokens.size())) return false;
-  std::vector<uint64_t> hashes;
-  ChainHashes(tokens.first(static_cast<size_t>(depth)), {}, b, &hashes);
+  const std::optional<uint64_t> hash = HashOfBlockEndingAt(tokens, depth);
+  if (!hash) return false;
   for (int64_t grp = 0; grp < config_.recurrent_groups; ++grp) {
-    if (pool_.Find(StateKeyOf(hashes.back()), grp) == VllmBlockPool::kNone) return false;
+    if (pool_.Find(StateKeyOf(*hash), grp) == VllmBlockPool::kNone) return false;
   }
   return true;
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -93,6 +94,9 @@ class VllmCache : public EngineCache {
   int64_t peak_used_blocks() const { return peak_used_blocks_; }
 
  private:
+  // The chain hash of the block ending at `depth` of `tokens`, or nullopt when `depth` is not a
+  // positive multiple of the block size within `tokens` (the test hooks' common first step).
+  std::optional<uint64_t> HashOfBlockEndingAt(std::span<const Token> tokens, int64_t depth) const;
   // One scheduler step computing tokens [start, end) of the running request.
   void Step(int64_t start, int64_t end);
   // Whether align mode hashes the state at `pos` (MambaManager.reachable_block_mask).
