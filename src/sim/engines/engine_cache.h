@@ -21,6 +21,7 @@
 #include "marconi/model_spec.h"
 #include "marconi/status.h"
 #include "marconi/types.h"
+#include "sim/memory_use.h"
 
 namespace marconi::sim {
 
@@ -33,24 +34,85 @@ struct EngineLookup {
   int64_t reusable_tokens = 0;
 };
 
-// One emulated engine cache. Not thread-safe; one replay owns one instance.
+// How Admit went.
+enum class EngineAdmit {
+  kAdmitted,  // running: its lock, its slots and the KV asked for are held
+  kNoRoom,    // not now (the pools are short even after evicting what the engine may evict)
+  kTooLarge,  // never: the request does not fit the engine even alone in an empty cache
+};
+
+// One emulated engine cache. Not thread-safe; one replay or one serving replica owns one
+// instance.
+//
+// The request protocol. Many requests may run at once (the serving model, src/sim/serving); each
+// holds memory from the engine's own pools (the KV of its tokens past its hit, its state slots)
+// next to the cached content, and the engine evicts cached content to make room in its own
+// order, never content a running request holds or has locked. A request's sequence is its input
+// followed by its output; position p means its first p tokens. Its life:
+//   Admit (lookup, lock, slots, optionally the KV of its first tokens)
+//   { Reserve (KV for the next tokens)  Computed (those tokens ran: the engine tracks and inserts
+//     states as it does at a step's end) }...
+//   Finish (inserts what the engine caches at finish, frees the rest)  or  Abort (preempted).
+// Serve() is this protocol with one request; the serving model drives it with many.
 class EngineCache {
  public:
+  using RequestId = uint64_t;
+
   virtual ~EngineCache() = default;
 
-  // Serves one request as the engine would, one request at a time (no other request running):
-  // the lookup at admission, then the prefill of `input` (chunked as the engine chunks it, with
-  // the states it tracks), the decode of `output` and the insertion at finish, with the engine's
-  // evictions. `now` never decreases across calls. Returns what the lookup found.
-  // Precondition: input is not empty.
+  // Serves one request alone (no other request running): Admit with no KV reserved, then the
+  // prefill of `input` in chunks of ServePrefillChunk(), each Reserve'd then Computed, then the
+  // decode of `output` (the last sampled token is never decoded) in strides of
+  // ServeDecodeStride(), then Finish. A request the engine cannot hold (kTooLarge) is served
+  // uncached: the lookup only. `now` never decreases across calls. Returns what the lookup found.
+  // Precondition: input is not empty; no request is running.
+  // TRANSITION: virtual until every emulation implements the protocol below.
   virtual EngineLookup Serve(std::span<const Token> input, std::span<const Token> output,
-                             Timestamp now) = 0;
+                             Timestamp now);
+
+  // What Admit's lookup would find now, changing nothing (routers read it). Precondition: input
+  // is not empty.
+  virtual EngineLookup Peek(std::span<const Token> input) const;
+
+  // Looks `input` up (writing the result to `found` whatever the outcome) and admits request
+  // `id` if the pools can hold its lock on the hit, the state slots a running request holds and
+  // the KV of `reserve_tokens` tokens past the hit, evicting cached content as the engine does.
+  // The request will prefill its sequence up to `prefill_end` (>= input.size(); more after a
+  // preemption, when its generated tokens are recomputed). kNoRoom and kTooLarge change nothing
+  // (no eviction: the engine looks before it evicts, as its scheduler does). `input` and
+  // `output` must stay valid until Finish or Abort. Preconditions: id is not running; input is
+  // not empty; 0 <= reserve_tokens <= prefill_end - hit; prefill_end <= input + output.
+  virtual EngineAdmit Admit(RequestId id, std::span<const Token> input,
+                            std::span<const Token> output, int64_t prefill_end,
+                            int64_t reserve_tokens, Timestamp now, EngineLookup* found);
+
+  // Takes the KV of `tokens` more tokens of running request `id` (a prefill chunk not reserved
+  // at admission, or decodes), evicting as needed. False: the pools cannot hold them even after
+  // evicting; nothing changed (the caller preempts another request and tries again).
+  [[nodiscard]] virtual bool Reserve(RequestId id, int64_t tokens);
+
+  // Request `id` has computed its sequence up to position `pos` (every token up to it reserved):
+  // the end of a prefill chunk, or of decode steps. The engine tracks, hashes and inserts states
+  // and KV as it does at that point. Positions only grow.
+  virtual void Computed(RequestId id, int64_t pos);
+
+  // Request `id` is done (its sequence computed up to input + output - 1): the engine inserts
+  // what it caches at finish, frees the rest of its memory and its lock.
+  virtual void Finish(RequestId id, Timestamp now);
+
+  // Request `id` is preempted (recompute): its memory and lock are freed; what it inserted
+  // already stays cached.
+  virtual void Abort(RequestId id);
+
+  // Memory in use, in the engine's own units (padded pages, fp32 slots): running requests' own
+  // KV and slots, and the cached content. total() never exceeds the capacity it was made with.
+  virtual MemoryUse Memory() const;
 
   // Counters with CacheStats' definitions. The per-request fields (requests, hit_requests,
   // input_tokens, hit_tokens, matched_tokens = attention hits, flops_saved, flops_without_cache)
-  // are counted by ServeCounted; the content fields (cached_tokens, checkpoints, kv_bytes,
-  // state_bytes, their peaks, evictions, evicted_*) by the emulation, in bytes of the engine's
-  // own accounting (padded pages, fp32 states, ...).
+  // are counted by ServeCounted (or the serving model); the content fields (cached_tokens,
+  // checkpoints, kv_bytes, state_bytes, their peaks, evictions, evicted_*) by the emulation, in
+  // bytes of the engine's own accounting (padded pages, fp32 states, ...).
   const CacheStats& stats() const { return stats_; }
 
   // The sizes the engine derives from the model and the capacity (vLLM's block size, SGLang's
@@ -60,11 +122,19 @@ class EngineCache {
   // Serve() plus the per-request counters.
   EngineLookup ServeCounted(const ModelSpec& model, std::span<const Token> input,
                             std::span<const Token> output, Timestamp now);
+  // The per-request counters of one request (ServeCounted's; the serving model calls it once per
+  // finished request with its last admission's lookup).
+  void CountRequest(const ModelSpec& model, int64_t input_tokens, const EngineLookup& found);
 
  protected:
   CacheStats stats_;
   // Call after every mutation that changes kv_bytes or state_bytes.
   void UpdatePeaks();
+  // Serve()'s prefill chunk (the engine's chunked-prefill size; 0 = the whole input at once) and
+  // decode stride (0 = every decode in one Computed call; an engine whose decode-time tracking
+  // depends on where the calls fall sets the interval it tracks at).
+  virtual int64_t ServePrefillChunk() const { return 0; }
+  virtual int64_t ServeDecodeStride() const { return 0; }
 };
 
 // What a factory gets: the model, the capacity the simulator was given (the bytes the engine may

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "marconi/status.h"
+#include "sim/memory_use.h"
 #include "sim/replay.h"
 #include "sim/serving/device.h"
 #include "sim/serving/router.h"
@@ -22,22 +23,13 @@
 
 namespace marconi::sim::serving {
 
-// Memory in use at the start of a step, after admission (what the step runs with).
-struct MemoryUse {
-  int64_t running_kv = 0;     // KV of running requests' own (not cache-shared) tokens
-  int64_t running_state = 0;  // their state slots
-  int64_t cached_kv = 0;      // the cache's KV (a running request's hit prefix is here, pinned)
-  int64_t cached_state = 0;   // the cache's checkpoints
-  int64_t total() const { return running_kv + running_state + cached_kv + cached_state; }
-};
-
 struct StepSnapshot {
   double now = 0;  // the step's start, seconds
   int64_t running = 0;
   int64_t waiting = 0;
   int64_t batch_tokens = 0;
   double seconds = 0;  // the step's duration
-  MemoryUse memory;
+  MemoryUse memory;  // in use after admission (what the step runs with)
   int64_t budget = 0;
   size_t replica = 0;  // which replica steps
 };
