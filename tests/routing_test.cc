@@ -188,8 +188,8 @@ TEST(Routing, CacheAwareRoutersPickTheLongestPrefixByBruteForce) {
         const std::span<const Token> input = trace.requests[d.request].input;
         std::vector<int64_t> score;
         for (const ReplicaView& v : d.replicas) {
-          const LookupResult l = v.cache->Lookup(input);
-          score.push_back(state ? l.reusable_tokens : l.matched_tokens);
+          const EngineLookup l = v.cache->Peek(input);
+          score.push_back(state ? l.reusable_tokens : l.attention_hit_tokens);
         }
         const int64_t best = *std::max_element(score.begin(), score.end());
         EXPECT_EQ(score[d.chosen], best) << "request " << d.request;

@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <optional>
-#include <unordered_map>
+#include <memory>
 #include <vector>
 
 #include "marconi/status.h"
 #include "sim/serving/scheduler.h"
+#include "sim/serving/served_cache.h"
 
 namespace marconi::sim::serving {
 
@@ -22,10 +22,9 @@ class Replica {
   // `out` is shared by every replica of a run: each writes the records of the requests it
   // finishes, adds its counters and raises the peaks.
   Replica(size_t index, const Trace& trace, const SimConfig& config, const ServingConfig& serving,
-          int64_t budget, PrefixCache* cache, AlphaTuner* tuner, int64_t states_every,
-          ServingResult* out);
+          int64_t budget, std::unique_ptr<ServedCache> cache, ServingResult* out);
 
-  const PrefixCache* cache() const { return cache_; }
+  const ServedCache& cache() const { return *cache_; }
   // Requests handed to it and not finished.
   int64_t outstanding() const { return outstanding_; }
   // Has requests running or waiting (and so a step to start when not in one).
@@ -46,19 +45,14 @@ class Replica {
   void Close(double end);
 
  private:
-  // A request's state in the engine.
+  // A request's progress in the engine (its memory and its hold on the cache are the
+  // ServedCache's).
   struct Live {
-    std::optional<RequestHandle> handle;  // from BeginRequest, held until CompleteRequest
-    // BeginRequest called for its current admission attempt: once, again after a preemption,
-    // and once more if, alone, it gave up its hit to fit (restarted).
-    bool begun = false;
-    bool restarted = false;
     int64_t hit = 0;
     int64_t matched = 0;  // the lookup's attention-hit depth
     int64_t prefill_left = 0;
     int64_t context = 0;  // tokens whose KV it holds or shares: hit + computed
     int64_t generated = 0;
-    int64_t held_tokens = 0;  // KV tokens in running memory (its own, not the cache's)
     bool running = false;
     bool decoding = false;
     double admitted = -1, first_token = -1;
@@ -83,17 +77,8 @@ class Replica {
   int64_t OutputLen(size_t i) const {
     return std::max<int64_t>(1, static_cast<int64_t>(req(i).output.size()));
   }
-  int64_t RunningBytes(int64_t extra_tokens, int64_t extra_requests) const {
-    return (run_tokens_ + extra_tokens) * kv_ +
-           (static_cast<int64_t>(running_.size()) + extra_requests) * slot_;
-  }
-  Result<bool> Fits(int64_t running_bytes);
-  int64_t PinnedBytes(int64_t hit) const;
-  void Pin(const Live& v);
-  void Unpin(const Live& v);
-  void Release(Live& v);
-  void Preempt(size_t id);
-  Status Begin(size_t id);
+  // Preempts the most recently admitted running request.
+  void PreemptLast();
   Status Finish(size_t id);
 
   const size_t index_;
@@ -101,26 +86,20 @@ class Replica {
   const SimConfig& config_;
   const ServingConfig& serving_;
   const int64_t budget_;
-  PrefixCache* cache_;
-  AlphaTuner* tuner_;
+  std::unique_ptr<ServedCache> cache_;
   StepTimeModel time_;
-  const int64_t kv_, slot_;
-  const int64_t states_every_;  // block checkpointing's block size, else 0
   ServingResult* out_;
   std::vector<Live> live_;       // by request (only those handed to it are used)
   std::vector<double> arrival_;  // by request
   std::deque<size_t> waiting_;
   std::vector<size_t> running_;  // in admission order
-  int64_t run_tokens_ = 0;       // sum of held_tokens over running_
   int64_t outstanding_ = 0;
   double now_ = 0, step_end_ = 0;
   bool in_step_ = false;
   std::vector<Item> items_;  // the current step's batch
   Occupancy occupancy_;
-  int64_t preemptions_ = 0, recomputed_ = 0, flushes_ = 0;
-  std::unordered_map<NodeId, int64_t> pins_;  // leases held, by node
-  int64_t pinned_estimate_ = 0;               // sum of PinnedBytes over pins_
-  int64_t pinned_slack_ = 0;                  // what the estimate missed at the last flush
+  int64_t preemptions_ = 0, recomputed_ = 0;
+  std::vector<size_t> decoding_;  // scratch: the decoding requests of a step
 };
 
 }  // namespace marconi::sim::serving

@@ -48,16 +48,15 @@ class SessionAffinity : public Router {
   std::unordered_map<std::string, size_t> home_;
 };
 
-// The replica maximizing `score` of its cache's Lookup of the input, ties to the least loaded.
-template <int64_t LookupResult::*kScore>
+// The replica maximizing `score` of its cache's Peek of the input, ties to the least loaded.
+template <int64_t EngineLookup::*kScore>
 class LongestPrefix : public Router {
  public:
   size_t Route(const RouteQuery& q, std::span<const ReplicaView> replicas) override {
     int64_t best = -1;
     std::vector<size_t> tied;
     for (size_t r = 0; r < replicas.size(); ++r) {
-      const int64_t s =
-          replicas[r].cache != nullptr ? replicas[r].cache->Lookup(q.input).*kScore : 0;
+      const int64_t s = replicas[r].cache != nullptr ? replicas[r].cache->Peek(q.input).*kScore : 0;
       if (s > best) best = s, tied.clear();
       if (s == best) tied.push_back(r);
     }
@@ -69,10 +68,10 @@ std::unique_ptr<Router> MakeRoundRobin() { return std::make_unique<RoundRobin>()
 std::unique_ptr<Router> MakeLeastLoaded() { return std::make_unique<LeastLoadedRouter>(); }
 std::unique_ptr<Router> MakeSession() { return std::make_unique<SessionAffinity>(); }
 std::unique_ptr<Router> MakePrefix() {
-  return std::make_unique<LongestPrefix<&LookupResult::matched_tokens>>();
+  return std::make_unique<LongestPrefix<&EngineLookup::attention_hit_tokens>>();
 }
 std::unique_ptr<Router> MakeState() {
-  return std::make_unique<LongestPrefix<&LookupResult::reusable_tokens>>();
+  return std::make_unique<LongestPrefix<&EngineLookup::reusable_tokens>>();
 }
 
 constexpr RouterSpec kRouters[] = {
@@ -84,12 +83,12 @@ constexpr RouterSpec kRouters[] = {
      "least-loaded)",
      MakeSession},
     {"prefix",
-     "the longest cached attention prefix (LookupResult::matched_tokens, as NVIDIA "
+     "the longest cached attention prefix (the attention-hit depth, as NVIDIA "
      "Dynamo and llm-d), ties least-loaded",
      MakePrefix},
     {"state",
      "the longest reusable prefix, counting only positions with a stored state "
-     "(LookupResult::reusable_tokens), ties least-loaded",
+     "(the reusable depth), ties least-loaded",
      MakeState},
 };
 

@@ -1,7 +1,7 @@
 // Routers: which replica serves an arriving request (`marconi sim --serving --replicas N
 // --router R`). One class per router behind one interface, and one table of them (names, help,
 // errors and `--router all` derive from it). Routers read the replicas' caches through the pure
-// PrefixCache::Lookup only: routing changes nothing.
+// ServedCache::Peek only: routing changes nothing.
 #ifndef MARCONI_SIM_SERVING_ROUTER_H_
 #define MARCONI_SIM_SERVING_ROUTER_H_
 
@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "marconi/prefix_cache.h"
+#include "sim/serving/served_cache.h"
 #include "marconi/status.h"
 
 namespace marconi::sim::serving {
 
 // What a router sees of one replica when a request arrives.
 struct ReplicaView {
-  const PrefixCache* cache = nullptr;  // null for a system without a cache (vanilla)
+  const ServedCache* cache = nullptr;  // its cache side (Peek: zeros without a cache)
   // Requests routed to it and not finished (waiting or running): the load of least-loaded and
   // the tie-break of the cache-aware routers.
   int64_t outstanding = 0;

@@ -94,7 +94,7 @@ Status RunReplicas(const Trace& trace, const ServingConfig& serving, Router* rou
       const size_t id = pending.top().second;
       pending.pop();
       for (size_t r = 0; r < replicas.size(); ++r) {
-        views[r] = {replicas[r]->cache(), replicas[r]->outstanding()};
+        views[r] = {&replicas[r]->cache(), replicas[r]->outstanding()};
       }
       const size_t chosen =
           router->Route({id, req(id).input, req(id).session_id}, std::span(views));
@@ -127,6 +127,7 @@ Status RunReplicas(const Trace& trace, const ServingConfig& serving, Router* rou
 
 }  // namespace
 
+// TRANSITION: every system once the engine emulations implement the request protocol.
 bool ServingSupports(SystemKind kind) { return SpecOf(kind).engine == nullptr; }
 
 Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
@@ -167,35 +168,20 @@ Result<ServingResult> ServeOnce(const Trace& trace, SystemKind kind, const SimCo
   auto router = MakeRouter(serving.router);
   if (!router.ok()) return router.status();
   const size_t count = static_cast<size_t>(serving.replicas);
-  std::vector<SystemInstance> systems(count);
-  if (SpecOf(kind).admission != Admission::kNone) {
-    SimConfig c = config;
-    c.capacity_bytes = budget;
-    // An engine computes at least the last input token, whose logits give the first output
-    // token: a whole-input hit resumes before it (the paper's convention, a hit that skips
-    // everything, would leave a request with nothing to prefill and no first token).
-    c.leave_last_token = true;
-    for (SystemInstance& system : systems) {
-      auto made = MakeSystem(kind, c, alpha, tune);
-      if (!made.ok()) return made.status();
-      system = std::move(made).value();
-    }
-  }
-  const int64_t states_every = SpecOf(kind).admission == Admission::kBlock
-                                   ? static_cast<int64_t>(Param(kind, "block_size", config.params))
-                                   : 0;
+  const SystemSpec& spec = SpecOf(kind);
   const int64_t kv = config.model.KvBytesPerToken();
   const int64_t slot = serving.state_slots * config.model.StateBytesPerCheckpoint();
   for (size_t i = 0; i < trace.requests.size(); ++i) {
     const TraceRequest& r = trace.requests[i];
     const int64_t input = static_cast<int64_t>(r.input.size());
     const int64_t output = std::max<int64_t>(1, static_cast<int64_t>(r.output.size()));
-    // KV of the whole sequence and the slots: what it holds at its end if nothing is shared.
+    // KV of the whole sequence and the slots: what it holds at its end if nothing is shared (an
+    // engine says itself what it cannot hold, at the request's admission).
     const int64_t alone = (input + output) * kv + slot;
     if (input == 0) {
       return Status::InvalidArgument("request " + std::to_string(i) + " has no input");
     }
-    if (alone > budget) {
+    if (spec.engine == nullptr && alone > budget) {
       return Status::ResourceExhausted(
           "request " + std::to_string(i) + " needs " + std::to_string(alone) +
           " bytes alone (KV of its input and output, its state slots), more than the memory "
@@ -203,32 +189,65 @@ Result<ServingResult> ServeOnce(const Trace& trace, SystemKind kind, const SimCo
           std::to_string(budget) + " bytes");
     }
   }
+  const int64_t states_every = spec.admission == Admission::kBlock
+                                   ? static_cast<int64_t>(Param(kind, "block_size", config.params))
+                                   : 0;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (size_t r = 0; r < count; ++r) {
+    std::unique_ptr<ServedCache> cache;
+    if (spec.engine != nullptr) {
+      // The engine's pools hold everything: running requests and cached content, the budget.
+      EngineContext context;
+      context.model = &config.model;
+      context.capacity_bytes = budget;
+      context.param = [&](std::string_view name) { return Param(kind, name, config.params); };
+      auto engine = spec.engine(context);
+      if (!engine.ok()) return engine.status();
+      cache = MakeServedEngine(trace, config.model, std::move(engine).value(), SystemName(kind));
+    } else {
+      SystemInstance system;
+      if (spec.admission != Admission::kNone) {
+        SimConfig c = config;
+        c.capacity_bytes = budget;
+        // An engine computes at least the last input token, whose logits give the first output
+        // token: a whole-input hit resumes before it (the paper's convention, a hit that skips
+        // everything, would leave a request with nothing to prefill and no first token).
+        c.leave_last_token = true;
+        auto made = MakeSystem(kind, c, alpha, tune);
+        if (!made.ok()) return made.status();
+        system = std::move(made).value();
+      }
+      cache = MakeServedCore(trace, config.model, std::move(system), budget, slot, states_every);
+    }
+    replicas.push_back(
+        std::make_unique<Replica>(r, trace, config, serving, budget, std::move(cache), &out));
+  }
   out.requests.resize(trace.requests.size());
   if (!trace.requests.empty()) {
-    std::vector<std::unique_ptr<Replica>> replicas;
-    for (size_t r = 0; r < count; ++r) {
-      replicas.push_back(std::make_unique<Replica>(r, trace, config, serving, budget,
-                                                   systems[r].cache.get(), systems[r].tuner.get(),
-                                                   states_every, &out));
-    }
     if (Status s = RunReplicas(trace, serving, router->get(), replicas, &out); !s.ok()) return s;
   }
   SystemResult& base = out.base;
   base.system = SystemName(kind);
   base.params = EffectiveParams(kind, config.params);
+  base.derived = replicas.front()->cache().DerivedSizes();
+  const CacheStats* counted = replicas.front()->cache().stats();
   double alpha_sum = 0;
-  for (const SystemInstance& system : systems) {
-    if (!system.cache) continue;
-    AddStats(system.cache->stats(), &base.stats);
-    alpha_sum += system.cache->alpha();
+  for (const auto& replica : replicas) {
+    if (const CacheStats* stats = replica->cache().stats(); stats != nullptr) {
+      AddStats(*stats, &base.stats);
+    }
+    alpha_sum += replica->cache().alpha();
   }
-  if (systems.front().cache) base.alpha = alpha_sum / static_cast<double>(count);
-  if (systems.front().tuner) base.rounds = systems.front().tuner->rounds();
+  base.alpha = alpha_sum / static_cast<double>(count);
+  if (spec.tuning == Tuning::kHindsight && spec.engine != nullptr) {
+    base.alpha = Param(kind, "alpha", config.params);
+  }
+  base.rounds = replicas.front()->cache().rounds();
   base.records.reserve(out.requests.size());
   for (const ServingRecord& r : out.requests) {
     base.records.push_back(
         {r.index, r.input_tokens, r.hit_tokens, r.attention_hit_tokens, 1000 * r.ttft_s()});
-    if (!systems.front().cache) {
+    if (counted == nullptr) {
       ++base.stats.requests;
       base.stats.input_tokens += r.input_tokens;
       base.stats.flops_without_cache += config.model.PrefillFlops(0, r.input_tokens);
@@ -248,25 +267,25 @@ double HitRate(const ServingResult& r) {
 
 Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
                                  const ServingConfig& serving) {
-  if (!ServingSupports(kind)) {
-    return Status::Unimplemented(std::string("--serving does not serve ") + SystemName(kind) +
-                                 " yet: engine emulations reserve their own state slots and "
-                                 "come later");
-  }
   auto budget = ServingBudget(serving, config.model);
   if (!budget.ok()) return budget.status();
-  if (SpecOf(kind).tuning != Tuning::kHindsight) {
+  const SystemSpec& spec = SpecOf(kind);
+  if (spec.tuning != Tuning::kHindsight ||
+      (spec.engine != nullptr && Param(kind, "alpha", config.params) >= 0)) {
     return ServeOnce(trace, kind, config, serving, *budget, 0.0, IsTuned(kind));
   }
-  // The oracle: one serving run per alpha of the grid, the best token hit rate in hindsight
-  // (ties keep the smaller alpha), as the unloaded replay's oracle does.
+  // The oracle, and Marconi's eviction in an engine without a fixed alpha: one serving run per
+  // alpha of the grid, the best token hit rate in hindsight (ties keep the smaller alpha), as the
+  // unloaded replay does.
   std::vector<double> grid = config.tuner.grid;
   std::sort(grid.begin(), grid.end());
   if (grid.empty()) return Status::InvalidArgument("the oracle needs a grid of alphas");
   std::vector<Result<ServingResult>> runs(grid.size(), Status::Unimplemented("not run"));
   internal::ParallelFor(
       grid.size(), static_cast<size_t>(std::max(1, config.threads)), [&](size_t i) {
-        runs[i] = ServeOnce(trace, kind, config, serving, *budget, grid[i], false);
+        SimConfig c = config;
+        if (spec.engine != nullptr) c.params[std::string(SystemName(kind)) + ".alpha"] = grid[i];
+        runs[i] = ServeOnce(trace, kind, c, serving, *budget, grid[i], false);
       });
   size_t best = 0;
   TuningRound round;
@@ -277,6 +296,8 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
     if (round.objective[i] > round.objective[best]) best = i;
   }
   ServingResult out = std::move(runs[best]).value();
+  // Its parameters as asked (an engine's alpha -1: chosen in hindsight); the choice is .alpha.
+  out.base.params = EffectiveParams(kind, config.params);
   out.base.alpha = grid[best];
   round.chosen_alpha = grid[best];
   round.window = static_cast<int64_t>(trace.requests.size());
