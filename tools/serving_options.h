@@ -13,9 +13,9 @@
 namespace marconi::tools {
 
 inline void AddServingOptions(CLI::App* cmd, sim::ServingOptions* o, CLI::Option* serving) {
-  cmd->add_option("--device", o->device, "A100-40GB, H100-80GB or H200")
+  cmd->add_option("--device", o->device,
+                  "A100-40GB, H100-80GB, H200, or a device profile (a .json path; docs/serving.md)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"A100-40GB", "H100-80GB", "H200"}))
       ->needs(serving);
   cmd->add_option("--max-running", o->max_running, "Running requests at most")
       ->capture_default_str()

@@ -5,6 +5,7 @@
 
 #include "marconi/alpha_tuner.h"
 #include "marconi/policies.h"
+#include "sim/serving/device_profile.h"
 #include "sim/synthetic.h"
 
 namespace marconi::sim {
@@ -59,12 +60,16 @@ Status ApplyServingOptions(const ServingOptions& o, serving::ServingConfig* conf
   if (o.replicas < 1) {
     return Status::InvalidArgument("--replicas must be >= 1, not " + std::to_string(o.replicas));
   }
-  auto device = serving::DevicePreset(o.device);
-  if (!device.ok()) return Status::InvalidArgument("--device: " + device.status().message());
+  auto device = serving::ResolveDevice(o.device);
+  if (!device.ok()) {
+    return Status(device.status().code() == StatusCode::kNotFound ? StatusCode::kInvalidArgument
+                                                                  : device.status().code(),
+                  "--device: " + device.status().message());
+  }
   auto parsed_slo = serving::ParseSlo(o.slo);
   if (!parsed_slo.ok()) return parsed_slo.status();
   *slo = *parsed_slo;
-  config->device = *device;
+  config->device = device->device;
   config->max_running = o.max_running;
   config->token_budget = o.token_budget;
   config->chunk_tokens = o.chunk;
@@ -151,7 +156,7 @@ Result<SimRun> Simulate(const SimRequest& r) {
     serving::ServingContext& c = run.serving_context;
     c.trace = run.context.trace;
     c.model = model->name();
-    c.device = serving_config.device.name;
+    c.device = serving_config.device;
     c.budget_bytes = serving::ServingBudget(serving_config, *model).value();
     c.weight_bytes = serving::WeightBytes(*model);
     c.max_running = serving_config.max_running;

@@ -39,7 +39,7 @@ Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* 
 // `marconi sim --serving`: the event-driven serving model (sim/serving/, docs/serving.md)
 // instead of the one-request-at-a-time replay.
 struct ServingOptions {
-  std::string device = "H100-80GB";  // a DevicePreset name
+  std::string device = "H100-80GB";  // a DevicePreset name or a profile path (device_profile.h)
   int64_t max_running = 256;
   int64_t token_budget = 8192;  // tokens per step, >= max_running
   int64_t chunk = 2048;         // prefill chunk, tokens

@@ -46,6 +46,9 @@ Status ValidateDevice(const DeviceSpec& d) {
     return Status::InvalidArgument("device " + d.name +
                                    ": efficiencies and memory utilization must be in (0, 1]");
   }
+  if (!std::isfinite(d.step_overhead_s) || d.step_overhead_s < 0) {
+    return Status::InvalidArgument("device " + d.name + ": the step overhead must be >= 0");
+  }
   return Status::Ok();
 }
 

@@ -24,6 +24,9 @@ struct DeviceSpec {
   // The share of HBM an engine takes (vLLM's gpu_memory_utilization default); the rest is left
   // to the CUDA context, activations and fragmentation.
   double memory_utilization = 0.9;
+  // Seconds added to every step (kernel launches, scheduling, sampling): 0 for the presets; a
+  // measured profile fits it.
+  double step_overhead_s = 0;
 
   double achieved_flops() const { return peak_flops * flops_efficiency; }
   double achieved_bandwidth() const { return hbm_bandwidth * bandwidth_efficiency; }
@@ -32,7 +35,8 @@ struct DeviceSpec {
 // "A100-40GB", "H100-80GB" or "H200" (case-sensitive); kNotFound lists the names.
 Result<DeviceSpec> DevicePreset(std::string_view name);
 std::vector<std::string> DevicePresetNames();
-// kInvalidArgument unless every number is finite and positive and every fraction in (0, 1].
+// kInvalidArgument unless every number is finite and positive, every fraction in (0, 1] and the
+// step overhead finite and >= 0.
 Status ValidateDevice(const DeviceSpec& device);
 
 }  // namespace marconi::sim::serving

@@ -168,7 +168,7 @@ std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingC
       "running %lld, token budget %lld, chunk %lld, %s arrivals, SLO TTFT <= %.3gs and TPOT <= "
       "%.3gms\n\n",
       ctx.trace.c_str(), ctx.model.c_str(), FormatBytes(ctx.weight_bytes).c_str(),
-      ctx.device.c_str(), FormatBytes(ctx.budget_bytes).c_str(),
+      ctx.device.name.c_str(), FormatBytes(ctx.budget_bytes).c_str(),
       static_cast<long long>(ctx.max_running), static_cast<long long>(ctx.token_budget),
       static_cast<long long>(ctx.chunk_tokens), ctx.closed_loop ? "closed-loop" : "open-loop",
       ctx.slo.ttft_s, 1000 * ctx.slo.tpot_s);
@@ -215,7 +215,16 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
   nlohmann::ordered_json out;
   out["trace"] = ctx.trace;
   out["model"] = ctx.model;
-  out["device"] = ctx.device;
+  out["device"] = ctx.device.name;
+  // What the step times come from: a preset's datasheet peaks and assumed fractions, or a
+  // profile's (measured, or fitted to measured steps).
+  out["device_spec"] = {{"peak_flops", ctx.device.peak_flops},
+                        {"hbm_bandwidth", ctx.device.hbm_bandwidth},
+                        {"hbm_bytes", ctx.device.hbm_bytes},
+                        {"flops_efficiency", ctx.device.flops_efficiency},
+                        {"bandwidth_efficiency", ctx.device.bandwidth_efficiency},
+                        {"memory_utilization", ctx.device.memory_utilization},
+                        {"step_overhead_s", ctx.device.step_overhead_s}};
   out["budget_bytes"] = ctx.budget_bytes;
   out["weight_bytes"] = ctx.weight_bytes;
   out["max_running"] = ctx.max_running;

@@ -58,7 +58,7 @@ ServingSummary SummarizeServing(const ServingResult& result, const Slo& slo);
 struct ServingContext {
   std::string trace;
   std::string model;
-  std::string device;
+  DeviceSpec device;
   int64_t budget_bytes = 0;
   int64_t weight_bytes = 0;
   int64_t max_running = 0, token_budget = 0, chunk_tokens = 0;

@@ -14,7 +14,7 @@ Replica::Replica(size_t index, const Trace& trace, const SimConfig& config,
       serving_(serving),
       budget_(budget),
       cache_(std::move(cache)),
-      time_(config.model, serving.device, serving.step_overhead_s),
+      time_(config.model, serving.device),
       out_(out),
       live_(trace.requests.size()),
       arrival_(trace.requests.size(), 0) {}

@@ -133,10 +133,10 @@ bool ServingSupports(SystemKind kind) { return SpecOf(kind).engine == nullptr; }
 Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
   if (Status s = ValidateDevice(c.device); !s.ok()) return s;
   if (c.max_running < 1 || c.chunk_tokens < 1 || c.state_slots < 0 ||
-      c.token_budget < c.max_running || !(c.step_overhead_s >= 0) || c.budget_bytes < 0) {
+      c.token_budget < c.max_running || c.budget_bytes < 0) {
     return Status::InvalidArgument(
         "serving: need max running >= 1, a token budget >= max running, chunk >= 1, state slots "
-        ">= 0, step overhead >= 0 and a budget >= 0");
+        ">= 0 and a budget >= 0");
   }
   if (c.replicas < 1 || c.replicas > 4096) {
     return Status::InvalidArgument("serving: --replicas must be between 1 and 4096, not " +

@@ -51,7 +51,6 @@ struct ServingConfig {
   int64_t token_budget = 8192;  // tokens per step (decodes + prefill chunks), >= max_running
   int64_t chunk_tokens = 2048;  // prefill tokens per request per step at most
   int64_t state_slots = 1;      // recurrent-state slots a running request holds
-  double step_overhead_s = 0;   // added to every step's roofline time
   // Closed-loop sessions: a session's next turn arrives its trace gap after the previous turn
   // finished (an agent or a user waits for the answer), instead of at its trace time.
   bool closed_loop = false;

@@ -65,10 +65,9 @@ int64_t WeightBytes(const ModelSpec& model) {
   return static_cast<int64_t>(params * static_cast<double>(model.dtype_bytes()));
 }
 
-StepTimeModel::StepTimeModel(const ModelSpec& model, const DeviceSpec& device, double overhead_s)
+StepTimeModel::StepTimeModel(const ModelSpec& model, const DeviceSpec& device)
     : model_(model),
       device_(device),
-      overhead_s_(overhead_s),
       weight_bytes_(WeightBytes(model)),
       kv_(static_cast<double>(model.KvBytesPerToken())),
       state_(static_cast<double>(model.StateBytesPerCheckpoint())) {}
@@ -88,7 +87,7 @@ double StepTimeModel::Seconds(const StepCost& cost) const {
   const double compute = cost.flops / device_.achieved_flops();
   const double memory =
       (static_cast<double>(weight_bytes_) + cost.bytes) / device_.achieved_bandwidth();
-  return std::max(compute, memory) + overhead_s_;
+  return std::max(compute, memory) + device_.step_overhead_s;
 }
 
 double StepTimeModel::PrefillSeconds(int64_t cached, int64_t tokens, int64_t chunk) const {

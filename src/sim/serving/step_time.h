@@ -27,13 +27,14 @@ struct StepCost {
 
 class StepTimeModel {
  public:
-  StepTimeModel(const ModelSpec& model, const DeviceSpec& device, double overhead_s = 0);
+  StepTimeModel(const ModelSpec& model, const DeviceSpec& device);
 
   // Adds one sequence computing `tokens` new tokens after `context` tokens already held (its
   // cached prefix, earlier chunks, generated tokens): ModelSpec::PrefillFlops(context, tokens)
   // FLOPs; context x kv read, tokens x kv written, and its state read and written once.
   void Add(int64_t context, int64_t tokens, StepCost* cost) const;
-  // max(FLOPs / achieved FLOP/s, (weights + bytes) / achieved bandwidth) + overhead; 0 for an
+  // max(FLOPs / achieved FLOP/s, (weights + bytes) / achieved bandwidth) + the device's step
+  // overhead; 0 for an
   // empty batch.
   double Seconds(const StepCost& cost) const;
   // The no-load prefill of `tokens` after `cached`: one step per chunk of min(chunk, tokens
@@ -46,7 +47,6 @@ class StepTimeModel {
  private:
   const ModelSpec& model_;
   DeviceSpec device_;
-  double overhead_s_ = 0;
   int64_t weight_bytes_ = 0;
   double kv_ = 0, state_ = 0;
 };
