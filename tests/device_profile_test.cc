@@ -1,6 +1,8 @@
 // Device profiles (sim/serving/device_profile.h): the fit recovers the fractions and overhead that
 // made a set of steps, with and without noise; profiles parse; bad ones are refused saying what
 // and where.
+#include "sim/serving/device_profile.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -8,7 +10,6 @@
 #include <random>
 #include <string>
 
-#include "sim/serving/device_profile.h"
 #include "sim/serving/step_time.h"
 
 namespace marconi::sim::serving {
@@ -95,12 +96,13 @@ TEST(DeviceProfile, ParsesFractionsStepsAndMeasuredCosts) {
     const double flops = 1e11 * (i + 1) * (i % 2 ? 40 : 1), bytes = 2e9 * (i + 1);
     const double seconds = 0.001 + std::max(flops / 40e12, bytes / 500e9);
     steps += std::string(i ? "," : "") + "{\"flops\": " + std::to_string(flops) +
-             ", \"bytes\": " + std::to_string(bytes) + ", \"seconds\": " +
-             std::to_string(seconds) + "}";
+             ", \"bytes\": " + std::to_string(bytes) + ", \"seconds\": " + std::to_string(seconds) +
+             "}";
   }
   auto measured = ParseDeviceProfile(
       R"({"name": "box", "peak_flops": 100e12, "hbm_bandwidth": 1e12, "hbm_bytes": 24e9,
-          "steps": [)" + steps + "]}",
+          "steps": [)" +
+          steps + "]}",
       "measured.json");
   ASSERT_TRUE(measured.ok()) << measured.status().ToString();
   EXPECT_NEAR(measured->device.flops_efficiency, 0.4, 0.004);

@@ -79,7 +79,8 @@ void ExpectSameRun(const ServingResult& a, const ServingResult& b) {
 }
 
 TEST(Routing, TheTableNamesEveryRouterAndRefusesOthers) {
-  EXPECT_EQ(RouterNames(), "round-robin, least-loaded, session, prefix, state");
+  EXPECT_EQ(RouterNames(),
+            "round-robin, least-loaded, session, prefix, state, prefix-load, state-load");
   EXPECT_EQ(ParseRouters("all")->size(), Routers().size());
   EXPECT_EQ(*ParseRouters("state,prefix"), (std::vector<std::string>{"state", "prefix"}));
   const auto bad = ParseRouters("prefix,nearest");
@@ -211,6 +212,76 @@ TEST(Routing, CacheAwareRoutersPickTheLongestPrefixByBruteForce) {
                   SystemName(kind), router, decisions, informed, differing);
     }
   }
+}
+
+// The load-weighted routers pick a replica of least cost (prefill queued + the request's past its
+// overlap + active KV + the request), recomputed here from what the router saw. A prompt served
+// once, then a burst of 40 requests extending its exchange: the longest-prefix routers send the
+// whole burst to the one replica that has it cached, the load-weighted ones spread it.
+TEST(Routing, LoadWeightedRoutersMinimizeTheCostAndDoNotHerd) {
+  const uint64_t seed = 41;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  const auto tokens = [&](int64_t n) {
+    std::vector<Token> v(static_cast<size_t>(n));
+    for (Token& t : v) t = static_cast<Token>(rng() % 30000);
+    return v;
+  };
+  const std::vector<Token> prompt = tokens(4000), answer = tokens(20);
+  Trace trace;
+  trace.source = "burst";
+  trace.requests.push_back({"first", 0, 0.0, prompt, answer, 0});
+  for (int i = 0; i < 40; ++i) {
+    // The first exchange and more: its last decoded token's state is reusable.
+    std::vector<Token> input = prompt;
+    input.insert(input.end(), answer.begin(), answer.end());
+    const std::vector<Token> more = tokens(500);
+    input.insert(input.end(), more.begin(), more.end());
+    trace.requests.push_back({"s" + std::to_string(i), 0, 10.0 + 0.001 * i, input, tokens(20), 0});
+  }
+  std::map<std::string, double> busiest;  // by router: the busiest replica's share of requests
+  for (const char* router : {"prefix", "state", "prefix-load", "state-load"}) {
+    SCOPED_TRACE(router);
+    const bool load = std::string(router).ends_with("-load");
+    const bool state = std::string(router).starts_with("state");
+    ServingConfig serving = H100();
+    serving.replicas = 4;
+    serving.router = router;
+    serving.max_running = 8;
+    serving.budget_bytes = int64_t{3} * 1000 * 1000 * 1000;
+    int checked = 0;
+    serving.on_route = [&](const RouteDecision& d) {
+      if (!load) return;
+      const std::span<const Token> input = trace.requests[d.request].input;
+      const int64_t n = static_cast<int64_t>(input.size());
+      std::vector<int64_t> cost;
+      for (const ReplicaView& v : d.replicas) {
+        const EngineLookup l = v.cache->Peek(input);
+        const int64_t overlap = state ? l.reusable_tokens : l.attention_hit_tokens;
+        cost.push_back(v.prefill_tokens + n - overlap + v.active_tokens + n);
+        EXPECT_GE(v.prefill_tokens, 0);
+        EXPECT_GE(v.active_tokens, 0);
+        EXPECT_EQ(v.outstanding == 0, v.prefill_tokens == 0 && v.active_tokens == 0);
+      }
+      EXPECT_EQ(cost[d.chosen], *std::min_element(cost.begin(), cost.end()))
+          << "request " << d.request;
+      ++checked;
+    };
+    auto r = RunServing(trace, SystemKind::kMarconi, ConfigFor(), serving);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    if (load) {
+      EXPECT_EQ(checked, static_cast<int>(trace.requests.size()));
+    }
+    std::vector<int> per(4, 0);
+    for (const ServingRecord& q : r->requests) ++per[q.replica];
+    busiest[router] =
+        *std::max_element(per.begin(), per.end()) / static_cast<double>(trace.requests.size());
+    std::printf("%s: busiest replica %.0f%% of requests\n", router, 100 * busiest[router]);
+  }
+  EXPECT_GT(busiest["prefix"], 0.9);
+  EXPECT_GT(busiest["state"], 0.9);
+  EXPECT_LT(busiest["prefix-load"], 0.5);
+  EXPECT_LT(busiest["state-load"], 0.5);
 }
 
 // Identical runs with several replicas, whatever the tuner's thread count, for every router.

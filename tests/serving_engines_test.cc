@@ -74,8 +74,8 @@ TEST(ServingEngines, AtVanishingLoadEachRequestFindsWhatTheReplayFinds) {
   for (const char* model : {"nemotron-h-8b", "paper-7b"}) {
     const SimConfig base = ConfigFor(model);
     const int64_t kv = base.model.KvBytesPerToken();
-    for (int64_t budget : {int64_t{40} * 1000 * 1000 * 1000, 3000 * kv + int64_t{12} * 4 *
-                                                                 base.model.StateBytesPerCheckpoint()}) {
+    for (int64_t budget : {int64_t{40} * 1000 * 1000 * 1000,
+                           3000 * kv + int64_t{12} * 4 * base.model.StateBytesPerCheckpoint()}) {
       ServingConfig serving;
       serving.device = DevicePreset("H100-80GB").value();
       serving.budget_bytes = budget;

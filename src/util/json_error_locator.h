@@ -44,7 +44,8 @@ class JsonErrorLocator final : public nlohmann::json_sax<nlohmann::json> {
     path_.pop_back();
     return Value();
   }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::json::exception& e) override {
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::json::exception& e) override {
     position_ = position;
     what_ = e.what();
     // "[json.exception.out_of_range.406] number overflow ..." -> "number overflow ...".

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 
 #include "sim/serving/step_time.h"
@@ -204,10 +204,17 @@ Result<DeviceProfile> ParseDeviceProfile(std::string_view text, std::string_view
   if (!Json::sax_parse(text, &locator)) {
     return Status::ParseError(locator.Message(text, where));
   }
-  static const char* const kFields[] = {
-      "name",           "base",       "peak_flops",         "hbm_bandwidth",
-      "hbm_bytes",      "model",      "memory_utilization", "flops_efficiency",
-      "step_overhead_s", "steps",     "bandwidth_efficiency"};
+  static const char* const kFields[] = {"name",
+                                        "base",
+                                        "peak_flops",
+                                        "hbm_bandwidth",
+                                        "hbm_bytes",
+                                        "model",
+                                        "memory_utilization",
+                                        "flops_efficiency",
+                                        "step_overhead_s",
+                                        "steps",
+                                        "bandwidth_efficiency"};
   try {
     const Json j = Json::parse(text);
     if (!j.is_object()) throw FieldError("the top level must be a JSON object");
@@ -302,9 +309,9 @@ Result<DeviceProfile> LoadDeviceProfile(const std::string& path) {
 }
 
 Result<DeviceProfile> ResolveDevice(const std::string& name_or_path) {
-  const bool path = name_or_path.find('/') != std::string::npos ||
-                    (name_or_path.size() > 5 &&
-                     name_or_path.compare(name_or_path.size() - 5, 5, ".json") == 0);
+  const bool path =
+      name_or_path.find('/') != std::string::npos ||
+      (name_or_path.size() > 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".json") == 0);
   if (path) return LoadDeviceProfile(name_or_path);
   auto preset = DevicePreset(name_or_path);
   if (!preset.ok()) {

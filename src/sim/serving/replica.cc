@@ -40,6 +40,16 @@ void Replica::PreemptLast() {
   waiting_.push_front(id);
 }
 
+ReplicaView Replica::View() const {
+  ReplicaView v{cache_.get(), outstanding_};
+  for (size_t id : running_) {
+    v.prefill_tokens += live_[id].prefill_left;
+    v.active_tokens += live_[id].context;
+  }
+  for (size_t id : waiting_) v.prefill_tokens += InputLen(id) + live_[id].generated;
+  return v;
+}
+
 void Replica::Arrive(size_t id, double t) {
   if (!in_step_ && !busy()) now_ = t;  // idle until now: its next step starts at the arrival
   occupancy_.Advance(t);

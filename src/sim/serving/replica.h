@@ -25,6 +25,8 @@ class Replica {
           int64_t budget, std::unique_ptr<ServedCache> cache, ServingResult* out);
 
   const ServedCache& cache() const { return *cache_; }
+  // What a router sees of it now.
+  ReplicaView View() const;
   // Requests handed to it and not finished.
   int64_t outstanding() const { return outstanding_; }
   // Has requests running or waiting (and so a step to start when not in one).

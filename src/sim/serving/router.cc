@@ -1,6 +1,7 @@
 #include "sim/serving/router.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <sstream>
 #include <unordered_map>
@@ -64,11 +65,41 @@ class LongestPrefix : public Router {
   }
 };
 
+// NVIDIA Dynamo's KV router cost, in tokens (its blocks' size cancels): the prefill the replica
+// would have to compute, its queue's and this request's past the overlap, weighted by
+// kv-overlap-score-weight (1, Dynamo's default), plus its active KV with this request's. The
+// least cost wins, ties to the least loaded. `kOverlap` is the attention-hit depth (Dynamo's
+// overlap) or the reusable depth (what a hybrid model actually skips).
+template <int64_t EngineLookup::*kOverlap>
+class OverlapAgainstLoad : public Router {
+ public:
+  size_t Route(const RouteQuery& q, std::span<const ReplicaView> replicas) override {
+    constexpr int64_t kWeight = 1;
+    const int64_t n = static_cast<int64_t>(q.input.size());
+    int64_t best = std::numeric_limits<int64_t>::max();
+    std::vector<size_t> tied;
+    for (size_t r = 0; r < replicas.size(); ++r) {
+      const ReplicaView& v = replicas[r];
+      const int64_t overlap = v.cache != nullptr ? v.cache->Peek(q.input).*kOverlap : 0;
+      const int64_t cost = kWeight * (v.prefill_tokens + n - overlap) + v.active_tokens + n;
+      if (cost < best) best = cost, tied.clear();
+      if (cost == best) tied.push_back(r);
+    }
+    return LeastLoaded(replicas, tied);
+  }
+};
+
 std::unique_ptr<Router> MakeRoundRobin() { return std::make_unique<RoundRobin>(); }
 std::unique_ptr<Router> MakeLeastLoaded() { return std::make_unique<LeastLoadedRouter>(); }
 std::unique_ptr<Router> MakeSession() { return std::make_unique<SessionAffinity>(); }
 std::unique_ptr<Router> MakePrefix() {
   return std::make_unique<LongestPrefix<&EngineLookup::attention_hit_tokens>>();
+}
+std::unique_ptr<Router> MakePrefixLoad() {
+  return std::make_unique<OverlapAgainstLoad<&EngineLookup::attention_hit_tokens>>();
+}
+std::unique_ptr<Router> MakeStateLoad() {
+  return std::make_unique<OverlapAgainstLoad<&EngineLookup::reusable_tokens>>();
 }
 std::unique_ptr<Router> MakeState() {
   return std::make_unique<LongestPrefix<&EngineLookup::reusable_tokens>>();
@@ -90,6 +121,13 @@ constexpr RouterSpec kRouters[] = {
      "the longest reusable prefix, counting only positions with a stored state "
      "(the reusable depth), ties least-loaded",
      MakeState},
+    {"prefix-load",
+     "least prefill to compute (queued + this request's past the cached attention prefix) "
+     "plus active KV, NVIDIA Dynamo's cost with weight 1, ties least-loaded",
+     MakePrefixLoad},
+    {"state-load",
+     "as prefix-load, with the reusable prefix (positions with a stored state) as the overlap",
+     MakeStateLoad},
 };
 
 }  // namespace

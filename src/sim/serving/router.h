@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "marconi/prefix_cache.h"
-#include "sim/serving/served_cache.h"
 #include "marconi/status.h"
+#include "sim/serving/served_cache.h"
 
 namespace marconi::sim::serving {
 
@@ -24,6 +24,11 @@ struct ReplicaView {
   // Requests routed to it and not finished (waiting or running): the load of least-loaded and
   // the tie-break of the cache-aware routers.
   int64_t outstanding = 0;
+  // Prefill tokens it has still to compute: running requests' prefill left, and waiting
+  // requests' whole prefill (their hit is known only at their admission).
+  int64_t prefill_tokens = 0;
+  // KV tokens its running requests hold or share (their context): its decode load.
+  int64_t active_tokens = 0;
 };
 
 struct RouteQuery {

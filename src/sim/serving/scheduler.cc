@@ -94,7 +94,7 @@ Status RunReplicas(const Trace& trace, const ServingConfig& serving, Router* rou
       const size_t id = pending.top().second;
       pending.pop();
       for (size_t r = 0; r < replicas.size(); ++r) {
-        views[r] = {&replicas[r]->cache(), replicas[r]->outstanding()};
+        views[r] = replicas[r]->View();
       }
       const size_t chosen =
           router->Route({id, req(id).input, req(id).session_id}, std::span(views));
@@ -281,12 +281,13 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
   std::sort(grid.begin(), grid.end());
   if (grid.empty()) return Status::InvalidArgument("the oracle needs a grid of alphas");
   std::vector<Result<ServingResult>> runs(grid.size(), Status::Unimplemented("not run"));
-  internal::ParallelFor(
-      grid.size(), static_cast<size_t>(std::max(1, config.threads)), [&](size_t i) {
-        SimConfig c = config;
-        if (spec.engine != nullptr) c.params[std::string(SystemName(kind)) + ".alpha"] = grid[i];
-        runs[i] = ServeOnce(trace, kind, c, serving, *budget, grid[i], false);
-      });
+  internal::ParallelFor(grid.size(), static_cast<size_t>(std::max(1, config.threads)),
+                        [&](size_t i) {
+                          SimConfig c = config;
+                          if (spec.engine != nullptr)
+                            c.params[std::string(SystemName(kind)) + ".alpha"] = grid[i];
+                          runs[i] = ServeOnce(trace, kind, c, serving, *budget, grid[i], false);
+                        });
   size_t best = 0;
   TuningRound round;
   round.alphas = grid;

@@ -29,7 +29,7 @@ struct StepSnapshot {
   int64_t waiting = 0;
   int64_t batch_tokens = 0;
   double seconds = 0;  // the step's duration
-  MemoryUse memory;  // in use after admission (what the step runs with)
+  MemoryUse memory;    // in use after admission (what the step runs with)
   int64_t budget = 0;
   size_t replica = 0;  // which replica steps
 };

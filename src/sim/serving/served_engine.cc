@@ -32,9 +32,9 @@ class ServedEngine final : public ServedCache {
         return true;
       case EngineAdmit::kNoRoom:
         if (!alone) return false;
-        return Status::ResourceExhausted(
-            name_ + ": request " + std::to_string(id) + " (" + std::to_string(r.input.size()) +
-            " input tokens) finds no room with nothing else running");
+        return Status::ResourceExhausted(name_ + ": request " + std::to_string(id) + " (" +
+                                         std::to_string(r.input.size()) +
+                                         " input tokens) finds no room with nothing else running");
       case EngineAdmit::kTooLarge:
         break;
     }
