@@ -71,6 +71,10 @@ class VllmCache : public EngineCache {
  public:
   explicit VllmCache(const VllmConfig& config);
 
+  // The request protocol (docs/engines.md, "Under load"). Serve's hooks keep their defaults (0):
+  // Computed runs vLLM's own steps inside the range it is given (the token budget and, in align
+  // mode, _mamba_block_aligned_split for the prefill; one token per decode step), so the whole
+  // prefill in one call reproduces the one-request chunking.
   EngineLookup Peek(std::span<const Token> input) const override;
   EngineAdmit Admit(RequestId id, std::span<const Token> input, std::span<const Token> output,
                     int64_t prefill_end, int64_t reserve_tokens, Timestamp now,
