@@ -487,6 +487,213 @@ TEST(VllmTest, BoundedPoolNeverOverflows) {
   }
 }
 
+// --- the request protocol under load ----------------------------------------------------------
+
+// What "nothing changed" compares: the content counters, the pool's counts and its free queue.
+struct Snapshot {
+  std::vector<int64_t> counters;
+  std::vector<int32_t> queue;
+  bool operator==(const Snapshot&) const = default;
+};
+Snapshot Snap(const VllmCache& c) {
+  const CacheStats& s = c.stats();
+  const MemoryUse m = c.Memory();
+  return {{s.cached_tokens, s.checkpoints, s.kv_bytes, s.state_bytes, s.peak_bytes, s.inserts,
+           s.checkpoints_admitted, s.evictions, s.evicted_tokens, s.evicted_checkpoints,
+           m.running_kv, m.running_state, m.cached_kv, m.cached_state, c.pool().free_blocks(),
+           c.pool().used_blocks(), c.pool().held_blocks(), c.pool().created()},
+          c.pool().HashedFreeOrder()};
+}
+
+// The pool and byte invariants after every call.
+void CheckInvariants(const VllmCache& c, int64_t capacity, const std::string& where) {
+  const MemoryUse m = c.Memory();
+  ASSERT_LE(m.total(), capacity) << where;
+  ASSERT_EQ(m.total(), c.pool().used_blocks() * c.config().block_bytes()) << where;
+  ASSERT_LE(c.pool().used_blocks(), c.pool().usable_blocks()) << where;
+  ASSERT_LE(c.pool().created(), c.pool().usable_blocks()) << where;
+  ASSERT_GE(m.running_kv, 0) << where;
+  ASSERT_GE(m.running_state, 0) << where;
+}
+
+// Several requests admitted, reserved and computed in random chunks, finished or aborted in
+// random order over a bounded pool: the invariants hold after every call, a running request's
+// hit stays found while it holds it, refusals change nothing, and nothing stays running at the
+// end.
+TEST(VllmTest, RandomInterleavingKeepsThePoolConsistent) {
+  struct Flight {
+    EngineCache::RequestId id;
+    size_t request;
+    int64_t pos, committed, reserved;
+    EngineLookup found;
+  };
+  const uint32_t seed = 20261124;
+  std::cout << "interleaving seed " << seed << "\n";
+  int64_t admitted = 0, no_room = 0, too_large = 0, refused_reserve = 0, aborted = 0, hits = 0;
+  for (const VllmParams& base : {Align(), All()}) {
+    for (const bool marconi : {false, true}) {
+      if (marconi && base.mode == VllmMambaCacheMode::kAll) continue;
+      for (const int recurrent : {1, 3}) {
+        for (const int64_t usable : {24, 60}) {
+          VllmParams p = base;
+          if (marconi) p.marconi_alpha = 1.0;
+          p.max_num_batched_tokens = 48;
+          const std::string where =
+              std::string(base.mode == VllmMambaCacheMode::kAll ? "all" : "align") +
+              (marconi ? " marconi" : "") + ", recurrent " + std::to_string(recurrent) +
+              ", usable " + std::to_string(usable);
+          SCOPED_TRACE(where);
+          VllmCache c = Bounded(p, usable, false, recurrent);
+          const int64_t capacity = c.config().block_bytes() * c.config().num_blocks;
+          std::mt19937 rng(seed + static_cast<uint32_t>(usable * 10 + recurrent));
+          auto pick = [&](int64_t lo, int64_t hi) {
+            return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+          };
+          const std::vector<Request> trace = RandomTrace(seed, 160);
+          std::vector<Flight> running;
+          size_t next = 0;
+          EngineCache::RequestId next_id = 1;
+          int steps = 0;
+          while ((next < trace.size() || !running.empty()) && ++steps < 20000) {
+            const int64_t action = pick(0, 9);
+            if (next < trace.size() && (running.empty() || (action < 3 && running.size() < 5))) {
+              const Request& r = trace[next];
+              const int64_t n = static_cast<int64_t>(r.input.size());
+              const EngineLookup peek = c.Peek(r.input);
+              const int64_t reserve = pick(0, n - peek.reusable_tokens);
+              const Snapshot before = Snap(c);
+              EngineLookup found;
+              const EngineAdmit got = c.Admit(next_id, r.input, r.output, n, reserve, 0, &found);
+              ASSERT_EQ(found.reusable_tokens, peek.reusable_tokens);
+              ASSERT_EQ(found.attention_hit_tokens, peek.attention_hit_tokens);
+              if (got != EngineAdmit::kAdmitted) {
+                ASSERT_TRUE(before == Snap(c)) << "a refused Admit changed the cache";
+                if (got == EngineAdmit::kTooLarge) {
+                  ++too_large;
+                  ++next;
+                } else {
+                  ++no_room;
+                  ASSERT_FALSE(running.empty()) << "an empty pool refused a request that fits";
+                }
+                continue;
+              }
+              ++admitted;
+              hits += found.reusable_tokens > 0;
+              const int64_t committed =
+                  n + std::max<int64_t>(static_cast<int64_t>(r.output.size()), 1) - 1;
+              running.push_back({next_id++, next++, found.reusable_tokens, committed,
+                                 found.reusable_tokens + reserve, found});
+            } else if (!running.empty()) {
+              const size_t i =
+                  static_cast<size_t>(pick(0, static_cast<int64_t>(running.size()) - 1));
+              Flight& f = running[i];
+              if (f.pos == f.committed || action == 9) {
+                if (f.pos == f.committed) {
+                  c.Finish(f.id, 0);
+                } else {
+                  c.Abort(f.id);
+                  ++aborted;
+                  --next;  // retried later (the trace's order is only a source of requests)
+                }
+                running.erase(running.begin() + static_cast<ptrdiff_t>(i));
+              } else {
+                const int64_t end = std::min(f.committed, f.pos + pick(1, 40));
+                if (end > f.reserved) {
+                  const Snapshot before = Snap(c);
+                  if (!c.Reserve(f.id, end - f.reserved)) {
+                    ++refused_reserve;
+                    ASSERT_TRUE(before == Snap(c)) << "a refused Reserve changed the cache";
+                    // Preempt another request (or this one, alone) as a scheduler would.
+                    const size_t v = running.size() > 1 ? (i + 1) % running.size() : i;
+                    c.Abort(running[v].id);
+                    ++aborted;
+                    running.erase(running.begin() + static_cast<ptrdiff_t>(v));
+                    continue;
+                  }
+                  f.reserved = end;
+                }
+                c.Computed(f.id, end);
+                f.pos = end;
+              }
+            }
+            CheckInvariants(c, capacity, where);
+            // The hit's KV blocks are held until the request ends; its state block until the
+            // request's first step past it (remove_skipped_blocks releases it, evictable).
+            for (const Flight& f : running) {
+              const EngineLookup now = c.Peek(trace[f.request].input);
+              ASSERT_GE(now.attention_hit_tokens, f.found.reusable_tokens);
+              if (f.pos == f.found.reusable_tokens) {
+                ASSERT_GE(now.reusable_tokens, f.found.reusable_tokens);
+              }
+            }
+          }
+          ASSERT_TRUE(running.empty()) << "the interleaving did not drain";
+          EXPECT_EQ(c.Memory().running_kv, 0);
+          EXPECT_EQ(c.Memory().running_state, 0);
+          EXPECT_EQ(c.pool().held_blocks(), 0);
+        }
+      }
+    }
+  }
+  std::cout << "admitted " << admitted << ", no room " << no_room << ", too large " << too_large
+            << ", refused reserves " << refused_reserve << ", aborted " << aborted << ", hits "
+            << hits << "\n";
+  EXPECT_GT(no_room, 0);
+  EXPECT_GT(refused_reserve, 0);
+  EXPECT_GT(hits, 0);
+}
+
+// Peek is Admit's lookup and changes nothing: a twin fed the same requests without Peek calls
+// ends identical, the Marconi variant's clock included.
+TEST(VllmTest, PeekIsAdmitsLookupAndChangesNothing) {
+  for (const double alpha : {-1.0, 1.0}) {
+    VllmParams p = Align();
+    p.marconi_alpha = alpha;
+    VllmCache peeked = Bounded(p, 30), plain = Bounded(p, 30);
+    const std::vector<Request> trace = RandomTrace(12, 200);
+    for (size_t i = 0; i < trace.size(); ++i) {
+      const EngineLookup before = peeked.Peek(trace[i].input);
+      const EngineLookup got = Serve(peeked, trace[i].input, trace[i].output);
+      ASSERT_EQ(before.reusable_tokens, got.reusable_tokens) << "request " << i;
+      ASSERT_EQ(before.attention_hit_tokens, got.attention_hit_tokens) << "request " << i;
+      const EngineLookup twin = Serve(plain, trace[i].input, trace[i].output);
+      ASSERT_EQ(twin.reusable_tokens, got.reusable_tokens) << "request " << i;
+    }
+    EXPECT_TRUE(Snap(peeked) == Snap(plain));
+    EXPECT_GT(peeked.stats().evictions, 0);
+  }
+}
+
+// Requests that reserve their whole prefill fill the pool: the next Admit finds no room and
+// changes nothing; once the running ones finish it is admitted.
+TEST(VllmTest, FullPoolRefusesUntilRequestsFinish) {
+  VllmCache c = Bounded(Align(), 20);
+  std::vector<Tokens> inputs;
+  for (int i = 0; i < 4; ++i) inputs.push_back(Seq(100, 1000 * (i + 1)));
+  const Tokens out = {1};
+  EngineLookup found;
+  // Each holds 7 KV blocks and one state slot for its whole prefill: two fit in 20 blocks.
+  ASSERT_EQ(c.Admit(1, inputs[0], out, 100, 100, 0, &found), EngineAdmit::kAdmitted);
+  ASSERT_EQ(c.Admit(2, inputs[1], out, 100, 100, 0, &found), EngineAdmit::kAdmitted);
+  const Snapshot before = Snap(c);
+  EXPECT_EQ(c.Admit(3, inputs[2], out, 100, 100, 0, &found), EngineAdmit::kNoRoom);
+  EXPECT_TRUE(before == Snap(c));
+  // Admitted without KV, it cannot reserve it.
+  ASSERT_EQ(c.Admit(3, inputs[2], out, 100, 0, 0, &found), EngineAdmit::kAdmitted);
+  EXPECT_FALSE(c.Reserve(3, 100));
+  c.Abort(3);
+  // A request larger than the whole pool is refused for good.
+  EXPECT_EQ(c.Admit(4, Seq(400, 90000), out, 400, 0, 0, &found), EngineAdmit::kTooLarge);
+  for (const EngineCache::RequestId id : {1, 2}) {
+    c.Computed(id, 100);
+    EXPECT_GT(c.Memory().running_kv, 0);
+    c.Finish(id, 0);
+  }
+  EXPECT_EQ(c.Memory().running_kv + c.Memory().running_state, 0);
+  EXPECT_EQ(c.Admit(3, inputs[2], out, 100, 100, 0, &found), EngineAdmit::kAdmitted);
+  EXPECT_GT(c.stats().cached_tokens, 0);
+}
+
 // --- derived sizes, registry, bad input ---------------------------------------------------------
 
 // qwen3-next-80b-a3b: 12 attention layers (2 KV heads of 256, bf16) and 36 Gated DeltaNet layers

@@ -204,31 +204,18 @@ VllmCache::VllmCache(const VllmConfig& config)
   pool_.set_state_alpha(config.marconi_alpha);
 }
 
-uint64_t VllmCache::AttentionKey(size_t block) const { return AttentionKeyOf(hashes_[block]); }
-
-uint64_t VllmCache::StateKey(size_t block) const { return StateKeyOf(hashes_[block]); }
-
-bool VllmCache::Retained(int64_t pos) const {
+bool VllmCache::Retained(const Running& r, int64_t pos) const {
   const int64_t b = config_.block_size;
-  if (pos == (prompt_ - 1) / b * b) return true;  // the replay boundary
-  if (junction_ > 0 && pos == junction_) return true;
+  if (pos == (r.prompt - 1) / b * b) return true;  // the replay boundary
+  if (r.junction > 0 && pos == r.junction) return true;
   return config_.retention_interval > 0 && pos % config_.retention_interval == 0;
 }
 
-EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Token> output,
-                              Timestamp /*now*/) {
+std::pair<size_t, size_t> VllmCache::LookupBlocks(std::span<const uint64_t> hashes,
+                                                  int64_t n) const {
   const int64_t b = config_.block_size;
   const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
-  const int64_t n = static_cast<int64_t>(input.size());
-  // Committed tokens at finish: the last sampled token is never decoded.
-  const int64_t g = std::max<int64_t>(static_cast<int64_t>(output.size()), 1);
-  const int64_t committed = n + g - 1;
-  pool_.set_clock(++clock_);
-
-  // Chain hashes of every full block of the committed tokens, once (hash_request_tokens).
-  ChainHashes(input, output.first(static_cast<size_t>(committed - n)), b, &hashes_);
-
-  // Lookup (get_computed_blocks): capped at n - 1, whole blocks only.
+  // get_computed_blocks: capped at n - 1, whole blocks only.
   const size_t max_blocks = static_cast<size_t>((n - 1) / b);
   size_t a_blocks = max_blocks;
   if (ga > 0) {
@@ -236,7 +223,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
     while (a_blocks < max_blocks) {
       bool all = true;
       for (int64_t grp = 0; grp < ga && all; ++grp) {
-        all = pool_.Find(AttentionKey(a_blocks), grp) != VllmBlockPool::kNone;
+        all = pool_.Find(AttentionKeyOf(hashes[a_blocks]), grp) != VllmBlockPool::kNone;
       }
       if (!all) break;  // the chain match stops at the first miss
       ++a_blocks;
@@ -248,7 +235,7 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
     for (size_t i = a_blocks; i > 0; --i) {  // right to left: the deepest state <= a
       bool all = true;
       for (int64_t grp = 0; grp < gm && all; ++grp) {
-        all = pool_.Find(StateKey(i - 1), grp) != VllmBlockPool::kNone;
+        all = pool_.Find(StateKeyOf(hashes[i - 1]), grp) != VllmBlockPool::kNone;
       }
       if (all) {
         m_blocks = i;
@@ -256,41 +243,180 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
       }
     }
   }
-  const int64_t a = static_cast<int64_t>(a_blocks) * b, m = static_cast<int64_t>(m_blocks) * b;
+  return {a_blocks, m_blocks};
+}
 
-  // The running request: it holds the hit's attention blocks and the one state block used.
-  prompt_ = n;
-  parent_state_ = m;
-  junction_ = (ga > 0 && gm > 0 && a > m) ? a : 0;
-  overflow_ = false;
-  attn_blocks_.clear();
-  state_index_.clear();
-  state_blocks_.clear();
-  state_head_ = state_checked_ = 0;
+EngineLookup VllmCache::Peek(std::span<const Token> input) const {
+  const int64_t b = config_.block_size;
+  const int64_t n = static_cast<int64_t>(input.size());
+  std::vector<uint64_t> hashes;
+  ChainHashes(input.first(static_cast<size_t>((n - 1) / b * b)), {}, b, &hashes);
+  const auto [a_blocks, m_blocks] = LookupBlocks(hashes, n);
+  return {static_cast<int64_t>(a_blocks) * b, static_cast<int64_t>(m_blocks) * b};
+}
+
+EngineAdmit VllmCache::Admit(RequestId id, std::span<const Token> input,
+                             std::span<const Token> output, int64_t prefill_end,
+                             int64_t reserve_tokens, Timestamp /*now*/, EngineLookup* found) {
+  const int64_t b = config_.block_size;
+  const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
+  const int64_t n = static_cast<int64_t>(input.size());
+  // Committed tokens at finish: the last sampled token is never decoded.
+  const int64_t g = std::max<int64_t>(static_cast<int64_t>(output.size()), 1);
+  Running r = std::move(spare_);
+  r.committed = n + g - 1;
+  // Chain hashes of every full block of the committed tokens, once (hash_request_tokens).
+  ChainHashes(input, output.first(static_cast<size_t>(r.committed - n)), b, &r.hashes);
+  const auto [a_blocks, m_blocks] = LookupBlocks(r.hashes, n);
+  const int64_t a = static_cast<int64_t>(a_blocks) * b, m = static_cast<int64_t>(m_blocks) * b;
+  *found = {a, m};
+
+  // The request as it would run: it holds the hit's attention blocks and the one state block
+  // used. Nothing is touched until the checks pass.
+  r.prompt = n;
+  r.prefill_end = std::max(prefill_end, n);
+  r.parent_state = r.pos = r.reserved = m;
+  r.junction = (ga > 0 && gm > 0 && a > m) ? a : 0;
+  r.promised = r.debt = 0;
+  r.attn_blocks.clear();
+  r.state_index.clear();
+  r.state_blocks.clear();
+  r.prefill_steps.clear();
+  r.state_head = r.state_checked = 0;
   for (size_t i = 0; i < m_blocks; ++i) {
     for (int64_t grp = 0; grp < ga; ++grp) {
-      const int32_t blk = pool_.Find(AttentionKey(i), grp);
-      pool_.Touch(blk);
-      attn_blocks_.push_back(blk);
+      r.attn_blocks.push_back(pool_.Find(AttentionKeyOf(r.hashes[i]), grp));
     }
   }
-  attn_hashed_ = m_blocks;
+  r.attn_hashed = m_blocks;
   if (gm > 0 && m_blocks > 0) {
-    state_index_.push_back(static_cast<int64_t>(m_blocks) - 1);
+    r.state_index.push_back(static_cast<int64_t>(m_blocks) - 1);
     for (int64_t grp = 0; grp < gm; ++grp) {
-      const int32_t blk = pool_.Find(StateKey(m_blocks - 1), grp);
-      pool_.Touch(blk);
-      state_blocks_.push_back(blk);
+      r.state_blocks.push_back(pool_.Find(StateKeyOf(r.hashes[m_blocks - 1]), grp));
     }
-    state_checked_ = 1;
+    r.state_checked = 1;
   }
+  const auto give_back = [&](EngineAdmit why) {
+    spare_ = std::move(r);
+    return why;
+  };
+  // kTooLarge: alone, some step would find no free block (allocate_slots would never succeed).
+  // A cheap bound first: every attention block, and the state slots one step can hold (align:
+  // the one kept from the previous step, the hit's, the new one; all: a slot per block more).
+  const int64_t hit_blocks = static_cast<int64_t>(r.attn_blocks.size() + r.state_blocks.size());
+  const int64_t step_slots =
+      3 + (config_.mode == VllmMambaCacheMode::kAll ? config_.max_num_batched_tokens / b + 1 : 0);
+  const int64_t bound = (r.committed + b - 1) / b * ga + step_slots * gm;
+  if (config_.num_blocks != VllmConfig::kUnboundedBlocks && bound > pool_.usable_blocks() &&
+      hit_blocks + PeakNeed(r, m, r.committed, Refs::kAlone) > pool_.usable_blocks()) {
+    ++oversized_requests_;
+    return give_back(EngineAdmit::kTooLarge);
+  }
+  // kNoRoom (the scheduler's can_allocate: free blocks, evictable cached ones included): the hit
+  // blocks waiting in the free queue leave it, a hit state block another request holds is
+  // counted once more (that request counted on freeing it), then the reserved steps.
+  int64_t need = 0;
+  for (const int32_t blk : r.attn_blocks) need += pool_.ref_count(blk) == 0;
+  for (const int32_t blk : r.state_blocks) {
+    if (pool_.ref_count(blk) == 0) {
+      ++need;
+    } else {
+      ++r.debt;
+    }
+  }
+  r.reserved = std::min(r.committed, m + reserve_tokens);
+  r.promised =
+      std::max(PeakNeed(r, m, r.reserved, Refs::kBeforeTouch), r.state_index.empty() ? gm : 0);
+  if (need + r.debt + r.promised > pool_.free_blocks() - promised_total_) {
+    return give_back(EngineAdmit::kNoRoom);
+  }
+  pool_.set_clock(++clock_);
+  for (const int32_t blk : r.attn_blocks) pool_.Touch(blk);
+  for (const int32_t blk : r.state_blocks) pool_.Touch(blk);
+  promised_total_ += r.debt + r.promised;
+  running_.insert_or_assign(id, std::move(r));
+  return EngineAdmit::kAdmitted;
+}
 
-  // Prefill, chunked by the token budget (and, in align mode, _mamba_block_aligned_split).
-  prefill_steps_.clear();
+int64_t VllmCache::Promise(const Running& r) const {
+  const bool no_slot = r.state_index.size() == r.state_head;
+  return std::max(PeakNeed(r, r.pos, r.reserved, Refs::kNow),
+                  no_slot && r.pos < r.committed ? config_.recurrent_groups : 0);
+}
+
+bool VllmCache::Reserve(RequestId id, int64_t tokens) {
+  Running& r = running_.at(id);
+  const int64_t target = std::min(r.committed, r.reserved + tokens);
+  const int64_t before = r.reserved;
+  r.reserved = target;
+  const int64_t promise = Promise(r);
+  if (promise - r.promised > pool_.free_blocks() - promised_total_) {
+    r.reserved = before;
+    return false;
+  }
+  promised_total_ += promise - r.promised;
+  r.promised = promise;
+  return true;
+}
+
+void VllmCache::Computed(RequestId id, int64_t pos) {
+  Running& r = running_.at(id);
+  pos = std::min(pos, r.committed);
+  if (pos <= r.pos) return;
+  ForEachStep(r, r.pos, pos, [&](int64_t s, int64_t e, bool prefill) { Step(r, s, e, prefill); });
+  r.pos = pos;
+  r.reserved = std::max(r.reserved, pos);
+  const int64_t promise = Promise(r);
+  promised_total_ += promise - r.promised;
+  r.promised = promise;
+}
+
+void VllmCache::Finish(RequestId id, Timestamp /*now*/) { Release(id, true); }
+
+void VllmCache::Abort(RequestId id) { Release(id, false); }
+
+void VllmCache::Release(RequestId id, bool finished) {
+  auto node = running_.extract(id);
+  Running& r = node.mapped();
+  promised_total_ -= r.promised + r.debt;
+  FreeRequest(r);
+  if (finished) {
+    ++stats_.inserts;
+    prefill_steps_.swap(r.prefill_steps);
+  }
+  RefreshStats();
+  spare_ = std::move(r);
+}
+
+MemoryUse VllmCache::Memory() const {
+  using Kind = VllmBlockPool::Kind;
+  const int64_t bytes = config_.block_bytes();
+  const size_t ga = static_cast<size_t>(config_.attention_groups);
+  MemoryUse use;
+  for (const auto& [id, r] : running_) {
+    // A running request's own blocks are the unhashed ones; its hashed blocks are cached content.
+    use.running_kv += static_cast<int64_t>(r.attn_blocks.size() - r.attn_hashed * ga) * bytes;
+    for (size_t j = r.state_head * static_cast<size_t>(config_.recurrent_groups);
+         j < r.state_blocks.size(); ++j) {
+      use.running_state += pool_.hashed(r.state_blocks[j]) ? 0 : bytes;
+    }
+  }
+  use.cached_kv = pool_.hashed_blocks(Kind::kAttention) * bytes;
+  use.cached_state = pool_.hashed_blocks(Kind::kState) * bytes;
+  return use;
+}
+
+template <typename F>
+void VllmCache::ForEachStep(const Running& r, int64_t from, int64_t to, F&& f) const {
+  const int64_t b = config_.block_size;
+  // Prefill, chunked by the token budget (and, in align mode, _mamba_block_aligned_split): a
+  // Computed position is a step end, and the split also ends steps inside [from, to).
+  const int64_t n = r.prefill_end;
   const int64_t budget = config_.max_num_batched_tokens;
   const int64_t last_cache_position = n - n % b;
-  for (int64_t s = m; s < n;) {
-    int64_t e = std::min(s + budget, n);
+  int64_t s = from;
+  for (const int64_t stop_at = std::min(to, n); s < stop_at;) {
+    int64_t e = std::min(s + budget, stop_at);
     if (config_.mode == VllmMambaCacheMode::kAlign) {
       if (e < n && e / b * b > s) e = e / b * b;  // else a block larger than the budget
       auto stop = [&](int64_t at) {
@@ -298,82 +424,114 @@ EngineLookup VllmCache::Serve(std::span<const Token> input, std::span<const Toke
       };
       if (s % b != 0) stop((s / b + 1) * b);
       stop(last_cache_position);
-      if (junction_ > 0 && s < junction_ && junction_ < e) stop(s + (junction_ - s) / b * b);
+      const int64_t j = r.junction;
+      if (j > 0 && s < j && j < e) stop(s + (j - s) / b * b);
     }
-    Step(s, e);
-    prefill_steps_.emplace_back(s, e);
+    f(s, e, true);
     s = e;
   }
   // Decode: one token per step. Steps change the pool only when they cross into a block
   // (c % b == 0), reach a boundary ((c + 1) % b == 0) or pass one (c % b == 1: the previous
-  // state block is released); the others are skipped.
-  for (int64_t c = n; c < committed;) {
-    Step(c, c + 1);
-    const int64_t r = (c + 1) % b;
-    c = (r == 0 || r == 1 || r == b - 1) ? c + 1 : c + 1 + (b - 1 - r);
+  // state block is released); the others are skipped (the first of a call always runs).
+  for (int64_t c = s; c < to;) {
+    f(c, c + 1, false);
+    const int64_t rem = (c + 1) % b;
+    c = (rem == 0 || rem == 1 || rem == b - 1) ? c + 1 : c + 1 + (b - 1 - rem);
   }
-  FreeRequest();
-  ++stats_.inserts;
-  RefreshStats();
-  return {a, m};
 }
 
-void VllmCache::Step(int64_t start, int64_t end) {
-  if (overflow_) return;
+int64_t VllmCache::PeakNeed(const Running& r, int64_t from, int64_t to, Refs refs) const {
+  if (from >= to) return 0;
   const int64_t b = config_.block_size;
   const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
   const bool all_mode = config_.mode == VllmMambaCacheMode::kAll;
+  // The held state slots, each with the blocks its release returns to the free queue.
+  std::vector<std::pair<int64_t, int64_t>>& held = held_scratch_;
+  held.clear();
+  for (size_t j = r.state_head; j < r.state_index.size(); ++j) {
+    int64_t back = gm;
+    if (refs != Refs::kAlone) {
+      back = 0;
+      const int32_t sole = refs == Refs::kNow ? 1 : 0;
+      for (int64_t grp = 0; grp < gm; ++grp) {
+        back += pool_.ref_count(
+                    r.state_blocks[j * static_cast<size_t>(gm) + static_cast<size_t>(grp)]) == sole;
+      }
+    }
+    held.emplace_back(r.state_index[j], back);
+  }
+  size_t head = 0;
+  int64_t attn_held = ga > 0 ? static_cast<int64_t>(r.attn_blocks.size()) / ga : 0;
+  int64_t net = 0, peak = 0;
+  ForEachStep(r, from, to, [&](int64_t start, int64_t end, bool) {
+    if (gm > 0 && start > 0) {
+      const int64_t keep = (start - 1) / b;
+      for (; head < held.size() && held[head].first < keep; ++head) net -= held[head].second;
+    }
+    const int64_t last = (end - 1) / b;
+    const bool holding = held.size() > head;
+    int64_t first_state = all_mode ? (holding ? held.back().first + 1 : start / b) : last;
+    if (holding && held.back().first >= last) first_state = last + 1;
+    if (gm == 0) first_state = last + 1;
+    const int64_t new_attn = ga > 0 ? std::max<int64_t>(0, (end + b - 1) / b - attn_held) : 0;
+    for (int64_t idx = first_state; idx <= last; ++idx) held.emplace_back(idx, gm);
+    net += std::max<int64_t>(0, last + 1 - first_state) * gm + new_attn * ga;
+    attn_held += new_attn;
+    peak = std::max(peak, net);
+  });
+  return peak;
+}
+
+void VllmCache::Step(Running& r, int64_t start, int64_t end, bool prefill) {
+  const int64_t b = config_.block_size;
+  const int64_t ga = config_.attention_groups, gm = config_.recurrent_groups;
+  const bool all_mode = config_.mode == VllmMambaCacheMode::kAll;
+  if (prefill) r.prefill_steps.emplace_back(start, end);
   // remove_skipped_blocks: state blocks before the one holding the state at `start` are
   // released, group by group, each tail first (hashed ones stay cached, evictable).
   if (gm > 0 && start > 0) {
     const int64_t keep = (start - 1) / b;
-    size_t k = state_head_;
-    while (k < state_index_.size() && state_index_[k] < keep) ++k;
+    size_t k = r.state_head;
+    while (k < r.state_index.size() && r.state_index[k] < keep) ++k;
     for (int64_t grp = 0; grp < gm; ++grp) {
-      for (size_t j = k; j > state_head_; --j) {
-        pool_.Free(state_blocks_[(j - 1) * static_cast<size_t>(gm) + static_cast<size_t>(grp)]);
+      for (size_t j = k; j > r.state_head; --j) {
+        pool_.Free(r.state_blocks[(j - 1) * static_cast<size_t>(gm) + static_cast<size_t>(grp)]);
       }
     }
-    state_head_ = k;
+    r.state_head = k;
   }
   // The blocks this step needs: attention up to cdiv(end, B); the state block(s) up to the one
   // holding the state at `end` (align: that one only, the others stay null; all: every one).
+  // The request's promise guarantees them (allocate_slots succeeded when it was Reserve'd).
   const int64_t last = (end - 1) / b;
-  const bool holding = state_index_.size() > state_head_;
-  int64_t first_state = all_mode ? (holding ? state_index_.back() + 1 : start / b) : last;
-  if (holding && state_index_.back() >= last) first_state = last + 1;
+  const bool holding = r.state_index.size() > r.state_head;
+  int64_t first_state = all_mode ? (holding ? r.state_index.back() + 1 : start / b) : last;
+  if (holding && r.state_index.back() >= last) first_state = last + 1;
   if (gm == 0) first_state = last + 1;
-  const int64_t new_states = std::max<int64_t>(0, last + 1 - first_state);
-  const int64_t attn_held = ga > 0 ? static_cast<int64_t>(attn_blocks_.size()) / ga : 0;
+  const int64_t attn_held = ga > 0 ? static_cast<int64_t>(r.attn_blocks.size()) / ga : 0;
   const int64_t new_attn = ga > 0 ? std::max<int64_t>(0, (end + b - 1) / b - attn_held) : 0;
-  if (new_states * gm + new_attn * ga > pool_.free_blocks()) {
-    // vLLM would not schedule this step (allocate_slots returns None); one request at a time,
-    // the emulation computes the rest of the request without caching it.
-    overflow_ = true;
-    ++oversized_requests_;
-    return;
-  }
   for (int64_t idx = first_state; idx <= last && gm > 0; ++idx) {
-    state_index_.push_back(idx);
-    for (int64_t grp = 0; grp < gm; ++grp) state_blocks_.push_back(pool_.Allocate());
+    r.state_index.push_back(idx);
+    for (int64_t grp = 0; grp < gm; ++grp) r.state_blocks.push_back(pool_.Allocate());
   }
-  for (int64_t i = 0; i < new_attn * ga; ++i) attn_blocks_.push_back(pool_.Allocate());
+  for (int64_t i = 0; i < new_attn * ga; ++i) r.attn_blocks.push_back(pool_.Allocate());
 
   // cache_blocks: every full attention block; the full state blocks that the mode keeps.
   const size_t full = static_cast<size_t>(end / b);
-  for (; attn_hashed_ < full && ga > 0; ++attn_hashed_) {
-    pool_.Cache(std::span(attn_blocks_)
-                    .subspan(attn_hashed_ * static_cast<size_t>(ga), static_cast<size_t>(ga)),
-                AttentionKey(attn_hashed_), VllmBlockPool::Kind::kAttention);
+  for (; r.attn_hashed < full && ga > 0; ++r.attn_hashed) {
+    pool_.Cache(std::span(r.attn_blocks)
+                    .subspan(r.attn_hashed * static_cast<size_t>(ga), static_cast<size_t>(ga)),
+                AttentionKeyOf(r.hashes[r.attn_hashed]), VllmBlockPool::Kind::kAttention);
   }
-  for (; state_checked_ < state_index_.size() && (state_index_[state_checked_] + 1) * b <= end;
-       ++state_checked_) {
-    const int64_t idx = state_index_[state_checked_];
-    if (!all_mode && !Retained((idx + 1) * b)) continue;  // unhashed: freed first
+  for (; r.state_checked < r.state_index.size() && (r.state_index[r.state_checked] + 1) * b <= end;
+       ++r.state_checked) {
+    const int64_t idx = r.state_index[r.state_checked];
+    if (!all_mode && !Retained(r, (idx + 1) * b)) continue;  // unhashed: freed first
     const auto blocks =
-        std::span(state_blocks_)
-            .subspan(state_checked_ * static_cast<size_t>(gm), static_cast<size_t>(gm));
-    pool_.Cache(blocks, StateKey(static_cast<size_t>(idx)), VllmBlockPool::Kind::kState);
+        std::span(r.state_blocks)
+            .subspan(r.state_checked * static_cast<size_t>(gm), static_cast<size_t>(gm));
+    pool_.Cache(blocks, StateKeyOf(r.hashes[static_cast<size_t>(idx)]),
+                VllmBlockPool::Kind::kState);
     if (config_.marconi_alpha >= 0) {
       // Marconi's node efficiency: the FLOPs of the tokens between the state on the path below
       // it that this request knows (its hit, or its previous stored state) and it, per byte.
@@ -383,31 +541,31 @@ void VllmCache::Step(int64_t start, int64_t end) {
       };
       const int64_t pos = (idx + 1) * b;
       const double value =
-          (flops(pos) - flops(parent_state_)) / static_cast<double>(gm * config_.block_bytes());
+          (flops(pos) - flops(r.parent_state)) / static_cast<double>(gm * config_.block_bytes());
       for (const int32_t blk : blocks) pool_.SetValue(blk, value);
-      parent_state_ = pos;
+      r.parent_state = pos;
     }
     admitted_state_blocks_ += gm;
   }
   peak_used_blocks_ = std::max(peak_used_blocks_, pool_.used_blocks());
 }
 
-void VllmCache::FreeRequest() {
+void VllmCache::FreeRequest(Running& r) {
   // KVCacheManager.free: manager by manager in group order, each group's blocks tail first. The
   // group order follows the model's layers (the first layer's type first).
   const size_t ga = static_cast<size_t>(config_.attention_groups);
   const size_t gm = static_cast<size_t>(config_.recurrent_groups);
   auto free_states = [&] {
     for (size_t grp = 0; grp < gm; ++grp) {
-      for (size_t j = state_index_.size(); j > state_head_; --j) {
-        pool_.Free(state_blocks_[(j - 1) * gm + grp]);
+      for (size_t j = r.state_index.size(); j > r.state_head; --j) {
+        pool_.Free(r.state_blocks[(j - 1) * gm + grp]);
       }
     }
   };
   auto free_attention = [&] {
-    const size_t attn = ga > 0 ? attn_blocks_.size() / ga : 0;
+    const size_t attn = ga > 0 ? r.attn_blocks.size() / ga : 0;
     for (size_t grp = 0; grp < ga; ++grp) {
-      for (size_t i = attn; i > 0; --i) pool_.Free(attn_blocks_[(i - 1) * ga + grp]);
+      for (size_t i = attn; i > 0; --i) pool_.Free(r.attn_blocks[(i - 1) * ga + grp]);
     }
   };
   if (config_.recurrent_groups_first) {
@@ -417,10 +575,10 @@ void VllmCache::FreeRequest() {
     free_attention();
     free_states();
   }
-  attn_blocks_.clear();
-  state_index_.clear();
-  state_blocks_.clear();
-  state_head_ = state_checked_ = 0;
+  r.attn_blocks.clear();
+  r.state_index.clear();
+  r.state_blocks.clear();
+  r.state_head = r.state_checked = 0;
 }
 
 void VllmCache::RefreshStats() {

@@ -14,6 +14,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "marconi/model_spec.h"
@@ -69,8 +71,19 @@ class VllmCache : public EngineCache {
  public:
   explicit VllmCache(const VllmConfig& config);
 
-  EngineLookup Serve(std::span<const Token> input, std::span<const Token> output,
-                     Timestamp now) override;
+  // The request protocol (docs/engines.md, "Under load"). Serve's hooks keep their defaults (0):
+  // Computed runs vLLM's own steps inside the range it is given (the token budget and, in align
+  // mode, _mamba_block_aligned_split for the prefill; one token per decode step), so the whole
+  // prefill in one call reproduces the one-request chunking.
+  EngineLookup Peek(std::span<const Token> input) const override;
+  EngineAdmit Admit(RequestId id, std::span<const Token> input, std::span<const Token> output,
+                    int64_t prefill_end, int64_t reserve_tokens, Timestamp now,
+                    EngineLookup* found) override;
+  [[nodiscard]] bool Reserve(RequestId id, int64_t tokens) override;
+  void Computed(RequestId id, int64_t pos) override;
+  void Finish(RequestId id, Timestamp now) override;
+  void Abort(RequestId id) override;
+  MemoryUse Memory() const override;
   std::map<std::string, double> DerivedSizes() const override;
 
   const VllmConfig& config() const { return config_; }
@@ -83,49 +96,72 @@ class VllmCache : public EngineCache {
   // queue would when it reaches it: vLLM's LRU reaches a mid-path block when concurrent requests
   // interleave their frees; tests use this to check that deeper hits are cut. False if absent.
   bool EvictKvBlock(std::span<const Token> tokens, int64_t depth);
-  // The scheduler steps [start, end) of the last request's prefill, for tests.
+  // The scheduler steps [start, end) of the prefill of the last request that finished, for tests.
   const std::vector<std::pair<int64_t, int64_t>>& last_prefill_steps() const {
     return prefill_steps_;
   }
-  // Requests that did not fit in the pool (a step found no free block): vLLM would not have
-  // admitted them; the emulation computes them without caching beyond that point.
+  // Admissions refused as kTooLarge: the request's blocks at its peak exceed the pool even alone.
   int64_t oversized_requests() const { return oversized_requests_; }
   // The most blocks ever held or cached at once (held + hashed free): never above the pool.
   int64_t peak_used_blocks() const { return peak_used_blocks_; }
 
  private:
+  // A running request (vLLM's Request with its KVCacheManager blocks).
+  struct Running {
+    std::vector<uint64_t> hashes;       // chain hash of each full block of committed tokens
+    std::vector<int32_t> attn_blocks;   // [block index * gA + group]
+    size_t attn_hashed = 0;             // block indices below this are hashed
+    std::vector<int64_t> state_index;   // held state slots: block index (state at (i+1)*B)
+    std::vector<int32_t> state_blocks;  // [slot * gM + group]
+    size_t state_head = 0;              // slots below were freed (remove_skipped_blocks)
+    size_t state_checked = 0;           // slots below were considered for hashing
+    int64_t prompt = 0;                 // P
+    int64_t prefill_end = 0;            // where the prefill's chunking stops (>= P)
+    int64_t committed = 0;              // P + G - 1
+    int64_t junction = 0;               // J (0 = none)
+    int64_t parent_state = 0;           // the deepest state of this request's path so far
+    int64_t pos = 0;                    // computed up to here
+    int64_t reserved = 0;               // Reserve'd up to here
+    int64_t promised = 0;               // free blocks set aside for [pos, reserved)
+    int64_t debt = 0;                   // hit state blocks other requests held at admission
+    std::vector<std::pair<int64_t, int64_t>> prefill_steps;
+  };
+  // How a dry run counts the blocks a held state slot returns to the free queue when released.
+  enum class Refs { kNow, kBeforeTouch, kAlone };
+
   // The chain hash of the block ending at `depth` of `tokens`, or nullopt when `depth` is not a
   // positive multiple of the block size within `tokens` (the test hooks' common first step).
   std::optional<uint64_t> HashOfBlockEndingAt(std::span<const Token> tokens, int64_t depth) const;
-  // One scheduler step computing tokens [start, end) of the running request.
-  void Step(int64_t start, int64_t end);
+  // get_computed_blocks over chain hashes: the attention-hit and the state-hit block counts.
+  std::pair<size_t, size_t> LookupBlocks(std::span<const uint64_t> hashes, int64_t n) const;
+  // The scheduler steps computing [from, to) of `r`: f(start, end, prefill).
+  template <typename F>
+  void ForEachStep(const Running& r, int64_t from, int64_t to, F&& f) const;
+  // One scheduler step computing tokens [start, end) of `r`.
+  void Step(Running& r, int64_t start, int64_t end, bool prefill);
+  // The most free blocks the steps over [from, to) of `r` take at once (a dry run of Step).
+  int64_t PeakNeed(const Running& r, int64_t from, int64_t to, Refs refs) const;
+  // Free blocks `r` needs set aside: its steps up to `reserved`, at least a state slot.
+  int64_t Promise(const Running& r) const;
   // Whether align mode hashes the state at `pos` (MambaManager.reachable_block_mask).
-  bool Retained(int64_t pos) const;
-  void FreeRequest();
+  bool Retained(const Running& r, int64_t pos) const;
+  void FreeRequest(Running& r);
+  // Finish and Abort: free `id`'s blocks and forget it.
+  void Release(RequestId id, bool finished);
   void RefreshStats();
-  uint64_t AttentionKey(size_t block) const;
-  uint64_t StateKey(size_t block) const;
-  int32_t Alloc();
 
   VllmConfig config_;
   VllmBlockPool pool_;
-  // The running request.
-  std::vector<uint64_t> hashes_;       // chain hash of each full block of committed tokens
-  std::vector<int32_t> attn_blocks_;   // [block index * gA + group]
-  size_t attn_hashed_ = 0;             // block indices below this are hashed
-  std::vector<int64_t> state_index_;   // held state slots: block index (state at (i+1)*B)
-  std::vector<int32_t> state_blocks_;  // [slot * gM + group]
-  size_t state_head_ = 0;              // slots below were freed (remove_skipped_blocks)
-  size_t state_checked_ = 0;           // slots below were considered for hashing
-  int64_t prompt_ = 0;                 // P
-  int64_t junction_ = 0;               // J (0 = none)
-  int64_t parent_state_ = 0;           // the deepest state of this request's path so far
-  bool overflow_ = false;
+  std::unordered_map<RequestId, Running> running_;
+  Running spare_;               // a finished request's vectors, reused by the next admission
+  int64_t promised_total_ = 0;  // sum of running requests' promised blocks
+  // PeakNeed's held state slots (block index, blocks returned when released), reused.
+  mutable std::vector<std::pair<int64_t, int64_t>> held_scratch_;
   std::vector<std::pair<int64_t, int64_t>> prefill_steps_;
   int64_t oversized_requests_ = 0;
   int64_t peak_used_blocks_ = 0;
   int64_t admitted_state_blocks_ = 0;
-  int64_t clock_ = 0;  // requests served: the Marconi variant's recency clock
+  int64_t clock_ = 0;  // requests admitted: the Marconi variant's recency clock
 };
 
 // Registry factories: `vllm` (align), `vllm-all`, and `vllm-marconi` (align with Marconi's
