@@ -178,6 +178,33 @@ SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
   return m;
 }
 
+SglangTree::Match SglangTree::Lookup(std::span<const Token> key) const {
+  Match m;
+  int32_t node = kRoot;
+  size_t pos = 0;
+  while (pos < key.size()) {
+    const int32_t child = Child(node, key[pos]);
+    if (child < 0) break;
+    const Node& c = nodes_[static_cast<size_t>(child)];
+    const size_t k = MatchEdge(child, Key{key, {}, key.size()}, pos);
+    pos += k;
+    node = child;
+    if (k < static_cast<size_t>(c.len)) {
+      if (config_.every_node_usable) {
+        m.state_node = child;
+        m.hit = static_cast<int64_t>(pos);
+      }
+      break;
+    }
+    if (c.has_state) {
+      m.state_node = child;
+      m.hit = c.depth;
+    }
+  }
+  m.matched = static_cast<int64_t>(pos);
+  return m;
+}
+
 std::pair<int32_t, bool> SglangTree::Insert(const Key& key, bool with_state, int32_t from) {
   std::vector<int32_t>& path = path_;
   path.clear();
@@ -244,7 +271,8 @@ void SglangTree::Lock(int32_t node) {
   if (node == kRoot) return;
   ++nodes_[static_cast<size_t>(node)].state_lock;
   for (int32_t id = node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
-    ++nodes_[static_cast<size_t>(id)].full_lock;
+    Node& n = nodes_[static_cast<size_t>(id)];
+    if (n.full_lock++ == 0) locked_kv_ += n.len;
   }
   SyncLeaf(node);
 }
@@ -253,9 +281,32 @@ void SglangTree::Unlock(int32_t node) {
   if (node == kRoot) return;
   --nodes_[static_cast<size_t>(node)].state_lock;
   for (int32_t id = node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
-    --nodes_[static_cast<size_t>(id)].full_lock;
+    Node& n = nodes_[static_cast<size_t>(id)];
+    assert(n.full_lock > 0);
+    if (--n.full_lock == 0) locked_kv_ -= n.len;
   }
   SyncLeaf(node);
+}
+
+int64_t SglangTree::EvictableKv(const Match& m) const {
+  int64_t pinned = 0;  // the unlocked part of m's path
+  int64_t depth = m.hit;
+  for (int32_t id = m.state_node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
+    const Node& n = nodes_[static_cast<size_t>(id)];
+    // m's node may be matched partly (every_node_usable): only its upper part gets locked.
+    if (n.full_lock == 0) pinned += std::min(n.len, depth - (n.depth - n.len));
+    depth = n.depth - n.len;
+  }
+  return tree_kv_ - locked_kv_ - pinned;
+}
+
+int64_t SglangTree::EvictableSlots(const Match& m) const {
+  if (config_.slots == kUnbounded) return kUnbounded;
+  int64_t out = 0;
+  for (int32_t id = lru_head_; id >= 0; id = nodes_[static_cast<size_t>(id)].next) {
+    if (id != m.state_node && StateEvictable(id)) ++out;
+  }
+  return out;
 }
 
 int64_t SglangTree::FreeKv() const {
