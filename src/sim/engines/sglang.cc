@@ -251,29 +251,33 @@ EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
   // The last sampled token is never decoded (with no output, the prompt alone is in KV).
   const int64_t committed = std::max(prefill_end, g > 0 ? n + g - 1 : n);
   const std::span<const Token> key = input.first(static_cast<size_t>(n - 1));
-  const SglangTree::Match look = tree_.Lookup(key);
-  *found = {look.matched, look.hit};
   // A request that cannot fit the KV pool is rejected by the scheduler: nothing is cached.
-  if (kv_tokens_ != kUnbounded && committed > kv_tokens_) return EngineAdmit::kTooLarge;
+  const bool too_large = kv_tokens_ != kUnbounded && committed > kv_tokens_;
   // The slots a running request holds (the hit's state is copied into its live slot); a pool of
   // exactly one request's slots leaves one fewer beside a locked hit.
-  const int64_t slots_needed =
-      slots_ == kUnbounded
-          ? reserved_per_request_
-          : std::max<int64_t>(
-                0, std::min(reserved_per_request_,
-                            slots_ - (look.state_node != SglangTree::kRoot && !plain_ ? 1 : 0)));
-  // PrefillAdder: available + evictable, KV and mamba slots, before anything is evicted.
-  const auto room = [](int64_t free, int64_t evictable, int64_t need) {
-    return free == kUnbounded || evictable == kUnbounded || free + evictable >= need;
-  };
-  if (!room(tree_.FreeSlots(), tree_.EvictableSlots(look), slots_needed) ||
-      !room(tree_.FreeKv(), tree_.EvictableKv(look), reserve_tokens)) {
-    return EngineAdmit::kNoRoom;
+  const bool small_pool = !plain_ && slots_ != kUnbounded && slots_ - 1 < reserved_per_request_;
+  int64_t slots_needed = reserved_per_request_;
+  // PrefillAdder: available + evictable, KV and mamba slots, before anything is evicted. The
+  // lookup is needed for it only when the pools are short whatever the hit locks.
+  const int64_t free_slots = tree_.FreeSlots(), free_kv = tree_.FreeKv();
+  const SglangTree::Match none;
+  if (too_large || small_pool || free_kv < reserve_tokens ||
+      (free_slots < slots_needed && free_slots + tree_.EvictableSlots(none) - 1 < slots_needed)) {
+    const SglangTree::Match look = tree_.Lookup(key);
+    *found = {look.matched, look.hit};
+    if (too_large) return EngineAdmit::kTooLarge;
+    if (small_pool) {
+      const int64_t hit_slot = look.state_node != SglangTree::kRoot ? 1 : 0;
+      slots_needed = std::max<int64_t>(0, std::min(slots_needed, slots_ - hit_slot));
+    }
+    if ((free_slots < slots_needed && free_slots + tree_.EvictableSlots(look) < slots_needed) ||
+        (free_kv < reserve_tokens && free_kv + tree_.EvictableKv(look) < reserve_tokens)) {
+      return EngineAdmit::kNoRoom;
+    }
   }
   tree_.BeginRequest();
   const SglangTree::Match m = tree_.MatchPrefix(key);
-  assert(m.hit == look.hit && m.matched == look.matched);
+  *found = {m.matched, m.hit};
   Running& r = running_[id];
   r.seq = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
   r.n = n;
@@ -300,9 +304,8 @@ EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
 bool SglangCache::Reserve(RequestId id, int64_t tokens) {
   Running& r = Get(id);
   const SglangTree::Match none;  // nothing more to lock
-  if (tree_.FreeKv() != kUnbounded && tree_.FreeKv() + tree_.EvictableKv(none) < tokens) {
-    return false;
-  }
+  const int64_t free_kv = tree_.FreeKv();
+  if (free_kv < tokens && free_kv + tree_.EvictableKv(none) < tokens) return false;
   tree_.EnsureFreeKv(tokens);
   SetHeld(r, r.shared, r.kv_end + tokens, r.reserved);
   return true;

@@ -106,6 +106,9 @@ class SglangTree {
   bool EnsureFreeSlots(int64_t slots, int64_t max_evictions = kUnbounded);
 
   int64_t tree_kv_tokens() const { return tree_kv_; }
+  // For tests: EvictableKv / EvictableSlots with nothing more to lock, counted by a walk of
+  // every node (pairs {kv, slots}).
+  std::pair<int64_t, int64_t> CountEvictable() const;
   int64_t states() const { return states_; }
   // High-water marks of the pools' use, the caller's usage included (the capacity invariant).
   int64_t peak_kv_used() const { return peak_kv_used_; }
@@ -171,7 +174,8 @@ class SglangTree {
   int32_t lru_head_ = -1, lru_tail_ = -1;           // the state list
   int64_t seq_ = 0, clock_ = 0;
   int64_t tree_kv_ = 0, states_ = 0;
-  int64_t locked_kv_ = 0;  // KV of the nodes with full_lock > 0
+  int64_t locked_kv_ = 0;      // KV of the nodes with full_lock > 0
+  int64_t locked_states_ = 0;  // states of the nodes with state_lock > 0
   int64_t external_kv_ = 0, external_slots_ = 0;
   int64_t peak_kv_used_ = 0, peak_slots_used_ = 0;
   std::vector<int32_t> path_;  // scratch
