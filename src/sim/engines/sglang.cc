@@ -280,7 +280,6 @@ EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
   *found = {m.matched, m.hit};
   Running& r = running_[id];
   r.seq = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
-  r.n = n;
   r.prefill_end = prefill_end;
   // mamba_branching_seqlen (grid = C with page size 1).
   if (buffered()) {

@@ -82,7 +82,6 @@ class SglangCache final : public EngineCache {
   // A running request.
   struct Running {
     SglangTree::Key seq;  // input + output minus the last sampled token
-    int64_t n = 0;        // input tokens
     int64_t prefill_end = 0;
     int32_t locked = SglangTree::kRoot;
     int64_t shared = 0;       // its tokens whose KV is the tree's (the locked path)
