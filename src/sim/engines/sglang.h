@@ -108,7 +108,7 @@ class SglangCache final : public EngineCache {
   void InsertChunk(Running& r, int64_t pos);
   // The extend [from, to) of a prefill ended (to == prefill_end: the last one).
   void ExtendEnded(Running& r, int64_t from, int64_t to);
-  // Decode steps brought the sequence from `from` to `to` (both past prefill_end).
+  // Decode steps brought the sequence from `from` (>= prefill_end) to `to`.
   void DecodeEnded(Running& r, int64_t from, int64_t to);
 
   SglangConfig config_;

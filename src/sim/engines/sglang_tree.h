@@ -89,7 +89,7 @@ class SglangTree {
   void Lock(int32_t node);
   void Unlock(int32_t node);
 
-  // The caller's usage outside the tree: a running request's own KV tokens and its slots.
+  // The caller's usage outside the tree: the running requests' own KV tokens and their slots.
   void SetExternal(int64_t kv_tokens, int64_t slots);
   int64_t FreeKv() const;
   int64_t FreeSlots() const;
