@@ -1,6 +1,7 @@
 #include "sim/engines/sglang.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <variant>
 
@@ -160,6 +161,7 @@ SglangCache::SglangCache(const ModelSpec& model, const SglangConfig& config, int
       kv_tokens_(kv_tokens),
       reserved_per_request_(plain ? 0 : ReservedPerRequest(config.strategy)),
       plain_(plain),
+      kv_per_token_(model.KvBytesPerToken()),
       tree_({&model, kv_tokens, slots, model.KvBytesPerToken(), slot_bytes, config.order,
              config.alpha, plain},
             &stats_) {}
@@ -188,129 +190,193 @@ std::map<std::string, double> SglangCache::DerivedSizes() const {
   return out;
 }
 
-void SglangCache::SetExternal() { tree_.SetExternal(computed_ - shared_, reserved_); }
-
-void SglangCache::MoveLock(int32_t node, int64_t pos) {
-  // cache_unfinished_req: inc_lock_ref on the new node before dec_lock_ref on the old one.
-  tree_.Lock(node);
-  tree_.Unlock(locked_);
-  locked_ = node;
-  shared_ = pos;
-  SetExternal();
+int64_t SglangCache::ServeDecodeStride() const {
+  return config_.strategy == SglangStrategy::kExtraBufferLazy && !plain_ ? config_.track_interval
+                                                                         : 0;
 }
 
-void SglangCache::InsertChunk(int64_t pos) {
-  const int32_t from = locked_;
+SglangCache::Running& SglangCache::Get(RequestId id) {
+  auto it = running_.find(id);
+  assert(it != running_.end() && "not a running request");
+  return it->second;
+}
+
+void SglangCache::SetHeld(Running& r, int64_t shared, int64_t kv_end, int64_t reserved) {
+  held_kv_ += (kv_end - shared) - (r.kv_end - r.shared);
+  held_slots_ += reserved - r.reserved;
+  r.shared = shared;
+  r.kv_end = kv_end;
+  r.reserved = reserved;
+  tree_.SetExternal(held_kv_, held_slots_);
+}
+
+void SglangCache::InsertChunk(Running& r, int64_t pos) {
+  const int32_t from = r.locked;
+  int64_t reserved = r.reserved;
   if (buffered()) {
     // donate_mamba_ping_pong_slot: the tracked slot goes to the tree (or is freed if the node has
-    // a state already), then the request's buffer gets a fresh slot.
-    --reserved_;
+    // a state already), then the request's buffer gets a fresh slot. Under load a request whose
+    // buffer could not be refilled holds no tracked slot past its live one: nothing to insert.
+    if (reserved < 2) return;
+    --reserved;
   } else if (!tree_.EnsureFreeSlots(1)) {
     // no_buffer: a copy of the live state into a newly allocated slot; without a slot the chunk
     // is not cached.
     return;
   }
   // The request's KV of [shared, pos) moves to the tree (what the tree holds already is freed).
-  shared_ = pos;
-  SetExternal();
-  seq_.size = static_cast<size_t>(pos);
-  const auto [node, stored] = tree_.Insert(seq_, true, from);
-  MoveLock(node, pos);
-  if (buffered() && tree_.EnsureFreeSlots(1)) ++reserved_;
-  SetExternal();
+  SetHeld(r, pos, r.kv_end, reserved);
+  r.seq.size = static_cast<size_t>(pos);
+  const auto [node, stored] = tree_.Insert(r.seq, true, from);
+  // cache_unfinished_req: inc_lock_ref on the new node before dec_lock_ref on the old one.
+  tree_.Lock(node);
+  tree_.Unlock(r.locked);
+  r.locked = node;
+  if (buffered() && tree_.EnsureFreeSlots(1)) SetHeld(r, r.shared, r.kv_end, r.reserved + 1);
   UpdatePeaks();
 }
 
-EngineLookup SglangCache::Serve(std::span<const Token> input, std::span<const Token> output,
-                                Timestamp /*now*/) {
-  tree_.BeginRequest();
+EngineLookup SglangCache::Peek(std::span<const Token> input) const {
+  // Req._compute_max_prefix_len: the last input token is recomputed for its logits.
+  const SglangTree::Match m = tree_.Lookup(input.first(input.size() - 1));
+  return {m.matched, m.hit};
+}
+
+EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
+                               std::span<const Token> output, int64_t prefill_end,
+                               int64_t reserve_tokens, Timestamp /*now*/, EngineLookup* found) {
+  assert(!running_.contains(id) && !input.empty());
   const int64_t n = static_cast<int64_t>(input.size());
   const int64_t g = static_cast<int64_t>(output.size());
   // The last sampled token is never decoded (with no output, the prompt alone is in KV).
-  const int64_t committed = g > 0 ? n + g - 1 : n;
-  seq_ = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
-
-  // Req._compute_max_prefix_len: the last input token is recomputed for its logits.
-  const SglangTree::Match m = tree_.MatchPrefix(input.first(static_cast<size_t>(n - 1)));
-  EngineLookup found{m.matched, m.hit};
+  const int64_t committed = std::max(prefill_end, g > 0 ? n + g - 1 : n);
+  const std::span<const Token> key = input.first(static_cast<size_t>(n - 1));
   // A request that cannot fit the KV pool is rejected by the scheduler: nothing is cached.
-  if (kv_tokens_ != kUnbounded && committed > kv_tokens_) return found;
-
+  const bool too_large = kv_tokens_ != kUnbounded && committed > kv_tokens_;
+  // The slots a running request holds (the hit's state is copied into its live slot); a pool of
+  // exactly one request's slots leaves one fewer beside a locked hit.
+  const bool small_pool = !plain_ && slots_ != kUnbounded && slots_ - 1 < reserved_per_request_;
+  int64_t slots_needed = reserved_per_request_;
+  // PrefillAdder: available + evictable, KV and mamba slots, before anything is evicted. The
+  // lookup is needed for it only when the pools are short whatever the hit locks.
+  const int64_t free_slots = tree_.FreeSlots(), free_kv = tree_.FreeKv();
+  const SglangTree::Match none;
+  if (too_large || small_pool || free_kv < reserve_tokens ||
+      (free_slots < slots_needed && free_slots + tree_.EvictableSlots(none) - 1 < slots_needed)) {
+    const SglangTree::Match look = tree_.Lookup(key);
+    *found = {look.matched, look.hit};
+    if (too_large) return EngineAdmit::kTooLarge;
+    if (small_pool) {
+      const int64_t hit_slot = look.state_node != SglangTree::kRoot ? 1 : 0;
+      slots_needed = std::max<int64_t>(0, std::min(slots_needed, slots_ - hit_slot));
+    }
+    if ((free_slots < slots_needed && free_slots + tree_.EvictableSlots(look) < slots_needed) ||
+        (free_kv < reserve_tokens && free_kv + tree_.EvictableKv(look) < reserve_tokens)) {
+      return EngineAdmit::kNoRoom;
+    }
+  }
+  tree_.BeginRequest();
+  const SglangTree::Match m = tree_.MatchPrefix(key);
+  *found = {m.matched, m.hit};
+  Running& r = running_[id];
+  r.seq = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
+  r.prefill_end = prefill_end;
   // mamba_branching_seqlen (grid = C with page size 1).
-  int64_t branch = -1;
   if (buffered()) {
     const int64_t aligned = m.matched / chunk_size_ * chunk_size_;
-    if (aligned > m.hit) branch = aligned;
+    if (aligned > m.hit) r.branch = aligned;
   }
-  locked_ = m.state_node;
-  tree_.Lock(locked_);
-  shared_ = computed_ = m.hit;
-  // The running request's slots (the hit's state is copied into its live slot).
-  reserved_ = tree_.EnsureFreeSlots(reserved_per_request_)
-                  ? reserved_per_request_
-                  : std::max<int64_t>(0, std::min(reserved_per_request_, tree_.FreeSlots()));
-  SetExternal();
+  r.locked = m.state_node;
+  tree_.Lock(r.locked);
+  r.computed = m.hit;
+  const bool slots = tree_.EnsureFreeSlots(slots_needed);
+  assert(slots);
+  SetHeld(r, m.hit, m.hit, slots_needed);
+  const bool kv = tree_.EnsureFreeKv(reserve_tokens);
+  assert(kv);
+  (void)slots;
+  (void)kv;
+  SetHeld(r, m.hit, m.hit + reserve_tokens, slots_needed);
+  return EngineAdmit::kAdmitted;
+}
 
-  // Prefill, in extends of chunked_prefill_size from the hit.
-  int64_t last_track = -1;  // mamba_last_track_seqlen (-1: None)
-  for (int64_t p = m.hit; p < n;) {
-    const int64_t end = prefill_chunk_ > 0 ? std::min(n, p + prefill_chunk_) : n;
-    tree_.EnsureFreeKv(end - p);
-    computed_ = end;
-    SetExternal();
-    const bool last_chunk = end == n;
-    if (buffered()) {
-      // _mamba_radix_cache_v2_req_prepare_for_extend: one state per extend.
-      const int64_t e = end - p;
-      int64_t track = e >= chunk_size_ ? p + e / chunk_size_ * chunk_size_ : -1;
-      if (branch > p && branch < end && (branch - p) % chunk_size_ == 0) track = branch;
-      if (track >= 0) last_track = track;
-      if (!last_chunk && last_track >= 0) {
-        InsertChunk(last_track);
-        last_track = -1;
-      }
-    } else if (!last_chunk) {
-      InsertChunk(end);
+bool SglangCache::Reserve(RequestId id, int64_t tokens) {
+  Running& r = Get(id);
+  const SglangTree::Match none;  // nothing more to lock
+  const int64_t free_kv = tree_.FreeKv();
+  if (free_kv < tokens && free_kv + tree_.EvictableKv(none) < tokens) return false;
+  tree_.EnsureFreeKv(tokens);
+  SetHeld(r, r.shared, r.kv_end + tokens, r.reserved);
+  return true;
+}
+
+void SglangCache::ExtendEnded(Running& r, int64_t p, int64_t end) {
+  const bool last_chunk = end == r.prefill_end;
+  if (buffered()) {
+    // _mamba_radix_cache_v2_req_prepare_for_extend: one state per extend.
+    const int64_t e = end - p;
+    int64_t track = e >= chunk_size_ ? p + e / chunk_size_ * chunk_size_ : -1;
+    if (r.branch > p && r.branch < end && (r.branch - p) % chunk_size_ == 0) track = r.branch;
+    if (track >= 0) r.last_track = track;
+    if (!last_chunk && r.last_track >= 0) {
+      InsertChunk(r, r.last_track);
+      r.last_track = -1;
     }
-    p = end;
+  } else if (!last_chunk) {
+    InsertChunk(r, end);
   }
+}
 
-  // Decode: every multiple of the track interval reached; only the last survives (ping-pong).
-  if (buffered() && committed > n) {
-    const int64_t t = config_.track_interval;
-    if (config_.strategy == SglangStrategy::kExtraBufferLazy) {
-      // mamba_lazy_prealloc_at_boundary: a transient slot, after evicting at most one state.
-      for (int64_t b = (n / t + 1) * t; b <= committed; b += t) {
-        tree_.EnsureFreeKv(b - computed_);
-        computed_ = b;
-        SetExternal();
-        if (tree_.EnsureFreeSlots(1, 1)) last_track = b;
-      }
-    } else if (committed / t * t > n) {
-      last_track = committed / t * t;
+void SglangCache::DecodeEnded(Running& r, int64_t from, int64_t to) {
+  // Every multiple of the track interval reached is tracked; only the last survives (ping-pong).
+  if (!buffered()) return;
+  const int64_t t = config_.track_interval;
+  if (config_.strategy == SglangStrategy::kExtraBufferLazy) {
+    // mamba_lazy_prealloc_at_boundary: a transient slot, after evicting at most one state.
+    for (int64_t b = (from / t + 1) * t; b <= to; b += t) {
+      if (tree_.EnsureFreeSlots(1, 1)) r.last_track = b;
     }
+  } else if (to / t * t > from) {
+    r.last_track = to / t * t;
   }
-  tree_.EnsureFreeKv(committed - computed_);
-  computed_ = committed;
-  SetExternal();
+}
 
-  // Finish (cache_finished_req): insert up to the last tracked position with the kept slot
-  // (no_buffer: every committed token with the live slot); the rest of the KV is freed.
-  const int64_t cache_len = buffered() ? std::max<int64_t>(last_track, 0) : committed;
-  if (cache_len > 0 && (plain_ || reserved_ > 0)) {
-    const int32_t from = shared_ <= cache_len ? locked_ : SglangTree::kRoot;
-    if (!plain_) --reserved_;
-    shared_ = computed_ = 0;  // its KV is now the tree's up to cache_len, and freed past it
-    SetExternal();
-    seq_.size = static_cast<size_t>(cache_len);
-    tree_.Insert(seq_, true, from);
+void SglangCache::Computed(RequestId id, int64_t pos) {
+  Running& r = Get(id);
+  assert(pos >= r.computed && pos <= r.kv_end);
+  const int64_t from = r.computed;
+  r.computed = pos;
+  if (from < r.prefill_end) ExtendEnded(r, from, std::min(pos, r.prefill_end));
+  if (pos > r.prefill_end) DecodeEnded(r, std::max(from, r.prefill_end), pos);
+}
+
+void SglangCache::Finish(RequestId id, Timestamp /*now*/) {
+  Running& r = Get(id);
+  // cache_finished_req: insert up to the last tracked position with the kept slot (no_buffer:
+  // every committed token with the live slot); the rest of the KV is freed.
+  const int64_t cache_len = buffered() ? std::max<int64_t>(r.last_track, 0) : r.computed;
+  if (cache_len > 0 && (plain_ || r.reserved > 0)) {
+    const int32_t from = r.shared <= cache_len ? r.locked : SglangTree::kRoot;
+    // Its KV is now the tree's up to cache_len, and freed past it; its donated slot the tree's.
+    SetHeld(r, 0, 0, plain_ ? r.reserved : r.reserved - 1);
+    r.seq.size = static_cast<size_t>(cache_len);
+    tree_.Insert(r.seq, true, from);
   }
-  tree_.Unlock(locked_);
-  locked_ = SglangTree::kRoot;
-  shared_ = computed_ = reserved_ = 0;
-  SetExternal();
+  Abort(id);
   UpdatePeaks();
-  return found;
+}
+
+void SglangCache::Abort(RequestId id) {
+  Running& r = Get(id);
+  tree_.Unlock(r.locked);
+  SetHeld(r, 0, 0, 0);
+  running_.erase(id);
+}
+
+MemoryUse SglangCache::Memory() const {
+  const int64_t kv = kv_per_token_;
+  return {held_kv_ * kv, held_slots_ * slot_bytes_, tree_.tree_kv_tokens() * kv,
+          tree_.states() * slot_bytes_};
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "marconi/model_spec.h"
@@ -52,8 +53,15 @@ class SglangCache final : public EngineCache {
   static Result<std::unique_ptr<SglangCache>> Create(const ModelSpec& model, int64_t capacity_bytes,
                                                      const SglangConfig& config);
 
-  EngineLookup Serve(std::span<const Token> input, std::span<const Token> output,
-                     Timestamp now) override;
+  EngineLookup Peek(std::span<const Token> input) const override;
+  EngineAdmit Admit(RequestId id, std::span<const Token> input, std::span<const Token> output,
+                    int64_t prefill_end, int64_t reserve_tokens, Timestamp now,
+                    EngineLookup* found) override;
+  [[nodiscard]] bool Reserve(RequestId id, int64_t tokens) override;
+  void Computed(RequestId id, int64_t pos) override;
+  void Finish(RequestId id, Timestamp now) override;
+  void Abort(RequestId id) override;
+  MemoryUse Memory() const override;
   std::map<std::string, double> DerivedSizes() const override;
 
   int64_t chunk_size() const { return chunk_size_; }
@@ -64,7 +72,26 @@ class SglangCache final : public EngineCache {
   int64_t reserved_slots() const { return reserved_per_request_; }
   const SglangTree& tree() const { return tree_; }
 
+ protected:
+  // Serve(): extends of chunked_prefill_size; lazy decodes up to each track boundary (its
+  // transient slot is looked for there), the other strategies all at once.
+  int64_t ServePrefillChunk() const override { return prefill_chunk_; }
+  int64_t ServeDecodeStride() const override;
+
  private:
+  // A running request.
+  struct Running {
+    SglangTree::Key seq;  // input + output minus the last sampled token
+    int64_t prefill_end = 0;
+    int32_t locked = SglangTree::kRoot;
+    int64_t shared = 0;       // its tokens whose KV is the tree's (the locked path)
+    int64_t kv_end = 0;       // its tokens in KV (reserved): [shared, kv_end) is its own
+    int64_t computed = 0;     // its tokens computed
+    int64_t reserved = 0;     // slots it holds
+    int64_t branch = -1;      // mamba_branching_seqlen (-1: none)
+    int64_t last_track = -1;  // mamba_last_track_seqlen (-1: None)
+  };
+
   SglangCache(const ModelSpec& model, const SglangConfig& config, int64_t chunk_size,
               int64_t prefill_chunk, int64_t slot_bytes, int64_t slots, int64_t kv_tokens,
               bool plain = false);
@@ -73,24 +100,25 @@ class SglangCache final : public EngineCache {
                                                           int64_t capacity_bytes,
                                                           const SglangConfig& config);
   bool buffered() const { return config_.strategy != SglangStrategy::kNoBuffer; }
-  // The running request's use of the pools outside the tree.
-  void SetExternal();
+  Running& Get(RequestId id);
+  // Sets what `r` holds outside the tree and tells the tree the sum over all running requests.
+  void SetHeld(Running& r, int64_t shared, int64_t kv_end, int64_t reserved);
   // Inserts the request's tokens [0, pos) with a state and moves the request's lock there
   // (cache_unfinished_req).
-  void InsertChunk(int64_t pos);
-  void MoveLock(int32_t node, int64_t pos);
+  void InsertChunk(Running& r, int64_t pos);
+  // The extend [from, to) of a prefill ended (to == prefill_end: the last one).
+  void ExtendEnded(Running& r, int64_t from, int64_t to);
+  // Decode steps brought the sequence from `from` (>= prefill_end) to `to`.
+  void DecodeEnded(Running& r, int64_t from, int64_t to);
 
   SglangConfig config_;
   int64_t chunk_size_, prefill_chunk_, slot_bytes_, slots_, kv_tokens_;
   int64_t reserved_per_request_;
   bool plain_;
+  int64_t kv_per_token_;
   SglangTree tree_;
-  // The running request (one at a time).
-  SglangTree::Key seq_;  // input + output minus the last sampled token
-  int32_t locked_ = SglangTree::kRoot;
-  int64_t shared_ = 0;    // its tokens whose KV is the tree's (the locked path)
-  int64_t computed_ = 0;  // its tokens in KV
-  int64_t reserved_ = 0;  // slots it holds
+  std::unordered_map<RequestId, Running> running_;
+  int64_t held_kv_ = 0, held_slots_ = 0;  // the sums over running_
 };
 
 // Registry factories (systems.cc): extra_buffer, no_buffer, extra_buffer_lazy, and extra_buffer

@@ -83,6 +83,7 @@ void SglangTree::AddState(int32_t id) {
   assert(!n.has_state && id != kRoot);
   n.has_state = true;
   ++states_;
+  if (n.state_lock > 0) ++locked_states_;
   n.prev = lru_tail_;
   n.next = -1;
   if (lru_tail_ >= 0) {
@@ -113,6 +114,7 @@ void SglangTree::RemoveState(int32_t id) {
   n.prev = n.next = -1;
   n.has_state = false;
   --states_;
+  if (n.state_lock > 0) --locked_states_;
 }
 
 void SglangTree::RefreshState(int32_t id) {
@@ -175,6 +177,33 @@ SglangTree::Match SglangTree::MatchPrefix(std::span<const Token> key) {
   // state order only the node whose state is used (MambaComponent.refresh_lru, PR #31648).
   for (auto it = path.rbegin(); it != path.rend(); ++it) TouchKv(*it);
   if (m.state_node != kRoot) RefreshState(m.state_node);
+  return m;
+}
+
+SglangTree::Match SglangTree::Lookup(std::span<const Token> key) const {
+  Match m;
+  int32_t node = kRoot;
+  size_t pos = 0;
+  while (pos < key.size()) {
+    const int32_t child = Child(node, key[pos]);
+    if (child < 0) break;
+    const Node& c = nodes_[static_cast<size_t>(child)];
+    const size_t k = MatchEdge(child, Key{key, {}, key.size()}, pos);
+    pos += k;
+    node = child;
+    if (k < static_cast<size_t>(c.len)) {
+      if (config_.every_node_usable) {
+        m.state_node = child;
+        m.hit = static_cast<int64_t>(pos);
+      }
+      break;
+    }
+    if (c.has_state) {
+      m.state_node = child;
+      m.hit = c.depth;
+    }
+  }
+  m.matched = static_cast<int64_t>(pos);
   return m;
 }
 
@@ -242,20 +271,46 @@ std::pair<int32_t, bool> SglangTree::Insert(const Key& key, bool with_state, int
 
 void SglangTree::Lock(int32_t node) {
   if (node == kRoot) return;
-  ++nodes_[static_cast<size_t>(node)].state_lock;
+  Node& locked = nodes_[static_cast<size_t>(node)];
+  if (locked.state_lock++ == 0 && locked.has_state) ++locked_states_;
   for (int32_t id = node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
-    ++nodes_[static_cast<size_t>(id)].full_lock;
+    Node& n = nodes_[static_cast<size_t>(id)];
+    if (n.full_lock++ == 0) locked_kv_ += n.len;
   }
   SyncLeaf(node);
 }
 
 void SglangTree::Unlock(int32_t node) {
   if (node == kRoot) return;
-  --nodes_[static_cast<size_t>(node)].state_lock;
+  Node& locked = nodes_[static_cast<size_t>(node)];
+  if (--locked.state_lock == 0 && locked.has_state) --locked_states_;
   for (int32_t id = node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
-    --nodes_[static_cast<size_t>(id)].full_lock;
+    Node& n = nodes_[static_cast<size_t>(id)];
+    assert(n.full_lock > 0);
+    if (--n.full_lock == 0) locked_kv_ -= n.len;
   }
   SyncLeaf(node);
+}
+
+int64_t SglangTree::EvictableKv(const Match& m) const {
+  int64_t pinned = 0;  // the unlocked part of m's path
+  int64_t depth = m.hit;
+  for (int32_t id = m.state_node; id != kRoot; id = nodes_[static_cast<size_t>(id)].parent) {
+    const Node& n = nodes_[static_cast<size_t>(id)];
+    // m's node may be matched partly (every_node_usable): only its upper part gets locked.
+    if (n.full_lock == 0) pinned += std::min(n.len, depth - (n.depth - n.len));
+    depth = n.depth - n.len;
+  }
+  return tree_kv_ - locked_kv_ - pinned;
+}
+
+int64_t SglangTree::EvictableSlots(const Match& m) const {
+  if (config_.slots == kUnbounded) return kUnbounded;
+  // A state is evictable unless its node is locked (a locked leaf is itself locked: a lock
+  // covers the node and its ancestors only).
+  const Node& hit = nodes_[static_cast<size_t>(m.state_node)];
+  const bool hit_evictable = m.state_node != kRoot && hit.has_state && hit.state_lock == 0;
+  return states_ - locked_states_ - (hit_evictable ? 1 : 0);
 }
 
 int64_t SglangTree::FreeKv() const {
@@ -427,6 +482,17 @@ void SglangTree::UpdateUse() {
   stats_->state_bytes = states_ * config_.state_slot_bytes;
   peak_kv_used_ = std::max(peak_kv_used_, tree_kv_ + external_kv_);
   peak_slots_used_ = std::max(peak_slots_used_, states_ + external_slots_);
+}
+
+std::pair<int64_t, int64_t> SglangTree::CountEvictable() const {
+  int64_t kv = 0, slots = 0;
+  for (size_t id = 1; id < nodes_.size(); ++id) {
+    const Node& n = nodes_[id];
+    if (!n.alive) continue;
+    if (n.full_lock == 0) kv += n.len;
+    if (n.has_state && StateEvictable(static_cast<int32_t>(id))) ++slots;
+  }
+  return {kv, slots};
 }
 
 std::vector<int64_t> SglangTree::StateDepths(std::span<const Token> tokens) const {

@@ -66,6 +66,10 @@ class SglangTree {
   // _match_prefix_helper: walks `key`, splitting a partly matched edge, refreshes the matched
   // path in the KV order and the used state node in the state order.
   Match MatchPrefix(std::span<const Token> key);
+  // The Match MatchPrefix would return, changing nothing (no split, no refresh). With
+  // every_node_usable a partly matched edge gives state_node = that edge's node and hit = the
+  // matched length (MatchPrefix would split it there).
+  Match Lookup(std::span<const Token> key) const;
 
   // The tokens of an insert: `head` then `tail`, the first `size` of them (a request's input and
   // output, never concatenated: the tree copies only the tokens it does not hold yet).
@@ -85,10 +89,16 @@ class SglangTree {
   void Lock(int32_t node);
   void Unlock(int32_t node);
 
-  // The caller's usage outside the tree: a running request's own KV tokens and its slots.
+  // The caller's usage outside the tree: the running requests' own KV tokens and their slots.
   void SetExternal(int64_t kv_tokens, int64_t slots);
   int64_t FreeKv() const;
   int64_t FreeSlots() const;
+  // What evicting everything the pools may evict would add to FreeKv() / FreeSlots() once the
+  // path of `m` (a Lookup result) is locked too: the KV of every unlocked node (all of it can go,
+  // leaf after leaf) but m's path, and every evictable state but m's (kUnbounded for an
+  // unbounded pool). The scheduler's admission check (available + evictable).
+  int64_t EvictableKv(const Match& m) const;
+  int64_t EvictableSlots(const Match& m) const;
   // Evicts on the KV side until FreeKv() >= tokens; false if unlocked leaves ran out first.
   bool EnsureFreeKv(int64_t tokens);
   // Evicts on the state side until FreeSlots() >= slots, at most `max_evictions` states; false if
@@ -96,6 +106,9 @@ class SglangTree {
   bool EnsureFreeSlots(int64_t slots, int64_t max_evictions = kUnbounded);
 
   int64_t tree_kv_tokens() const { return tree_kv_; }
+  // For tests: EvictableKv / EvictableSlots with nothing more to lock, counted by a walk of
+  // every node (pairs {kv, slots}).
+  std::pair<int64_t, int64_t> CountEvictable() const;
   int64_t states() const { return states_; }
   // High-water marks of the pools' use, the caller's usage included (the capacity invariant).
   int64_t peak_kv_used() const { return peak_kv_used_; }
@@ -161,6 +174,8 @@ class SglangTree {
   int32_t lru_head_ = -1, lru_tail_ = -1;           // the state list
   int64_t seq_ = 0, clock_ = 0;
   int64_t tree_kv_ = 0, states_ = 0;
+  int64_t locked_kv_ = 0;      // KV of the nodes with full_lock > 0
+  int64_t locked_states_ = 0;  // states of the nodes with state_lock > 0
   int64_t external_kv_ = 0, external_slots_ = 0;
   int64_t peak_kv_used_ = 0, peak_slots_used_ = 0;
   std::vector<int32_t> path_;  // scratch
