@@ -24,6 +24,7 @@ int64_t Size(const std::vector<Token>& v) { return static_cast<int64_t>(v.size()
 LlamacppCache::LlamacppCache(const ModelSpec& model, const LlamacppOptions& options, int64_t n_ctx)
     : model_(&model), opt_(options), n_ctx_(n_ctx), slots_(static_cast<size_t>(options.parallel)) {
   opt_.n_ubatch = std::min(opt_.n_ubatch, opt_.n_batch);
+  SyncStats();
 }
 
 int64_t LlamacppCache::cache_ram_bytes() const {
