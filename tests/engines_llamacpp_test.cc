@@ -1,11 +1,13 @@
 // The llama.cpp emulation (llamacpp): the hand-worked cases 17-21 of docs/engine-sources.md §6
 // with their hits derived from the rules, a brute-force oracle over one slot's history, the
 // prompt cache's oldest-first eviction and entry-size limit, slot choice, derived sizes, --set
-// and bad parameters.
+// and bad parameters; under load (the request protocol): slots held by running requests, kNoRoom
+// while every slot is busy, Peek, chunked prefill, and a randomised interleaving.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -383,6 +385,424 @@ TEST(EnginesLlamacpp, BadParametersAreRefused) {
     return name == "slot_prompt_similarity" ? -1.0 : Param(SystemKind::kLlamacpp, name, {});
   };
   EXPECT_EQ(MakeLlamacpp(context).status().code(), StatusCode::kInvalidArgument);
+}
+
+// ---- Under load: the request protocol ----
+
+int64_t Hash(const std::vector<Token>& v) {
+  int64_t h = static_cast<int64_t>(v.size());
+  for (Token t : v) h = h * 1'000'003 + t;
+  return h;
+}
+
+// Everything the cache holds and counts (but the refusal counter): two equal fingerprints mean
+// the same slots, the same prompt cache, the same statistics and the same memory.
+std::vector<int64_t> Fingerprint(const LlamacppCache& c) {
+  const CacheStats& s = c.stats();
+  const MemoryUse m = c.Memory();
+  std::vector<int64_t> f = {s.cached_tokens,
+                            s.checkpoints,
+                            s.nodes,
+                            s.kv_bytes,
+                            s.state_bytes,
+                            s.peak_kv_bytes,
+                            s.peak_state_bytes,
+                            s.peak_bytes,
+                            s.inserts,
+                            s.checkpoints_admitted,
+                            s.evictions,
+                            s.evicted_checkpoints,
+                            s.evicted_tokens,
+                            c.prompt_cache_bytes(),
+                            m.running_kv,
+                            m.running_state,
+                            m.cached_kv,
+                            m.cached_state};
+  for (const auto& slot : c.slots()) {
+    f.insert(f.end(), {Hash(slot.tokens), slot.last_used, slot.busy ? 1 : 0});
+    for (const auto& ck : slot.checkpoints) f.insert(f.end(), {ck.n_tokens, ck.task});
+    f.push_back(-7);
+  }
+  for (const auto& e : c.prompt_cache()) {
+    f.insert(f.end(), {Hash(e.tokens), e.bytes});
+    for (const auto& ck : e.checkpoints) f.insert(f.end(), {ck.n_tokens, ck.task});
+    f.push_back(-9);
+  }
+  return f;
+}
+
+// Drives many requests through one cache at random (fixed seed): admissions with random
+// reservations, prefill and decode in random chunks, finishes and aborts in random order (an
+// aborted request comes back to recompute its sequence), conversations that continue, unrelated
+// prompts and prompts too long for a slot. After every call it checks the invariants; with
+// `peek` it also calls Peek before every admission and at random, which must change nothing.
+// Returns the fingerprint after every call and every lookup, for the twin test.
+class LoadDriver {
+ public:
+  LoadDriver(LlamacppCache* cache, int64_t capacity, uint64_t seed, bool peek)
+      : cache_(cache), capacity_(capacity), rng_(seed), peek_rng_(seed + 1), peek_(peek) {}
+
+  std::vector<int64_t> Run(int steps) {
+    for (int step = 0; step < steps && !::testing::Test::HasFatalFailure(); ++step) {
+      SCOPED_TRACE("step " + std::to_string(step));
+      // Peek draws from its own generator, so that a twin without Peek runs the same calls.
+      if (peek_ && Uniform(peek_rng_, 0, 3) == 0) (void)cache_->Peek(NewInput(peek_rng_));
+      const int64_t op = Uniform(0, 9);
+      if (op < 3 || flights_.empty()) {
+        Admit();
+      } else if (op < 9) {
+        Advance(Pick());
+      } else {
+        Abort(Pick());
+      }
+    }
+    while (!flights_.empty() && !::testing::Test::HasFatalFailure())
+      Advance(flights_.begin()->first);
+    return trace_;
+  }
+
+  int64_t admitted = 0, no_room = 0, too_large = 0, hits = 0, aborts = 0, finished = 0;
+
+ private:
+  struct Flight {
+    std::vector<Token> input, output;
+    int64_t hit = 0, pos = 0, reserved = 0, prefill_end = 0;
+    size_t slot = 0;
+    int64_t end() const {
+      const int64_t n = static_cast<int64_t>(input.size());
+      return n + std::max<int64_t>(static_cast<int64_t>(output.size()), 1) - 1;
+    }
+  };
+
+  static int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  }
+  int64_t Uniform(int64_t lo, int64_t hi) { return Uniform(rng_, lo, hi); }
+  static std::vector<Token> Fresh(std::mt19937_64& rng, int64_t len) {
+    std::vector<Token> v(static_cast<size_t>(len));
+    for (Token& t : v) t = static_cast<Token>(Uniform(rng, 0, 1 << 30));
+    return v;
+  }
+  std::vector<Token> Fresh(int64_t len) { return Fresh(rng_, len); }
+  std::vector<Token> NewInput() { return NewInput(rng_); }
+  std::vector<Token> NewInput(std::mt19937_64& rng) {
+    const int64_t kind = Uniform(rng, 0, 9);
+    if (kind < 6 && !sessions_.empty()) {  // continue a conversation (maybe cut back a little)
+      const auto& h = sessions_[static_cast<size_t>(Uniform(rng, 0, Size(sessions_) - 1))];
+      return Cat(Prefix(h, Uniform(rng, std::max<int64_t>(1, Size(h) - 30), Size(h))),
+                 Fresh(rng, Uniform(rng, 1, 300)));
+    }
+    if (kind < 7) return Fresh(rng, Uniform(rng, 1490, 1700));  // around a slot's context (1500)
+    return Fresh(rng, Uniform(rng, 1, 600));
+  }
+  static int64_t Size(const auto& v) { return static_cast<int64_t>(v.size()); }
+  uint64_t Pick() {
+    auto it = flights_.begin();
+    std::advance(it, Uniform(0, Size(flights_) - 1));
+    return it->first;
+  }
+  void Record(const EngineLookup& found) {
+    trace_.insert(trace_.end(), {found.attention_hit_tokens, found.reusable_tokens});
+  }
+
+  void Admit() {
+    Flight f;
+    int64_t prefill_end = 0;
+    if (!waiting_.empty() && Uniform(0, 1) == 0) {  // an aborted request recomputes
+      f = std::move(waiting_.back());
+      waiting_.pop_back();
+      prefill_end = f.prefill_end;
+    } else {
+      f.input = NewInput();
+      f.output = Fresh(Uniform(0, 120));
+      prefill_end = Size(f.input);
+    }
+    const uint64_t id = next_id_++;
+    const EngineLookup peeked = peek_ ? cache_->Peek(f.input) : EngineLookup{};
+    const std::vector<int64_t> before = Fingerprint(*cache_);
+    const int64_t rejected = cache_->rejected();
+    const size_t busy = cache_->running();
+    // Reserve a random part of the prefill, up to all of it.
+    const int64_t reserve_max = prefill_end - (Size(f.input) - 1);  // hit <= n - 1
+    const int64_t ask = Uniform(0, std::max<int64_t>(0, reserve_max));
+    EngineLookup found;
+    Flight& g = flights_[id] = std::move(f);
+    const EngineAdmit got =
+        cache_->Admit(id, g.input, g.output, prefill_end, ask, static_cast<double>(id), &found);
+    Record(found);
+    if (peek_) {
+      EXPECT_EQ(peeked.attention_hit_tokens, found.attention_hit_tokens);
+      EXPECT_EQ(peeked.reusable_tokens, found.reusable_tokens);
+    }
+    const int64_t n = Size(g.input);
+    if (got != EngineAdmit::kAdmitted) {
+      if (got == EngineAdmit::kNoRoom) {
+        ++no_room;
+        EXPECT_EQ(busy, cache_->slots().size());  // only when every slot is busy
+        EXPECT_EQ(Fingerprint(*cache_), before);  // nothing changed
+        EXPECT_EQ(cache_->rejected(), rejected);
+      } else {
+        ++too_large;
+        EXPECT_GE(n, cache_->n_ctx());
+        EXPECT_EQ(cache_->rejected(), rejected + 1);
+        // Only the chosen slot's prompt-cache update may change something: nothing without it.
+        if (cache_->cache_ram_bytes() == 0) {
+          EXPECT_EQ(Fingerprint(*cache_), before);
+        }
+      }
+      EXPECT_EQ(found.attention_hit_tokens, 0);
+      EXPECT_EQ(found.reusable_tokens, 0);
+      if (got == EngineAdmit::kNoRoom && Uniform(0, 1) == 0) {
+        g.prefill_end = prefill_end;
+        waiting_.push_back(std::move(g));  // it waits for a slot
+      }
+      flights_.erase(id);
+      Check();
+      return;
+    }
+    ++admitted;
+    hits += found.reusable_tokens > 0 ? 1 : 0;
+    EXPECT_LT(n, cache_->n_ctx());
+    EXPECT_LE(found.reusable_tokens, found.attention_hit_tokens);
+    EXPECT_LE(found.attention_hit_tokens, n - 1);
+    g.hit = g.pos = found.reusable_tokens;
+    g.reserved = g.hit + ask;
+    g.prefill_end = prefill_end;
+    g.slot = cache_->last_slot();
+    EXPECT_TRUE(cache_->slots()[g.slot].busy);
+    Check();
+  }
+
+  // Reserves and computes the next chunk; finishes the request at its end.
+  void Advance(uint64_t id) {
+    Flight& f = flights_.at(id);
+    if (f.pos == f.end()) {
+      cache_->Finish(id, 0);
+      ++finished;
+      sessions_.push_back(Cat(f.input, Prefix(f.output, f.end() - Size(f.input))));
+      flights_.erase(id);
+      Check();
+      return;
+    }
+    const int64_t limit = f.pos < f.prefill_end ? f.prefill_end : f.end();
+    const int64_t to = std::min(limit, f.pos + Uniform(1, 300));
+    if (to > f.reserved) {
+      ASSERT_TRUE(cache_->Reserve(id, to - f.reserved));  // the slot's own memory
+      f.reserved = to;
+      Check();
+    }
+    cache_->Computed(id, to);
+    f.pos = to;
+    Check();
+  }
+
+  void Abort(uint64_t id) {
+    Flight f = std::move(flights_.at(id));
+    flights_.erase(id);
+    cache_->Abort(id);
+    ++aborts;
+    // It recomputes its sequence so far when it comes back.
+    f.prefill_end = std::max(Size(f.input), f.pos);
+    f.hit = f.pos = f.reserved = 0;
+    waiting_.push_back(std::move(f));
+    Check();
+  }
+
+  void Check() {
+    const MemoryUse m = cache_->Memory();
+    ASSERT_LE(m.total(), capacity_);
+    const int64_t kv = SmallModel().KvBytesPerToken(), st = SmallModel().StateBytesPerCheckpoint();
+    int64_t running_kv = 0;
+    size_t busy = 0;
+    for (const auto& s : cache_->slots()) {
+      busy += s.busy ? 1 : 0;
+      ASSERT_LE(Size(s.tokens), cache_->n_ctx());
+      ASSERT_LE(Size(s.checkpoints), 4);  // ctx_checkpoints
+    }
+    ASSERT_EQ(busy, flights_.size());
+    ASSERT_EQ(cache_->running(), flights_.size());
+    for (const auto& [id, f] : flights_) {
+      // A running request's slot is its own: it holds exactly the sequence computed so far.
+      const auto& slot = cache_->slots()[f.slot];
+      ASSERT_TRUE(slot.busy);
+      const int64_t held = std::min(f.pos, cache_->n_ctx());
+      const std::vector<Token> seq = Cat(f.input, f.output);
+      ASSERT_EQ(slot.tokens, Prefix(seq, held)) << "request " << id;
+      running_kv += (held - f.hit) * kv;
+    }
+    ASSERT_EQ(m.running_kv, running_kv);
+    ASSERT_EQ(m.running_state, static_cast<int64_t>(flights_.size()) * st);
+    int64_t entries = 0;
+    for (const auto& e : cache_->prompt_cache()) entries += e.bytes;
+    ASSERT_EQ(entries, cache_->prompt_cache_bytes());
+    if (cache_->cache_ram_bytes() >= 0) {
+      ASSERT_LE(entries, cache_->cache_ram_bytes());
+    }
+    trace_.push_back(-1);
+    const std::vector<int64_t> f = Fingerprint(*cache_);
+    trace_.insert(trace_.end(), f.begin(), f.end());
+  }
+
+  LlamacppCache* cache_;
+  int64_t capacity_;
+  std::mt19937_64 rng_, peek_rng_;
+  bool peek_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Flight> flights_;
+  std::vector<Flight> waiting_;
+  std::vector<std::vector<Token>> sessions_;
+  std::vector<int64_t> trace_;
+};
+
+// Three slots of 1500 tokens, small batches so that prompts take several checkpoints.
+std::unique_ptr<LlamacppCache> LoadCache(int64_t cache_ram_mib, int64_t* capacity) {
+  const ModelSpec& m = SmallModel();
+  *capacity = 3 * (m.StateBytesPerCheckpoint() + 1500 * m.KvBytesPerToken());
+  return MakeCache(
+      Set({"parallel=3", "cache_ram_mib=" + std::to_string(cache_ram_mib), "n_batch=256",
+           "n_ubatch=64", "ctx_checkpoints=4", "checkpoint_min_step=100"}),
+      *capacity, m);
+}
+
+// (a) Random interleavings, with the prompt cache off and on (1 MiB: entries come and go).
+TEST(EnginesLlamacpp, UnderLoadRandomInterleavingKeepsTheInvariants) {
+  const uint64_t seed = 20261124;
+  std::cout << "[ seed     ] " << seed << "\n";
+  for (int64_t ram : {0, 1}) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " cache_ram_mib " + std::to_string(ram));
+    int64_t capacity = 0;
+    auto cache = LoadCache(ram, &capacity);
+    ASSERT_EQ(cache->n_ctx(), 1500);
+    LoadDriver driver(cache.get(), capacity, seed + static_cast<uint64_t>(ram), true);
+    driver.Run(4000);
+    ASSERT_FALSE(HasFatalFailure());
+    // Every kind of event happened.
+    EXPECT_GT(driver.admitted, 300);
+    EXPECT_GT(driver.no_room, 20);
+    EXPECT_GT(driver.too_large, 5);
+    EXPECT_GT(driver.hits, 50);
+    EXPECT_GT(driver.aborts, 20);
+    EXPECT_GT(driver.finished, 200);
+    if (ram > 0) {
+      EXPECT_GT(cache->stats().inserts, 20);
+    }
+    // Nothing runs: no running memory; what is left is the slots' content.
+    const MemoryUse m = cache->Memory();
+    EXPECT_EQ(m.running_kv, 0);
+    EXPECT_EQ(m.running_state, 0);
+    EXPECT_EQ(m.cached_kv + m.cached_state, cache->stats().kv_bytes + cache->stats().state_bytes);
+  }
+}
+
+// (b) Peek finds what Admit's lookup finds (checked by the driver) and changes nothing: a twin
+// driven the same way without Peek ends every call in the same state.
+TEST(EnginesLlamacpp, UnderLoadPeekChangesNothing) {
+  const uint64_t seed = 777;
+  std::cout << "[ seed     ] " << seed << "\n";
+  int64_t capacity = 0;
+  auto peeked = LoadCache(1, &capacity);
+  auto plain = LoadCache(1, &capacity);
+  LoadDriver with(peeked.get(), capacity, seed, true);
+  LoadDriver without(plain.get(), capacity, seed, false);
+  const std::vector<int64_t> a = with.Run(1500), b = without.Run(1500);
+  EXPECT_GT(with.admitted, 100);
+  ASSERT_EQ(a.size(), b.size());
+  const auto diff = std::mismatch(a.begin(), a.end(), b.begin());
+  EXPECT_EQ(diff.first - a.begin(), static_cast<ptrdiff_t>(a.size())) << "first difference";
+  EXPECT_EQ(Fingerprint(*peeked), Fingerprint(*plain));
+  EXPECT_EQ(with.admitted, without.admitted);
+  EXPECT_EQ(with.hits, without.hits);
+}
+
+// (c) With both slots running, a third request finds no room and changes nothing; once one
+// finishes, it is admitted into the freed slot and finds that request's content. The prefill runs
+// in the scheduler's chunks: a chunk ending within n_ubatch of the prompt end adds a checkpoint at
+// its start (update_slots' rule per batch), and each request's checkpoints carry its own task.
+TEST(EnginesLlamacpp, UnderLoadBusySlotsMeanNoRoomUntilOneIsReleased) {
+  const int64_t kv = Model().KvBytesPerToken(), st = Model().StateBytesPerCheckpoint();
+  auto cache = MakeCache(Set({"parallel=2", "cache_ram_mib=0"}));
+  const auto a = Seq(1, 3000), b = Seq(1'000'000, 2000), c = Cat(a, Seq(5'000'000, 100));
+  EngineLookup found;
+  ASSERT_EQ(cache->Admit(1, a, {}, 3000, 1000, 0, &found), EngineAdmit::kAdmitted);
+  const size_t slot_a = cache->last_slot();
+  ASSERT_EQ(cache->Admit(2, b, {}, 2000, 0, 0, &found), EngineAdmit::kAdmitted);
+  EXPECT_NE(cache->last_slot(), slot_a);
+  EXPECT_EQ(cache->running(), 2u);
+
+  const std::vector<int64_t> before = Fingerprint(*cache);
+  EXPECT_EQ(cache->Peek(c).reusable_tokens, 0);
+  ASSERT_EQ(cache->Admit(3, c, {}, 3100, 0, 0, &found), EngineAdmit::kNoRoom);
+  EXPECT_EQ(found.attention_hit_tokens, 0);
+  EXPECT_EQ(Fingerprint(*cache), before);
+
+  // A in chunks ending at 1000, 2700 and 3000: batches [2484, 2700) and [2700, 2996) both end
+  // within 512 tokens of the end, so 2700 is checkpointed besides 2484 and 2996.
+  cache->Computed(1, 1000);
+  ASSERT_TRUE(cache->Reserve(1, 2000));
+  cache->Computed(1, 2700);
+  EXPECT_EQ(cache->Memory().running_kv, 2700 * kv);
+  EXPECT_EQ(cache->Memory().running_state, 2 * st);
+  cache->Computed(1, 3000);
+  EXPECT_EQ(Positions(cache->slots()[slot_a]), std::vector<int64_t>({2484, 2700, 2996}));
+  ASSERT_TRUE(cache->Reserve(2, 2000));
+  cache->Computed(2, 2000);
+  const auto& slot_b = cache->slots()[1 - slot_a];
+  ASSERT_FALSE(slot_b.checkpoints.empty());
+  EXPECT_LT(cache->slots()[slot_a].checkpoints[0].task, slot_b.checkpoints[0].task);
+  cache->Finish(1, 1);
+  EXPECT_FALSE(cache->slots()[slot_a].busy);
+  EXPECT_EQ(cache->Memory().running_kv, 2000 * kv);
+  EXPECT_EQ(cache->Memory().cached_kv, 3000 * kv);
+
+  // C continues A: A's slot, its live state; the reused prefix counts as cached, pinned.
+  EXPECT_EQ(cache->Peek(c).reusable_tokens, 3000);
+  ASSERT_EQ(cache->Admit(3, c, {}, 3100, 100, 2, &found), EngineAdmit::kAdmitted);
+  EXPECT_EQ(cache->last_slot(), slot_a);
+  EXPECT_EQ(found.reusable_tokens, 3000);
+  cache->Computed(3, 3100);
+  const MemoryUse m = cache->Memory();
+  EXPECT_EQ(m.running_kv, (2000 + 100) * kv);
+  EXPECT_EQ(m.cached_kv, 3000 * kv);
+  EXPECT_EQ(m.running_state, 2 * st);
+  EXPECT_EQ(m.cached_state, 0);
+
+  // An aborted request releases its slot with what it computed: B's 2000 tokens, then D's first
+  // 500 in the other slot stay and are found again.
+  cache->Abort(2);
+  const auto d = Seq(7'000'000, 1000);
+  ASSERT_EQ(cache->Admit(4, d, {}, 1000, 500, 3, &found), EngineAdmit::kAdmitted);
+  cache->Computed(4, 500);
+  cache->Abort(4);
+  cache->Finish(3, 4);
+  EXPECT_EQ(cache->running(), 0u);
+  EXPECT_EQ(cache->Memory().running_kv + cache->Memory().running_state, 0);
+  EXPECT_EQ(cache->Peek(d).reusable_tokens, 500);
+  ASSERT_EQ(cache->Admit(5, d, {}, 1000, 0, 5, &found), EngineAdmit::kAdmitted);
+  EXPECT_EQ(found.reusable_tokens, 500);
+  cache->Finish(5, 6);
+}
+
+// A prompt that does not fit a slot's context is refused whether or not a slot is free; a
+// request whose output runs past the context keeps running (Reserve always succeeds: the slot's
+// context is its own) and its slot keeps n_ctx tokens.
+TEST(EnginesLlamacpp, UnderLoadTheContextBoundsASlot) {
+  const int64_t kv = Model().KvBytesPerToken(), st = Model().StateBytesPerCheckpoint();
+  const int64_t capacity = 2 * (st + 5000 * kv);
+  auto cache = MakeCache(Set({"parallel=2", "cache_ram_mib=0"}), capacity);
+  const auto big = Seq(1, 5000), fits = Seq(100'000, 4990), out = Seq(200'000, 50);
+  EngineLookup found;
+  const std::vector<int64_t> before = Fingerprint(*cache);
+  EXPECT_EQ(cache->Admit(1, big, {}, 5000, 0, 0, &found), EngineAdmit::kTooLarge);
+  EXPECT_EQ(Fingerprint(*cache), before);
+  ASSERT_EQ(cache->Admit(2, fits, out, 4990, 4990, 0, &found), EngineAdmit::kAdmitted);
+  cache->Computed(2, 4990);
+  EXPECT_TRUE(cache->Reserve(2, 49));
+  cache->Computed(2, 5039);
+  EXPECT_EQ(cache->slots()[cache->last_slot()].tokens.size(), 5000u);
+  EXPECT_LE(cache->Memory().total(), capacity);
+  EXPECT_EQ(cache->Memory().running_kv, 5000 * kv);
+  cache->Finish(2, 1);
+  EXPECT_EQ(cache->Memory().total(), 5000 * kv + st);
 }
 
 }  // namespace

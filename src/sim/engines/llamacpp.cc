@@ -1,6 +1,7 @@
 #include "sim/engines/llamacpp.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "marconi/prefix_cache.h"
 
@@ -23,6 +24,7 @@ int64_t Size(const std::vector<Token>& v) { return static_cast<int64_t>(v.size()
 LlamacppCache::LlamacppCache(const ModelSpec& model, const LlamacppOptions& options, int64_t n_ctx)
     : model_(&model), opt_(options), n_ctx_(n_ctx), slots_(static_cast<size_t>(options.parallel)) {
   opt_.n_ubatch = std::min(opt_.n_ubatch, opt_.n_batch);
+  SyncStats();
 }
 
 int64_t LlamacppCache::cache_ram_bytes() const {
@@ -35,39 +37,102 @@ int64_t LlamacppCache::EntryBytes(const std::vector<Token>& tokens, size_t check
          (1 + static_cast<int64_t>(checkpoints)) * model_->StateBytesPerCheckpoint();
 }
 
-// server_prompt_cache::alloc.
-void LlamacppCache::Save(const Slot& slot) {
-  for (const Entry& e : entries_) {
-    if (CommonPrefix(e.tokens, slot.tokens) == Size(slot.tokens)) return;  // already held
-  }
-  const int64_t bytes = EntryBytes(slot.tokens, slot.checkpoints.size());
-  const int64_t limit = cache_ram_bytes();
-  if (limit >= 0 && bytes > limit) return;  // larger than the whole cache
-  // An entry that is a prefix of the new one is superseded by it.
-  for (size_t i = 0; i < entries_.size();) {
-    if (CommonPrefix(entries_[i].tokens, slot.tokens) == Size(entries_[i].tokens)) {
-      entries_bytes_ -= entries_[i].bytes;
-      entries_.erase(entries_.begin() + static_cast<ptrdiff_t>(i));
-    } else {
-      ++i;
+// get_available_slot: among the idle slots, the non-empty one most similar to the prompt (LCP / n
+// above the threshold), else the least recently used one (ties: the last). A busy slot is never
+// chosen: with none idle, the task waits (process_single_task defers it).
+LlamacppCache::Choice LlamacppCache::ChooseSlot(std::span<const Token> input) const {
+  const size_t none = slots_.size();
+  const auto n = static_cast<double>(input.size());
+  size_t chosen = none;
+  bool update_cache = false;
+  if (opt_.slot_prompt_similarity != 0) {
+    double best = 0;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].busy || slots_[i].tokens.empty()) continue;
+      const double sim = static_cast<double>(CommonPrefix(slots_[i].tokens, input)) / n;
+      if (sim > best && sim > opt_.slot_prompt_similarity) best = sim, chosen = i;
+    }
+    if (chosen != none) {
+      const double keep = best * n / static_cast<double>(slots_[chosen].tokens.size());
+      update_cache = keep < 0.5;  // about to lose most of the slot
     }
   }
-  while (limit >= 0 && !entries_.empty() && entries_bytes_ + bytes > limit) {
-    const Entry& old = entries_.front();
-    ++stats_.evictions;
-    stats_.evicted_tokens += Size(old.tokens);
-    stats_.evicted_checkpoints += 1 + static_cast<int64_t>(old.checkpoints.size());
-    entries_bytes_ -= old.bytes;
-    entries_.erase(entries_.begin());
+  if (chosen == none) {
+    int64_t oldest = 0;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].busy) continue;
+      if (chosen == none || slots_[i].last_used <= oldest) {
+        oldest = slots_[i].last_used;
+        chosen = i;
+      }
+    }
+    update_cache = true;
   }
-  entries_.push_back({slot.tokens, slot.checkpoints, bytes});
-  entries_bytes_ += bytes;
+  return {chosen, update_cache};
+}
+
+// The prompt cache is updated only when it is on and the chosen slot holds something.
+bool LlamacppCache::UpdatesCache(const Choice& choice) const {
+  return choice.update_cache && opt_.cache_ram_mib != 0 && !slots_[choice.slot].tokens.empty();
+}
+
+// server_prompt_cache::alloc, planned without changing anything (Peek reads the plan).
+LlamacppCache::SavePlan LlamacppCache::PlanSave(const Slot& slot) const {
+  SavePlan plan;
+  for (const Entry& e : entries_) {
+    if (CommonPrefix(e.tokens, slot.tokens) == Size(slot.tokens)) return plan;  // already held
+  }
+  plan.bytes = EntryBytes(slot.tokens, slot.checkpoints.size());
+  const int64_t limit = cache_ram_bytes();
+  if (limit >= 0 && plan.bytes > limit) return plan;  // larger than the whole cache
+  plan.store = true;
+  plan.drop.assign(entries_.size(), 0);
+  int64_t total = entries_bytes_;
+  // An entry that is a prefix of the new one is superseded by it.
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (CommonPrefix(entries_[i].tokens, slot.tokens) == Size(entries_[i].tokens)) {
+      plan.drop[i] = 1;
+      total -= entries_[i].bytes;
+    }
+  }
+  // Then the oldest go until the new one fits.
+  for (size_t i = 0; i < entries_.size() && limit >= 0 && total + plan.bytes > limit; ++i) {
+    if (plan.drop[i] != 0) continue;
+    plan.drop[i] = 2;
+    total -= entries_[i].bytes;
+  }
+  return plan;
+}
+
+void LlamacppCache::Save(const Slot& slot) {
+  SavePlan plan = PlanSave(slot);
+  if (!plan.store) return;
+  std::vector<Entry> kept;
+  kept.reserve(entries_.size() + 1);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = entries_[i];
+    if (plan.drop[i] == 0) {
+      kept.push_back(std::move(e));
+      continue;
+    }
+    if (plan.drop[i] == 2) {
+      ++stats_.evictions;
+      stats_.evicted_tokens += Size(e.tokens);
+      stats_.evicted_checkpoints += 1 + static_cast<int64_t>(e.checkpoints.size());
+    }
+    entries_bytes_ -= e.bytes;
+  }
+  entries_ = std::move(kept);
+  entries_.push_back({slot.tokens, slot.checkpoints, plan.bytes});
+  entries_bytes_ += plan.bytes;
   ++stats_.inserts;
 }
 
-// server_prompt_cache::load: the entry that keeps more of itself than the slot keeps of its own
-// content, and covers more of the new prompt, replaces the slot's content and leaves the cache.
-bool LlamacppCache::Load(Slot& slot, std::span<const Token> input) {
+// server_prompt_cache::load's choice: the entry that keeps more of itself than the slot keeps of
+// its own content, and covers more of the new prompt (the last such, against the best so far);
+// entries marked in `drop` are skipped. entries_.size() = none.
+size_t LlamacppCache::BestEntry(const Slot& slot, std::span<const Token> input,
+                                const std::vector<char>& drop) const {
   const double n = static_cast<double>(input.size());
   const int64_t lcp_slot = CommonPrefix(slot.tokens, input);
   double f_keep_best =
@@ -77,7 +142,7 @@ bool LlamacppCache::Load(Slot& slot, std::span<const Token> input) {
   size_t best = entries_.size();
   for (size_t i = 0; i < entries_.size(); ++i) {
     const Entry& e = entries_[i];
-    if (e.tokens.empty()) continue;
+    if (e.tokens.empty() || (!drop.empty() && drop[i] != 0)) continue;
     const int64_t lcp = CommonPrefix(e.tokens, input);
     const double f_keep = static_cast<double>(lcp) / static_cast<double>(e.tokens.size());
     if (f_keep < 0.25) continue;
@@ -88,6 +153,13 @@ bool LlamacppCache::Load(Slot& slot, std::span<const Token> input) {
       f_sim_best = f_sim;
     }
   }
+  return best;
+}
+
+// server_prompt_cache::load: the best entry replaces the slot's content and leaves the cache.
+// (The entry Save just stored equals the slot and never beats it.)
+bool LlamacppCache::Load(Slot& slot, std::span<const Token> input) {
+  const size_t best = BestEntry(slot, input, {});
   if (best == entries_.size()) return false;
   Entry& e = entries_[best];
   slot.tokens = std::move(e.tokens);
@@ -104,9 +176,41 @@ void LlamacppCache::Clear(Slot& slot) {
   slot.checkpoints.clear();
 }
 
+// The in-slot lookup (update_slots): the live state if the slot's content is a proper prefix of
+// the prompt, else the newest checkpoint not beyond the common prefix (pos_min_thold), else
+// nothing; the last prompt token is recomputed ([TAG_PROMPT_LOGITS]).
+LlamacppCache::InSlotHit LlamacppCache::Lookup(const std::vector<Token>& tokens,
+                                               const std::vector<Checkpoint>& checkpoints,
+                                               std::span<const Token> input) {
+  const int64_t n = static_cast<int64_t>(input.size());
+  const int64_t lcp = CommonPrefix(tokens, input);
+  const int64_t held = Size(tokens);
+  const int64_t thold = lcp - (lcp < n ? 0 : 1);
+  int64_t hit = 0;
+  if (lcp > 0) {
+    if (held - 1 < thold) {
+      hit = held;
+    } else {
+      for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
+        if (it->n_tokens <= lcp && it->n_tokens - 1 < thold) {
+          hit = it->n_tokens;
+          break;
+        }
+      }
+    }
+  }
+  return {lcp, std::min(hit, n - 1)};
+}
+
+// "the request exceeds the available context size" (update_slots, context shift off): a prompt of
+// n >= n_ctx tokens is refused before it is processed.
+bool LlamacppCache::TooLarge(std::span<const Token> input) const {
+  return n_ctx_ != kUnbounded && static_cast<int64_t>(input.size()) >= n_ctx_;
+}
+
 // create_checkpoint: when the list is about to be full, first drop other requests' checkpoints
 // lying within checkpoint_min_step of the previous kept one (reading L3), then the oldest.
-void LlamacppCache::AddCheckpoint(Slot& slot, int64_t n_tokens) {
+void LlamacppCache::AddCheckpoint(Slot& slot, int64_t n_tokens, int64_t task) {
   std::vector<Checkpoint>& list = slot.checkpoints;
   // Assumed: the same position twice holds the same state, so it is not stored twice.
   if (!list.empty() && list.back().n_tokens == n_tokens) return;
@@ -114,7 +218,7 @@ void LlamacppCache::AddCheckpoint(Slot& slot, int64_t n_tokens) {
   if (list.size() + 1 >= cap) {
     std::vector<Checkpoint> kept;
     for (const Checkpoint& c : list) {
-      if (!kept.empty() && c.task != task_ &&
+      if (!kept.empty() && c.task != task &&
           c.n_tokens < kept.back().n_tokens + opt_.checkpoint_min_step) {
         ++stats_.evicted_checkpoints;
         continue;
@@ -127,109 +231,150 @@ void LlamacppCache::AddCheckpoint(Slot& slot, int64_t n_tokens) {
     ++stats_.evicted_checkpoints;
     list.erase(list.begin());
   }
-  list.push_back({n_tokens, task_});
+  list.push_back({n_tokens, task});
   ++stats_.checkpoints_admitted;
 }
 
-// The prompt loop of update_slots: batches of n_batch that also stop at P - min(n_batch,
-// 4 + n_ubatch) and P - min(n_batch, 4); the state at a batch's start is checkpointed when the
-// batch ends within n_ubatch of the prompt end and the memory is not empty (no message spans).
-void LlamacppCache::Prefill(Slot& slot, int64_t from, int64_t prompt) {
+// The prompt loop of update_slots over [from, to) of a prompt of P tokens: batches of n_batch that
+// also stop at P - min(n_batch, 4 + n_ubatch) and P - min(n_batch, 4) (and where the step ends);
+// the state at a batch's start is checkpointed when the batch ends within n_ubatch of the prompt
+// end and the memory is not empty (no message spans).
+void LlamacppCache::Prefill(Slot& slot, int64_t from, int64_t to, int64_t prompt, int64_t task) {
   if (opt_.ctx_checkpoints <= 0) return;
   const int64_t stops[2] = {prompt - std::min(opt_.n_batch, 4 + opt_.n_ubatch),
                             prompt - std::min(opt_.n_batch, int64_t{4})};
-  for (int64_t s = from; s < prompt;) {
-    int64_t e = std::min(s + opt_.n_batch, prompt);
+  for (int64_t s = from; s < to;) {
+    int64_t e = std::min(s + opt_.n_batch, to);
     for (int64_t stop : stops) {
       if (stop > s && stop < e) e = stop;
     }
-    if (s > 0 && prompt - e < opt_.n_ubatch) AddCheckpoint(slot, s);
+    if (s > 0 && prompt - e < opt_.n_ubatch) AddCheckpoint(slot, s, task);
     s = e;
   }
 }
 
-EngineLookup LlamacppCache::Serve(std::span<const Token> input, std::span<const Token> output,
-                                  Timestamp /*now*/) {
-  ++task_;
+EngineLookup LlamacppCache::Peek(std::span<const Token> input) const {
+  const Choice choice = ChooseSlot(input);
+  if (choice.slot == slots_.size() || TooLarge(input)) return {};
+  const Slot& slot = slots_[choice.slot];
+  InSlotHit h;
+  if (!UpdatesCache(choice)) {
+    h = Lookup(slot.tokens, slot.checkpoints, input);
+  } else {
+    // Save, then load the best entry left (or clear the slot).
+    const SavePlan plan = PlanSave(slot);
+    const size_t best = BestEntry(slot, input, plan.drop);
+    if (best != entries_.size())
+      h = Lookup(entries_[best].tokens, entries_[best].checkpoints, input);
+  }
   const int64_t n = static_cast<int64_t>(input.size());
+  return {std::min(h.lcp, n - 1), h.hit};
+}
 
-  // get_available_slot: the idle slot most similar to the prompt (LCP / n above the threshold),
-  // else the least recently used one; both may send its content to the prompt cache.
-  size_t chosen = slots_.size();
-  bool update_cache = false;
-  if (opt_.slot_prompt_similarity != 0) {
-    double best = 0;
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].tokens.empty()) continue;
-      const double sim =
-          static_cast<double>(CommonPrefix(slots_[i].tokens, input)) / static_cast<double>(n);
-      if (sim > best && sim > opt_.slot_prompt_similarity) best = sim, chosen = i;
-    }
-    if (chosen != slots_.size()) {
-      const double keep =
-          best * static_cast<double>(n) / static_cast<double>(slots_[chosen].tokens.size());
-      update_cache = keep < 0.5;  // about to lose most of the slot
-    }
-  }
-  if (chosen == slots_.size()) {
-    int64_t oldest = 0;
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (chosen == slots_.size() || slots_[i].last_used <= oldest) {
-        oldest = slots_[i].last_used;
-        chosen = i;
-      }
-    }
-    update_cache = true;
-  }
-  last_slot_ = chosen;
-  Slot& slot = slots_[chosen];
-  if (update_cache && opt_.cache_ram_mib != 0 && !slot.tokens.empty()) {
+EngineAdmit LlamacppCache::Admit(RequestId id, std::span<const Token> input,
+                                 std::span<const Token> output, int64_t prefill_end,
+                                 int64_t reserve_tokens, Timestamp /*now*/, EngineLookup* found) {
+  assert(!running_.count(id) && !input.empty());
+  *found = {};
+  const Choice choice = ChooseSlot(input);
+  if (choice.slot == slots_.size()) return EngineAdmit::kNoRoom;  // waits for a slot
+  ++task_;
+  last_slot_ = choice.slot;
+  Slot& slot = slots_[choice.slot];
+  if (UpdatesCache(choice)) {
     Save(slot);
     if (!Load(slot, input)) Clear(slot);
   }
-  if (n_ctx_ != kUnbounded && n >= n_ctx_) {
-    // "the request exceeds the available context size": refused before its prompt is processed.
+  if (TooLarge(input)) {
+    // Refused after the slot choice and its prompt-cache update, as update_slots does.
     ++rejected_;
     SyncStats();
-    return {};
+    return EngineAdmit::kTooLarge;
   }
-
-  // The in-slot lookup: the live state if the slot's content is a proper prefix of the prompt,
-  // else the newest checkpoint not beyond the common prefix (pos_min_thold), else nothing.
-  const int64_t lcp = CommonPrefix(slot.tokens, input);
-  const int64_t held = Size(slot.tokens);
-  const int64_t thold = lcp - (lcp < n ? 0 : 1);
-  int64_t hit = 0;
-  if (lcp > 0) {
-    if (held - 1 < thold) {
-      hit = held;
-    } else {
-      for (auto it = slot.checkpoints.rbegin(); it != slot.checkpoints.rend(); ++it) {
-        if (it->n_tokens <= lcp && it->n_tokens - 1 < thold) {
-          hit = it->n_tokens;
-          break;
-        }
-      }
-    }
-  }
-  hit = std::min(hit, n - 1);  // [TAG_PROMPT_LOGITS]: the last prompt token is recomputed
+  const int64_t n = static_cast<int64_t>(input.size());
+  const InSlotHit h = Lookup(slot.tokens, slot.checkpoints, input);
   // Checkpoints past the resume point describe content about to be overwritten.
-  const auto stale = std::remove_if(slot.checkpoints.begin(), slot.checkpoints.end(),
-                                    [&](const Checkpoint& c) { return c.n_tokens - 1 > hit; });
-  slot.checkpoints.erase(stale, slot.checkpoints.end());
-  slot.tokens.resize(static_cast<size_t>(hit));
-
-  Prefill(slot, hit, n);
-  // Decode: the slot keeps prompt + output but the last sampled token, up to its context.
-  const int64_t g = static_cast<int64_t>(output.size());
-  int64_t keep = n + std::max<int64_t>(g, 1) - 1;
-  if (n_ctx_ != kUnbounded) keep = std::min(keep, n_ctx_);
-  slot.tokens.assign(input.begin(), input.end());
-  slot.tokens.insert(slot.tokens.end(), output.begin(),
-                     output.begin() + static_cast<ptrdiff_t>(keep - n));
-  slot.last_used = task_;
+  std::erase_if(slot.checkpoints, [&](const Checkpoint& c) { return c.n_tokens - 1 > h.hit; });
+  slot.tokens.resize(static_cast<size_t>(h.hit));
+  slot.busy = true;
+  Running& r = running_[id];
+  r.slot = choice.slot;
+  r.input = input;
+  r.output = output;
+  r.prompt = std::min(prefill_end, n_ctx_);
+  r.hit = h.hit;
+  r.pos = h.hit;
+  r.reserved = h.hit + reserve_tokens;
+  r.task = task_;
   SyncStats();
-  return {std::min(lcp, n - 1), hit};
+  *found = {std::min(h.lcp, n - 1), h.hit};
+  return EngineAdmit::kAdmitted;
+}
+
+// The slot's context was allocated at start-up and is the request's own: more tokens always fit
+// (past n_ctx the slot keeps n_ctx tokens: llama.cpp stops decoding at the context).
+bool LlamacppCache::Reserve(RequestId id, int64_t tokens) {
+  running_.at(id).reserved += tokens;
+  return true;
+}
+
+// The prompt part of [pos, new pos) runs the prompt loop (its checkpoints); the slot then holds
+// the sequence up to the new position, at most n_ctx tokens.
+void LlamacppCache::Computed(RequestId id, int64_t pos) {
+  Running& r = running_.at(id);
+  assert(pos >= r.pos && pos <= r.reserved);
+  Slot& slot = slots_[r.slot];
+  if (r.pos < r.prompt) Prefill(slot, r.pos, std::min(pos, r.prompt), r.prompt, r.task);
+  const int64_t n = static_cast<int64_t>(r.input.size());
+  const int64_t held = std::min(pos, n_ctx_);
+  int64_t from = Size(slot.tokens);
+  if (from < std::min(held, n)) {
+    slot.tokens.insert(slot.tokens.end(), r.input.begin() + from,
+                       r.input.begin() + std::min(held, n));
+    from = std::min(held, n);
+  }
+  if (from < held) {
+    slot.tokens.insert(slot.tokens.end(), r.output.begin() + (from - n),
+                       r.output.begin() + (held - n));
+  }
+  r.pos = pos;
+  SyncStats();
+}
+
+// slot.release(): the slot goes idle keeping its content (tokens, checkpoints), stamped for LRU.
+void LlamacppCache::Release(RequestId id) {
+  const auto it = running_.find(id);
+  assert(it != running_.end());
+  Slot& slot = slots_[it->second.slot];
+  slot.busy = false;
+  slot.last_used = ++releases_;
+  running_.erase(it);
+  SyncStats();
+}
+
+// Nothing more is inserted at finish: the slot already holds the sequence.
+void LlamacppCache::Finish(RequestId id, Timestamp /*now*/) { Release(id); }
+
+// A preempted request releases its slot like a finished one: what it computed stays there.
+void LlamacppCache::Abort(RequestId id) { Release(id); }
+
+// A busy slot: the reused prefix is cached (pinned), the tokens past it and its live state are the
+// running request's. An idle slot: its tokens and live state are cached. Checkpoints and the
+// prompt cache are host RAM, outside the capacity (as in the statistics below).
+MemoryUse LlamacppCache::Memory() const {
+  const int64_t kv = model_->KvBytesPerToken(), st = model_->StateBytesPerCheckpoint();
+  MemoryUse m;
+  for (const auto& [id, r] : running_) {
+    m.cached_kv += r.hit * kv;
+    m.running_kv += (Size(slots_[r.slot].tokens) - r.hit) * kv;
+    m.running_state += st;
+  }
+  for (const Slot& s : slots_) {
+    if (s.busy) continue;
+    m.cached_kv += Size(s.tokens) * kv;
+    m.cached_state += s.tokens.empty() ? 0 : st;
+  }
+  return m;
 }
 
 // The content counted is what lives in --capacity: every slot's KV and live recurrent state.
