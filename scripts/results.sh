@@ -335,8 +335,11 @@ MID
   echo "(\`--replicas 4 --router all\`): \`round-robin\`; \`least-loaded\` (fewest outstanding requests);"
   echo "\`session\` (affinity: a session stays on its first request's replica); \`prefix\` (the"
   echo "longest cached attention prefix, as NVIDIA Dynamo and llm-d); \`state\` (the longest prefix"
-  echo "with a stored state). \`prefix\` and \`state\` break only exact ties by load. Busiest replica:"
-  echo "the share of the requests served by the replica that served the most (25%: even)."
+  echo "with a stored state); \`prefix\` and \`state\` break only exact ties by load. \`prefix-load\` and"
+  echo "\`state-load\` weigh the overlap against the load with NVIDIA Dynamo's cost (prefill queued plus"
+  echo "the request's past its overlap, plus active KV; weight 1), the overlap being the cached"
+  echo "attention prefix or the reusable one. Busiest replica: the share of the requests served by"
+  echo "the replica that served the most (25%: even)."
   for l in open closed; do
     echo
     if [ $l = open ]; then echo "SWE-agent (swe-art7.5), open loop, 0.5 sessions/s:"; else echo "SWE-agent (swe-art7.5), closed loop, 10 sessions/s:"; fi
