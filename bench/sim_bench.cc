@@ -1,6 +1,7 @@
 // The simulator end to end. Target (issue 3): on a synthetic agent-like trace of ~600 requests and
 // ~10M input tokens, parsing it and replaying all five policies takes under 1 s on one core.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,16 +14,25 @@
 namespace marconi::sim {
 namespace {
 
+// A file of this process's own (two benchmark runs at once must not write each other's trace
+// while the other reads it), removed at exit. Never destroyed: the exit handler reads it.
 const std::string& AgentTracePath() {
-  static const std::string path = [] {
-    const std::string p = "/tmp/marconi_bench_agent_trace.jsonl";
-    if (const Status s = WriteTrace(p, SyntheticAgent(24, 1)); !s.ok()) {
+  static const std::string* const path = [] {
+    auto* p =
+        new std::string((std::filesystem::temp_directory_path() /
+                         ("marconi_bench_agent_trace." + std::to_string(::getpid()) + ".jsonl"))
+                            .string());
+    if (const Status s = WriteTrace(*p, SyntheticAgent(24, 1)); !s.ok()) {
       std::fprintf(stderr, "sim_bench: %s\n", s.ToString().c_str());
       std::abort();
     }
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove(AgentTracePath(), ignored);
+    });
     return p;
   }();
-  return path;
+  return *path;
 }
 
 SimConfig Config() {

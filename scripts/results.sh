@@ -71,8 +71,9 @@ engine_sweep docqa 2GB,5GB,20GB ""
 engine_sweep sysprompt 1GB,5GB,10GB ""
 # Load (issue 12): the serving model (docs/serving.md: one H100-80GB, paper-7b, continuous
 # batching, one memory budget shared by running requests and the cache) against the session
-# arrival rate; then four replicas behind each router. About 12 s on 2 cores.
-LOAD=vanilla,vllm+,sglang+,marconi
+# arrival rate, today's engines (their own pools and rules under load) beside the paper's
+# baselines and Marconi; then four replicas behind each router.
+LOAD=vanilla,llamacpp,trtllm,vllm,sglang,vllm+,sglang+,marconi
 $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5,1 --closed-loop \
   --systems $LOAD -o "$T/load-swe-closed" >&2
 $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5 \
@@ -80,9 +81,9 @@ $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.02,0.05,0.1,0.2,0.5
 $M sweep --serving --trace "$T/sharegpt.jsonl.zst" --sps 1,10,100,1000 --systems $LOAD \
   -o "$T/load-sharegpt" >&2
 $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 0.5 --replicas 4 --router all \
-  --systems sglang+,marconi -o "$T/route-swe-open" >&2
+  --systems sglang,sglang+,marconi -o "$T/route-swe-open" >&2
 $M sweep --serving --trace "$T/swe-art7.5.jsonl.zst" --sps 10 --closed-loop --replicas 4 \
-  --router all --systems sglang+,marconi -o "$T/route-swe-closed" >&2
+  --router all --systems sglang,sglang+,marconi -o "$T/route-swe-closed" >&2
 for l in swe-closed swe-open sharegpt; do
   cp "$T/load-$l/ttft_p95_vs_sps_paper-7b_H100-80GB.svg" "$DOCS/results/load_${l}_ttft_p95.svg"
 done
@@ -314,7 +315,11 @@ MID
   echo "and TPOT <= 100 ms. Each cell: TTFT p50 / p95 (seconds) and goodput (requests per second that"
   echo "meet the SLO). Open loop: every request arrives at its (re-timed) trace time. Closed loop: a"
   echo "session's next turn arrives its trace gap after the previous turn finished (an agent waits"
-  echo "for its answer). \`marconi sweep --serving\` (\`serving.csv\`)."
+  echo "for its answer). Today's engines (\`llamacpp\`, \`trtllm\`, \`vllm\`, \`sglang\`, their defaults) hold"
+  echo "their running requests in their own pools by their own rules (\`docs/serving.md\`, \"Engines under"
+  echo "load\"): llama.cpp serves one request at a time in its one slot, SGLang keeps three fp32 state"
+  echo "slots per running request, vLLM holds blocks from its one pool. \`marconi sweep --serving\`"
+  echo "(\`serving.csv\`)."
   for l in swe-closed swe-open sharegpt; do
     case $l in
       swe-closed) title="SWE-agent (swe-art7.5), closed loop" ;;
