@@ -148,6 +148,7 @@ class TrtllmCache final : public EngineCache {
   bool EvictLeafState();
   void RemoveBlock(NodeId id);
   void CompactHeaps();
+  void RestoreHeld();
   void FlushNextLeaf();
   void SyncStats();
 
@@ -160,9 +161,9 @@ class TrtllmCache final : public EngineCache {
   std::vector<Token> arena_;   // tokens_per_block tokens per block id
   std::vector<NodeId> free_ids_;
   Index index_;
-  Heap kv_heap_;                                   // leaf blocks by kv_tick (stale entries skipped)
-  Heap state_heap_;                                // leaf blocks holding states by state_tick
-  std::vector<std::pair<uint64_t, NodeId>> held_;  // pinned candidates popped during one eviction
+  Heap kv_heap_;                // leaf blocks by kv_tick (stale entries skipped)
+  Heap state_heap_;             // leaf blocks holding states by state_tick
+  Heap held_kv_, held_state_;   // pinned candidates popped during one eviction, per heap
   NodeId next_leaf_ = kNoNode;  // a block that just became a leaf, not yet in kv_heap_
   std::unordered_map<RequestId, Running> running_;
   uint64_t tick_ = 0;

@@ -242,7 +242,7 @@ void TrtllmCache::TouchState(NodeId id) {
 }
 
 // The least recently used live candidate no running request holds, popped; kNoNode if
-// none. Held candidates are set aside in held_ and pushed back by the caller.
+// none. Held candidates are set aside (held_kv_, held_state_) and pushed back by the caller.
 NodeId TrtllmCache::PopLeaf(Heap& heap, bool need_state) {
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), Later);
@@ -252,7 +252,7 @@ NodeId TrtllmCache::PopLeaf(Heap& heap, bool need_state) {
     const uint64_t current = need_state ? b.state_tick : b.kv_tick;
     if (!b.alive || !IsLeaf(id) || tick != current || (need_state && b.states.empty())) continue;
     if (b.holders > 0) {
-      held_.emplace_back(tick, id);
+      (need_state ? held_state_ : held_kv_).emplace_back(tick, id);
       continue;
     }
     return id;
@@ -348,11 +348,7 @@ bool TrtllmCache::EnsureFreePages(int64_t pages) {
     }
   }
   FlushNextLeaf();
-  for (const auto& e : held_) {
-    kv_heap_.push_back(e);
-    std::push_heap(kv_heap_.begin(), kv_heap_.end(), Later);
-  }
-  held_.clear();
+  RestoreHeld();
   return ok;
 }
 
@@ -366,12 +362,23 @@ bool TrtllmCache::EnsureFreeSlots(int64_t slots) {
     }
   }
   FlushNextLeaf();
-  // Held entries may come from either heap (EvictLeafState falls back to EvictLeafBlock).
-  for (const auto& e : held_) {
-    PushCandidates(e.second);
-  }
-  held_.clear();
+  RestoreHeld();
   return ok;
+}
+
+// Pinned candidates go back into the heap they came from, once each (pins can outlast many
+// evictions under load: a copy per heap each time would pile up).
+void TrtllmCache::RestoreHeld() {
+  for (const auto& e : held_kv_) {
+    kv_heap_.push_back(e);
+    std::push_heap(kv_heap_.begin(), kv_heap_.end(), Later);
+  }
+  for (const auto& e : held_state_) {
+    state_heap_.push_back(e);
+    std::push_heap(state_heap_.begin(), state_heap_.end(), Later);
+  }
+  held_kv_.clear();
+  held_state_.clear();
 }
 
 // Stale heap entries pile up with every touch; rebuild from the live leaves now and then.
@@ -476,9 +483,11 @@ std::string TrtllmCache::CheckInvariants() const {
         return "request " + std::to_string(id) + " lost the state of its hit";
       }
     }
+    // Its lock: the path's blocks below the hit (path[i] starts at i * tokens_per_block).
     for (size_t i = 0; i < r.lookup.path.size(); ++i) {
+      if (static_cast<int64_t>(i) * opt_.tokens_per_block >= r.lookup.hit) break;
       const Block& b = blocks_[static_cast<size_t>(r.lookup.path[i])];
-      if (b.start < r.lookup.hit && (!b.alive || b.gen != r.gens[i])) {
+      if (!b.alive || b.gen != r.gens[i] || b.holders == 0) {
         return "request " + std::to_string(id) + " lost a block of its hit";
       }
     }
