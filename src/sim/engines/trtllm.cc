@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "marconi/prefix_cache.h"
@@ -83,8 +84,17 @@ EngineAdmit TrtllmCache::Admit(RequestId id, std::span<const Token> input,
                                int64_t reserve_tokens, Timestamp /*now*/, EngineLookup* found) {
   const int64_t n = static_cast<int64_t>(input.size());
   const int64_t g = static_cast<int64_t>(output.size());
-  Running r;
+  // The admission is prepared in the first free entry and kept only if admitted.
+  if (live_ == runs_.size()) runs_.emplace_back();
+  Running& r = runs_[live_];
+  r.id = id;
   r.input = input;
+  r.gens.clear();
+  r.held.clear();
+  r.lookup.path.clear();
+  r.lookup.full_matched = 0;
+  r.lookup.match = r.lookup.hit = 0;
+  r.lookup.hit_node = kNoNode;
   if (reuse_enabled_) LookUp(input, &r.lookup);
   const Lookup& lookup = r.lookup;
   const int64_t hit = lookup.hit;
@@ -141,7 +151,7 @@ EngineAdmit TrtllmCache::Admit(RequestId id, std::span<const Token> input,
   running_slots_ += r.slots;
   r.reserved = hit + reserve_tokens;
   r.computed = hit;
-  running_.emplace(id, std::move(r));
+  ++live_;
   SyncStats();
   return EngineAdmit::kAdmitted;
 }
@@ -149,7 +159,7 @@ EngineAdmit TrtllmCache::Admit(RequestId id, std::span<const Token> input,
 // Within the sequence reserved at admission a reservation takes nothing more; past it (a caller
 // asking beyond input + output - 1) it takes pages like an admission.
 bool TrtllmCache::Reserve(RequestId id, int64_t tokens) {
-  Running& r = running_.at(id);
+  Running& r = Find(id);
   const int64_t end = r.reserved + tokens;
   const int64_t more = OwnPages(r.lookup.hit, std::max(r.kv_end, end)) - r.pages;
   if (more > 0) {
@@ -169,32 +179,39 @@ bool TrtllmCache::Reserve(RequestId id, int64_t tokens) {
 // The manager commits nothing before the request finishes (snapshots are taken into the slots
 // the request holds), so a step's end only moves the position.
 void TrtllmCache::Computed(RequestId id, int64_t pos) {
-  Running& r = running_.at(id);
+  Running& r = Find(id);
   r.computed = std::max(r.computed, pos);
 }
 
 void TrtllmCache::Finish(RequestId id, Timestamp /*now*/) {
-  const auto it = running_.find(id);
-  Running& r = it->second;
+  Running& r = Find(id);
   // Its pages and slots go back to the pools; the commit takes what it keeps from them again.
   running_pages_ -= r.pages;
   running_slots_ -= r.slots;
   r.pages = r.slots = 0;
   if (reuse_enabled_) Commit(r);
   Release(r);
-  running_.erase(it);
+  Remove(r);
   CompactHeaps();
   SyncStats();
 }
 
 void TrtllmCache::Abort(RequestId id) {
-  const auto it = running_.find(id);
-  Running& r = it->second;
+  Running& r = Find(id);
   running_pages_ -= r.pages;
   running_slots_ -= r.slots;
   Release(r);
-  running_.erase(it);
+  Remove(r);
 }
+
+TrtllmCache::Running& TrtllmCache::Find(RequestId id) {
+  for (size_t i = 0; i < live_; ++i) {
+    if (runs_[i].id == id) return runs_[i];
+  }
+  std::abort();  // precondition: id is running
+}
+
+void TrtllmCache::Remove(Running& r) { std::swap(r, runs_[--live_]); }
 
 void TrtllmCache::Release(Running& r) {
   for (NodeId b : r.held) Unhold(b);

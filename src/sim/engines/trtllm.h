@@ -15,7 +15,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -109,6 +108,7 @@ class TrtllmCache final : public EngineCache {
   // A running request: its lookup, the blocks it pins (its lock, then what it commits; one pin
   // each), its snapshot points, and the pages and slots it holds from the pools.
   struct Running {
+    RequestId id = 0;
     std::span<const Token> input;
     Lookup lookup;
     std::vector<uint32_t> gens;  // of lookup.path, at admission
@@ -129,6 +129,8 @@ class TrtllmCache final : public EngineCache {
   void Unhold(NodeId id);
   void Commit(Running& r);
   void Release(Running& r);
+  Running& Find(RequestId id);
+  void Remove(Running& r);  // after Release
   std::span<const Token> TokensOf(NodeId id) const;
   static uint64_t ContentHash(std::span<const Token> tokens);
   static uint64_t KeyOf(NodeId parent, uint64_t content);
@@ -165,7 +167,10 @@ class TrtllmCache final : public EngineCache {
   Heap state_heap_;             // leaf blocks holding states by state_tick
   Heap held_kv_, held_state_;   // pinned candidates popped during one eviction, per heap
   NodeId next_leaf_ = kNoNode;  // a block that just became a leaf, not yet in kv_heap_
-  std::unordered_map<RequestId, Running> running_;
+  // Running requests in [0, live_), in no order; the entries past live_ keep their buffers for the
+  // next admissions (no allocation per request).
+  std::vector<Running> runs_;
+  size_t live_ = 0;
   uint64_t tick_ = 0;
   int64_t running_pages_ = 0;  // pages running requests hold for their own tokens
   int64_t running_slots_ = 0;  // their live and snapshot state slots

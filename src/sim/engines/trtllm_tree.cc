@@ -472,7 +472,9 @@ void TrtllmCache::Unhold(NodeId id) {
 std::string TrtllmCache::CheckInvariants() const {
   std::vector<uint32_t> pins(blocks_.size(), 0);
   int64_t pages = 0, slots = 0;
-  for (const auto& [id, r] : running_) {
+  for (size_t k = 0; k < live_; ++k) {
+    const Running& r = runs_[k];
+    const RequestId id = r.id;
     for (NodeId h : r.held) ++pins[static_cast<size_t>(h)];
     pages += r.pages;
     slots += r.slots;
