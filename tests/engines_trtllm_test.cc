@@ -586,6 +586,12 @@ TEST(EnginesTrtllm, FullOfRunningRequestsThenRoomAfterFinish) {
   EXPECT_TRUE(cache.Reserve(2, 150));
   EXPECT_TRUE(cache.Reserve(2, 39));
   EXPECT_EQ(cache.Memory().running_kv, 18 * page);
+  // Past it they take pages: 3 more do not fit (2 free, nothing evictable), 1 does.
+  EXPECT_TRUE(cache.Reserve(1, 190));
+  EXPECT_FALSE(cache.Reserve(1, 3 * 32));
+  EXPECT_EQ(Snapshot(cache), before);
+  EXPECT_TRUE(cache.Reserve(1, 32));
+  EXPECT_EQ(cache.Memory().running_kv, 19 * page);
   cache.Computed(2, 189);
   cache.Finish(2, 2);
   EXPECT_EQ(cache.Admit(4, inputs[3], out, 150, 0, 3, &found), EngineAdmit::kAdmitted);
