@@ -356,5 +356,291 @@ TEST(EnginesTrtllm, BadParametersAreRefused) {
   EXPECT_NE(tiny.status().message().find("at least one"), std::string::npos);
 }
 
+// --- The request protocol under load ---
+
+// The content fields of the counters and the memory, for "nothing changed" checks.
+std::vector<int64_t> Snapshot(const TrtllmCache& cache) {
+  const CacheStats& s = cache.stats();
+  const MemoryUse m = cache.Memory();
+  return {s.cached_tokens, s.checkpoints,         s.nodes,          s.kv_bytes,
+          s.state_bytes,   s.peak_bytes,          s.inserts,        s.checkpoints_admitted,
+          s.evictions,     s.evicted_checkpoints, s.evicted_tokens, m.running_kv,
+          m.running_state, m.cached_kv,           m.cached_state};
+}
+
+int64_t CapacityOf(const TrtllmCache& cache) {
+  const auto d = cache.DerivedSizes();
+  return static_cast<int64_t>(d.at("kv_pages") * d.at("page_bytes") +
+                              d.at("state_slots") * d.at("state_bytes"));
+}
+
+// A request in flight in the randomised test: its sequence, where its prefill ends, what it has
+// reserved and computed so far, and the hit of its admission.
+struct Flight {
+  uint64_t id = 0;
+  size_t request = 0;
+  int64_t prefill_end = 0;
+  int64_t reserved = 0;
+  int64_t computed = 0;
+  int64_t hit = 0;
+  bool running = false;
+};
+
+// Random admissions, reservations, steps of random sizes, finishes and preemptions of several
+// requests at once in bounded pools. After every call: the pools' invariants (counters, pins,
+// capacity), each running request's hit intact (its lock and state, and Peek still matches at
+// least that far); refusals change nothing; at the end nothing is running and nothing is held.
+TEST(EnginesTrtllm, RandomInterleavingKeepsPoolsAndLocks) {
+  const uint64_t seed = 20261124;
+  std::cout << "[ seed     ] " << seed << "\n";
+  std::mt19937_64 rng(seed);
+  auto uniform = [&rng](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  int64_t no_room = 0, too_large = 0, aborted = 0, hits = 0;
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " round " + std::to_string(round));
+    TrtllmOptions o;
+    if (round != 3) o.snapshot_interval = std::vector<int64_t>{64, 96, 32}[round];
+    o.branch_snapshot = round == 1;
+    o.offset_from_end = round == 2 ? 0 : -1;  // round 3: the defaults, reuse off
+    TrtllmCache cache(Model(), o, /*kv_pages=*/std::vector<int64_t>{90, 60, 120, 70}[round],
+                      /*state_slots=*/std::vector<int64_t>{12, 8, 30, 4}[round]);
+    const int64_t capacity = CapacityOf(cache);
+    std::vector<Request> trace = RandomTrace(rng, 120);
+    // Two requests longer than the page pool: never admitted.
+    for (Token base : {Token{700000000}, Token{800000000}}) trace.push_back({Seq(base, 4000), {}});
+    std::vector<Flight> flights;
+    std::vector<size_t> waiting;
+    for (size_t i = 0; i < trace.size(); ++i) waiting.push_back(i);
+    uint64_t next_id = 1;
+    size_t done = 0;
+    auto check = [&](const std::string& where) {
+      ASSERT_EQ(cache.CheckInvariants(), "") << where;
+      ASSERT_LE(cache.Memory().total(), capacity) << where;
+      for (const Flight& f : flights) {
+        if (!f.running) continue;
+        ASSERT_GE(cache.Peek(trace[f.request].input).attention_hit_tokens, f.hit) << where;
+      }
+    };
+    for (int step = 0; done < trace.size(); ++step) {
+      ASSERT_LT(step, 200000) << "no progress";
+      const int64_t action = uniform(0, 9);
+      if (action < 3 && !waiting.empty()) {
+        // Admit the next waiting request (a preempted one recomputes what it had generated).
+        const size_t pick =
+            static_cast<size_t>(uniform(0, static_cast<int64_t>(waiting.size()) - 1));
+        const size_t index = waiting[pick];
+        const Request& r = trace[index];
+        const int64_t n = static_cast<int64_t>(r.input.size());
+        const int64_t g = static_cast<int64_t>(r.output.size());
+        Flight f;
+        for (Flight& old : flights) {
+          if (old.request == index) f = old;  // a preempted request comes back
+        }
+        f.request = index;
+        f.prefill_end = std::max(n, std::min(f.computed, n + g - 1));
+        const EngineLookup peek = cache.Peek(r.input);
+        const int64_t reserve = uniform(0, f.prefill_end - peek.reusable_tokens);
+        const auto before = Snapshot(cache);
+        EngineLookup found;
+        const EngineAdmit got =
+            cache.Admit(next_id, r.input, r.output, f.prefill_end, reserve, step, &found);
+        ASSERT_EQ(found.reusable_tokens, peek.reusable_tokens);
+        ASSERT_EQ(found.attention_hit_tokens, peek.attention_hit_tokens);
+        if (got != EngineAdmit::kAdmitted) {
+          ASSERT_EQ(Snapshot(cache), before) << "a refusal changed something";
+          ASSERT_EQ(cache.Peek(r.input).reusable_tokens, peek.reusable_tokens);
+          if (got == EngineAdmit::kNoRoom) {
+            ++no_room;
+          } else {
+            ++too_large;  // never fits: served uncached
+            waiting.erase(waiting.begin() + static_cast<ptrdiff_t>(pick));
+            ++done;
+          }
+        } else {
+          waiting.erase(waiting.begin() + static_cast<ptrdiff_t>(pick));
+          f.id = next_id++;
+          f.hit = found.reusable_tokens;
+          f.reserved = f.computed = f.hit;
+          f.reserved += reserve;
+          f.running = true;
+          hits += f.hit;
+          std::erase_if(flights, [&](const Flight& x) { return x.request == index; });
+          flights.push_back(f);
+        }
+        check("admit");
+      } else {
+        std::vector<size_t> live;
+        for (size_t k = 0; k < flights.size(); ++k) {
+          if (flights[k].running) live.push_back(k);
+        }
+        if (live.empty()) continue;
+        Flight& f =
+            flights[live[static_cast<size_t>(uniform(0, static_cast<int64_t>(live.size()) - 1))]];
+        const Request& r = trace[f.request];
+        const int64_t n = static_cast<int64_t>(r.input.size());
+        const int64_t last = n + std::max<int64_t>(static_cast<int64_t>(r.output.size()), 1) - 1;
+        if (action == 9) {
+          cache.Abort(f.id);  // preempted: recomputes later
+          f.running = false;
+          waiting.push_back(f.request);
+          ++aborted;
+          check("abort");
+        } else if (f.computed >= last) {
+          cache.Finish(f.id, step);
+          f.running = false;
+          ++done;
+          check("finish");
+        } else {
+          // A step of random size, not the engine's chunk grid.
+          const int64_t end = std::min(last, f.computed + uniform(1, 200));
+          if (end > f.reserved) {
+            const auto before = Snapshot(cache);
+            if (!cache.Reserve(f.id, end - f.reserved)) {
+              ASSERT_EQ(Snapshot(cache), before) << "a failed Reserve changed something";
+              continue;
+            }
+            f.reserved = end;
+            check("reserve");
+          }
+          cache.Computed(f.id, end);
+          f.computed = end;
+          check("computed");
+        }
+      }
+    }
+    const MemoryUse m = cache.Memory();
+    EXPECT_EQ(m.running_kv, 0);
+    EXPECT_EQ(m.running_state, 0);
+    EXPECT_EQ(m.cached_kv, cache.stats().kv_bytes);
+    EXPECT_EQ(m.cached_state, cache.stats().state_bytes);
+    EXPECT_EQ(cache.CheckInvariants(), "");
+    if (!cache.reuse_enabled()) {
+      EXPECT_EQ(m.cached_kv + m.cached_state, 0);
+    }
+  }
+  std::cout << "[ counts   ] no_room " << no_room << " too_large " << too_large << " aborted "
+            << aborted << " hit_tokens " << hits << "\n";
+  EXPECT_GT(no_room, 0);    // the pools did fill up with running requests
+  EXPECT_GE(too_large, 8);  // at least the two long requests of each round
+  EXPECT_GT(aborted, 0);
+  EXPECT_GT(hits, 0);
+}
+
+// Peek is Admit's lookup and changes nothing: a twin replay with Peek calls everywhere (the
+// request's own input, other inputs) ends exactly as the replay without them.
+TEST(EnginesTrtllm, PeekIsAdmitsLookupAndChangesNothing) {
+  std::mt19937_64 rng(11);
+  const std::vector<Request> trace = RandomTrace(rng, 200);
+  TrtllmOptions o;
+  o.snapshot_interval = 64;
+  o.branch_snapshot = true;
+  TrtllmCache plain(Model(), o, 70, 9), peeked(Model(), o, 70, 9);
+  for (size_t i = 0; i < trace.size(); ++i) {
+    const Request& r = trace[i];
+    const EngineLookup before = peeked.Peek(r.input);
+    peeked.Peek(trace[(i * 7) % trace.size()].input);
+    const EngineLookup a = plain.Serve(r.input, r.output, static_cast<double>(i));
+    const EngineLookup b = peeked.Serve(r.input, r.output, static_cast<double>(i));
+    ASSERT_EQ(before.reusable_tokens, b.reusable_tokens) << "request " << i;
+    ASSERT_EQ(before.attention_hit_tokens, b.attention_hit_tokens) << "request " << i;
+    ASSERT_EQ(a.reusable_tokens, b.reusable_tokens) << "request " << i;
+    ASSERT_EQ(a.attention_hit_tokens, b.attention_hit_tokens) << "request " << i;
+    ASSERT_EQ(Snapshot(plain), Snapshot(peeked)) << "request " << i;
+  }
+  // And under load: Admit finds what Peek found just before.
+  EngineLookup found;
+  const EngineLookup peek = peeked.Peek(trace[3].input);
+  ASSERT_EQ(peeked.Admit(1, trace[3].input, trace[3].output,
+                         static_cast<int64_t>(trace[3].input.size()), 0, 300, &found),
+            EngineAdmit::kAdmitted);
+  EXPECT_EQ(found.reusable_tokens, peek.reusable_tokens);
+  EXPECT_EQ(found.attention_hit_tokens, peek.attention_hit_tokens);
+  peeked.Abort(1);
+  EXPECT_EQ(peeked.CheckInvariants(), "");
+}
+
+// With the defaults (reuse off) TRT-LLM caches nothing but its running requests still hold pages
+// for their whole sequence (GUARANTEED_NO_EVICT) and a live slot each: the pools fill with
+// running requests, the next one waits (kNoRoom, nothing changed), a finish lets it in; one that
+// outgrows the page pool is kTooLarge.
+TEST(EnginesTrtllm, FullOfRunningRequestsThenRoomAfterFinish) {
+  TrtllmCache cache(Model(), TrtllmOptions{}, /*kv_pages=*/20, /*state_slots=*/10);
+  const int64_t page = 32 * Model().KvBytesPerToken();
+  const auto out = Seq(5000, 41);  // 150 + 40 = 190 tokens: 6 pages each
+  std::vector<std::vector<Token>> inputs;
+  for (int i = 0; i < 4; ++i) inputs.push_back(Seq(100000 * (i + 1), 150));
+  EngineLookup found;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_EQ(cache.Admit(id, inputs[id - 1], out, 150, 0, 0, &found), EngineAdmit::kAdmitted);
+  }
+  EXPECT_EQ(cache.Memory().running_kv, 18 * page);
+  EXPECT_EQ(cache.Memory().running_state, 3 * Model().StateBytesPerCheckpoint());
+  const auto before = Snapshot(cache);
+  EXPECT_EQ(cache.Admit(4, inputs[3], out, 150, 0, 1, &found), EngineAdmit::kNoRoom);
+  EXPECT_EQ(Snapshot(cache), before);
+  EXPECT_EQ(cache.Admit(5, Seq(900000, 700), {}, 700, 0, 1, &found), EngineAdmit::kTooLarge);
+  EXPECT_EQ(Snapshot(cache), before);
+  // Reservations within the admitted sequence take nothing more.
+  EXPECT_TRUE(cache.Reserve(2, 150));
+  EXPECT_TRUE(cache.Reserve(2, 39));
+  EXPECT_EQ(cache.Memory().running_kv, 18 * page);
+  // Past it they take pages: 3 more do not fit (2 free, nothing evictable), 1 does.
+  EXPECT_TRUE(cache.Reserve(1, 190));
+  EXPECT_FALSE(cache.Reserve(1, 3 * 32));
+  EXPECT_EQ(Snapshot(cache), before);
+  EXPECT_TRUE(cache.Reserve(1, 32));
+  EXPECT_EQ(cache.Memory().running_kv, 19 * page);
+  cache.Computed(2, 189);
+  cache.Finish(2, 2);
+  EXPECT_EQ(cache.Admit(4, inputs[3], out, 150, 0, 3, &found), EngineAdmit::kAdmitted);
+  for (uint64_t id : {1, 3, 4}) cache.Finish(id, 4);
+  EXPECT_EQ(cache.Memory().total(), 0);  // reuse off: nothing cached
+  EXPECT_EQ(cache.stats().cached_tokens, 0);
+  EXPECT_EQ(cache.CheckInvariants(), "");
+}
+
+// With reuse on, two running requests share a matched path: each pins it (a count per block), so
+// it survives the first finish and another request's evictions until the second one finishes.
+TEST(EnginesTrtllm, SharedPathStaysPinnedUntilEveryHolderFinishes) {
+  TrtllmOptions o;
+  o.snapshot_interval = 64;
+  TrtllmCache cache(Model(), o, /*kv_pages=*/16, /*state_slots=*/kInf);
+  const auto a = Seq(1, 130), b = Seq(300000, 130);
+  cache.Serve(a, {}, 0);  // points {64, 128}: blocks [0, 128), states at 64 and 128
+  cache.Serve(b, {}, 1);
+  EXPECT_EQ(cache.tree_pages(), 8);
+  const auto x = Cat(a, Seq(7000, 10)), y = Cat(a, Seq(8000, 10));
+  EngineLookup fx, fy;
+  ASSERT_EQ(cache.Admit(1, x, {}, 140, 0, 2, &fx), EngineAdmit::kAdmitted);
+  ASSERT_EQ(cache.Admit(2, y, {}, 140, 0, 2, &fy), EngineAdmit::kAdmitted);
+  EXPECT_EQ(fx.reusable_tokens, 128);
+  EXPECT_EQ(fy.reusable_tokens, 128);
+  EXPECT_EQ(cache.running_pages(), 2);  // ceil(140 / 32) - 128 / 32 each
+  cache.Finish(1, 3);
+  EXPECT_EQ(cache.CheckInvariants(), "");
+  // A request needing every page but y's own and y's lock: B's blocks go, A's stay.
+  const auto z = Seq(500000, (16 - 1 - 4) * 32);
+  EngineLookup fz;
+  ASSERT_EQ(cache.Admit(3, z, {}, static_cast<int64_t>(z.size()), 0, 4, &fz),
+            EngineAdmit::kAdmitted);
+  EXPECT_EQ(cache.CheckInvariants(), "");
+  EXPECT_EQ(cache.tree_pages(), 4);
+  EXPECT_EQ(cache.Peek(y).reusable_tokens, 128);  // y's lock held
+  EXPECT_EQ(cache.Peek(Cat(b, Seq(1, 5))).attention_hit_tokens, 0);
+  const auto before = Snapshot(cache);
+  EngineLookup fw;
+  EXPECT_EQ(cache.Admit(4, Seq(600000, 40), {}, 40, 0, 5, &fw), EngineAdmit::kNoRoom);
+  EXPECT_EQ(Snapshot(cache), before);
+  cache.Abort(3);
+  cache.Finish(2, 6);
+  EXPECT_EQ(cache.running_pages(), 0);
+  EXPECT_EQ(cache.running_slots(), 0);
+  EXPECT_EQ(cache.Peek(y).reusable_tokens, 128);
+  EXPECT_EQ(cache.CheckInvariants(), "");
+  EXPECT_EQ(cache.Admit(4, Seq(600000, 40), {}, 40, 0, 7, &fw), EngineAdmit::kAdmitted);
+}
+
 }  // namespace
 }  // namespace marconi::sim
