@@ -59,7 +59,7 @@ SimConfig ConfigFor(std::string_view model) {
 std::vector<SystemKind> EngineRows() {
   std::vector<SystemKind> out;
   for (const SystemSpec& spec : Systems()) {
-    if (spec.engine != nullptr && ServingSupports(spec.kind)) out.push_back(spec.kind);
+    if (spec.engine != nullptr) out.push_back(spec.kind);
   }
   return out;
 }
@@ -93,6 +93,14 @@ TEST(ServingEngines, AtVanishingLoadEachRequestFindsWhatTheReplayFinds) {
           EXPECT_EQ(served.status().code(), unloaded.status().code());
           std::printf("%s %s at %lld bytes: not built (%s)\n", model, SystemName(kind),
                       static_cast<long long>(budget), unloaded.status().message().c_str());
+          continue;
+        }
+        if (!served.ok() && served.status().code() == StatusCode::kResourceExhausted) {
+          // A request this engine can never hold: the replay serves it uncached, a serving run
+          // stops with the reason (docs/serving.md). Only when some request had no hit at all.
+          std::printf("%s %s at %lld bytes: %s\n", model, SystemName(kind),
+                      static_cast<long long>(budget), served.status().message().c_str());
+          EXPECT_NE(served.status().message().find("even alone"), std::string::npos);
           continue;
         }
         ASSERT_TRUE(served.ok()) << served.status().ToString();

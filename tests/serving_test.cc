@@ -413,9 +413,18 @@ TEST(Serving, OracleKeepsTheBestAlphaOfItsGrid) {
 TEST(Serving, RefusesWhatItCannotServe) {
   const ModelSpec model = Paper7b();
   const Trace trace = SyntheticMixed(2, 1.0, 1);
-  for (const SystemSpec& spec : Systems()) {
-    EXPECT_EQ(ServingSupports(spec.kind), spec.engine == nullptr) << spec.name;
-  }
+  // An engine that cannot be built with the budget (fewer state slots than one running request
+  // holds), and one that can but cannot hold a request (a slot's context shorter than it).
+  ServingConfig small = H100();
+  small.budget_bytes = model.StateBytesPerCheckpoint();
+  const auto sglang = RunServing(trace, SystemKind::kSglang, ConfigFor(model), small);
+  EXPECT_EQ(sglang.status().code(), StatusCode::kInvalidArgument) << sglang.status().ToString();
+  small.budget_bytes = 2 * model.StateBytesPerCheckpoint() + 100 * model.KvBytesPerToken();
+  const auto llama = RunServing(trace, SystemKind::kLlamacpp, ConfigFor(model), small);
+  EXPECT_EQ(llama.status().code(), StatusCode::kResourceExhausted) << llama.status().ToString();
+  EXPECT_NE(llama.status().message().find("does not fit the engine's memory even alone"),
+            std::string::npos)
+      << llama.status().ToString();
   ServingConfig tiny = H100();
   // Room for a checkpoint and 100 tokens of KV: the synthetic requests are longer.
   tiny.budget_bytes = model.StateBytesPerCheckpoint() + 100 * model.KvBytesPerToken();

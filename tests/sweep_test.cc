@@ -175,9 +175,6 @@ TEST(ServingSweep, ErrorsAreReported) {
   spec.routers = {"nearest"};
   EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
   spec = ServingSpec(1);
-  spec.systems = {SystemKind::kSglang};
-  EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
-  spec = ServingSpec(1);
   spec.sessions_per_second = {-1};
   EXPECT_EQ(serving::RunServingSweep(trace, spec).status().code(), StatusCode::kInvalidArgument);
 }

@@ -31,7 +31,6 @@ struct SweepOptions {
   bool serving = false;
   sim::ServingOptions serving_options;
   bool capacities_given = false;
-  bool systems_given = false;
 };
 
 int Fail(const Status& s) { return ReportError("sweep", s); }
@@ -80,8 +79,6 @@ int Run(const SweepOptions& o) {
     spec.capacities.push_back(*bytes);
   }
   sim::SystemsChoice choice = ChoiceOf(o.systems);
-  // Without --systems: the default systems that the serving model serves.
-  if (o.serving && !o.systems_given) choice.systems = sim::ServingDefaultSystemNames();
   if (Status s = sim::ApplySystemsChoice(choice, &spec.systems, &spec.base); !s.ok()) {
     return Fail(s);
   }
@@ -165,7 +162,6 @@ void AddSweepCommand(CLI::App& app, int* exit_code) {
   AddServingOptions(cmd, &o->serving_options, serving);
   cmd->callback([o, exit_code, capacities, cmd] {
     o->capacities_given = capacities->count() > 0;
-    o->systems_given = cmd->get_option("--systems")->count() > 0;
     *exit_code = Run(*o);
   });
 }

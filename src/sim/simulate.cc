@@ -39,17 +39,6 @@ Status ApplySystemsChoice(const SystemsChoice& choice, std::vector<SystemKind>* 
   return Status::Ok();
 }
 
-std::string ServingDefaultSystemNames() {
-  std::string names;
-  auto defaults = ParseSystems(DefaultSystemNames());
-  if (!defaults.ok()) return names;
-  for (SystemKind k : *defaults) {
-    if (!serving::ServingSupports(k)) continue;
-    names += (names.empty() ? "" : ",") + std::string(SystemName(k));
-  }
-  return names;
-}
-
 Status ApplyServingOptions(const ServingOptions& o, serving::ServingConfig* config,
                            serving::Slo* slo, std::vector<std::string>* routers) {
   auto parsed_routers = serving::ParseRouters(o.router);
@@ -86,19 +75,11 @@ Result<SimRun> Simulate(const SimRequest& r) {
   SimConfig config;
   std::vector<SystemKind> systems;
   SystemsChoice choice = r.systems;
-  if (r.serving && choice.systems.empty()) choice.systems = ServingDefaultSystemNames();
   if (Status s = ApplySystemsChoice(choice, &systems, &config); !s.ok()) return s;
   serving::ServingConfig serving_config;
   serving::Slo slo;
   std::vector<std::string> routers;
   if (r.serving) {
-    for (SystemKind k : systems) {
-      if (!serving::ServingSupports(k)) {
-        return Status::InvalidArgument(
-            std::string("--serving does not serve ") + SystemName(k) +
-            " yet (engine emulations come later); choose among the others with --systems");
-      }
-    }
     if (Status s = ApplyServingOptions(*r.serving, &serving_config, &slo, &routers); !s.ok()) {
       return s;
     }

@@ -61,9 +61,6 @@ struct ServingOptions {
 Status ApplyServingOptions(const ServingOptions& options, serving::ServingConfig* config,
                            serving::Slo* slo, std::vector<std::string>* routers);
 
-// The default systems (DefaultSystemNames()) that the serving model serves, comma-separated.
-std::string ServingDefaultSystemNames();
-
 struct SimRequest {
   std::string trace;  // JSONL path, plain or .zst; empty: the synthetic workload
   int sessions = 80;  // sessions of the synthetic workload (when trace is empty), >= 1
@@ -77,8 +74,8 @@ struct SimRequest {
   std::optional<std::string> tuner_objective;  // "hit" or "flops"
   int threads = 0;                             // 0: every core
   std::optional<TtftModel> ttft;               // unset: SimConfig's default
-  // Set: serve through the serving model. Without systems named, the default systems it
-  // supports (serving::ServingSupports) are run; naming one it does not is an error.
+  // Set: serve through the serving model (every system; without systems named, the default
+  // ones).
   std::optional<ServingOptions> serving;
   // Called before each system's replay with its name; returns the progress callback of that
   // replay (SimConfig::progress), or null.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstdlib>
 
 namespace marconi::sim {
 
@@ -53,19 +52,6 @@ EngineLookup EngineCache::ServeCounted(const ModelSpec& model, std::span<const T
   CountRequest(model, static_cast<int64_t>(input.size()), found);
   return found;
 }
-
-// TRANSITION: defaults for the emulations not yet converted to the protocol (never called for
-// them: the serving model refuses them and their Serve is their own).
-EngineLookup EngineCache::Peek(std::span<const Token>) const { std::abort(); }
-EngineAdmit EngineCache::Admit(RequestId, std::span<const Token>, std::span<const Token>, int64_t,
-                               int64_t, Timestamp, EngineLookup*) {
-  std::abort();
-}
-bool EngineCache::Reserve(RequestId, int64_t) { std::abort(); }
-void EngineCache::Computed(RequestId, int64_t) { std::abort(); }
-void EngineCache::Finish(RequestId, Timestamp) { std::abort(); }
-void EngineCache::Abort(RequestId) { std::abort(); }
-MemoryUse EngineCache::Memory() const { std::abort(); }
 
 void EngineCache::UpdatePeaks() {
   stats_.peak_kv_bytes = std::max(stats_.peak_kv_bytes, stats_.kv_bytes);

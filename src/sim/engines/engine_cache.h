@@ -66,13 +66,11 @@ class EngineCache {
   // ServeDecodeStride(), then Finish. A request the engine cannot hold (kTooLarge) is served
   // uncached: the lookup only. `now` never decreases across calls. Returns what the lookup found.
   // Precondition: input is not empty; no request is running.
-  // TRANSITION: virtual until every emulation implements the protocol below.
-  virtual EngineLookup Serve(std::span<const Token> input, std::span<const Token> output,
-                             Timestamp now);
+  EngineLookup Serve(std::span<const Token> input, std::span<const Token> output, Timestamp now);
 
   // What Admit's lookup would find now, changing nothing (routers read it). Precondition: input
   // is not empty.
-  virtual EngineLookup Peek(std::span<const Token> input) const;
+  virtual EngineLookup Peek(std::span<const Token> input) const = 0;
 
   // Looks `input` up (writing the result to `found` whatever the outcome) and admits request
   // `id` if the pools can hold its lock on the hit, the state slots a running request holds and
@@ -84,29 +82,29 @@ class EngineCache {
   // not empty; 0 <= reserve_tokens <= prefill_end - hit; prefill_end <= input + output.
   virtual EngineAdmit Admit(RequestId id, std::span<const Token> input,
                             std::span<const Token> output, int64_t prefill_end,
-                            int64_t reserve_tokens, Timestamp now, EngineLookup* found);
+                            int64_t reserve_tokens, Timestamp now, EngineLookup* found) = 0;
 
   // Takes the KV of `tokens` more tokens of running request `id` (a prefill chunk not reserved
   // at admission, or decodes), evicting as needed. False: the pools cannot hold them even after
   // evicting; nothing changed (the caller preempts another request and tries again).
-  [[nodiscard]] virtual bool Reserve(RequestId id, int64_t tokens);
+  [[nodiscard]] virtual bool Reserve(RequestId id, int64_t tokens) = 0;
 
   // Request `id` has computed its sequence up to position `pos` (every token up to it reserved):
   // the end of a prefill chunk, or of decode steps. The engine tracks, hashes and inserts states
   // and KV as it does at that point. Positions only grow.
-  virtual void Computed(RequestId id, int64_t pos);
+  virtual void Computed(RequestId id, int64_t pos) = 0;
 
   // Request `id` is done (its sequence computed up to input + output - 1): the engine inserts
   // what it caches at finish, frees the rest of its memory and its lock.
-  virtual void Finish(RequestId id, Timestamp now);
+  virtual void Finish(RequestId id, Timestamp now) = 0;
 
   // Request `id` is preempted (recompute): its memory and lock are freed; what it inserted
   // already stays cached.
-  virtual void Abort(RequestId id);
+  virtual void Abort(RequestId id) = 0;
 
   // Memory in use, in the engine's own units (padded pages, fp32 slots): running requests' own
   // KV and slots, and the cached content. total() never exceeds the capacity it was made with.
-  virtual MemoryUse Memory() const;
+  virtual MemoryUse Memory() const = 0;
 
   // Counters with CacheStats' definitions. The per-request fields (requests, hit_requests,
   // input_tokens, hit_tokens, matched_tokens = attention hits, flops_saved, flops_without_cache)

@@ -127,9 +127,6 @@ Status RunReplicas(const Trace& trace, const ServingConfig& serving, Router* rou
 
 }  // namespace
 
-// TRANSITION: every system once the engine emulations implement the request protocol.
-bool ServingSupports(SystemKind kind) { return SpecOf(kind).engine == nullptr; }
-
 Result<int64_t> ServingBudget(const ServingConfig& c, const ModelSpec& model) {
   if (Status s = ValidateDevice(c.device); !s.ok()) return s;
   if (c.max_running < 1 || c.chunk_tokens < 1 || c.state_slots < 0 ||

@@ -118,14 +118,14 @@ struct ServingResult {
 
 // Serves `trace` through `kind`'s cache (config.model, config's system parameters and tuner).
 // The oracle is one run per alpha of config.tuner.grid (config.threads at once), the best token
-// hit rate kept. Engine emulations are refused (kUnimplemented). Errors: kInvalidArgument for
-// bad settings; kResourceExhausted when a request cannot fit in the budget even alone;
+// hit rate kept, as for Marconi's eviction in an engine without a fixed alpha. An engine
+// emulation is built with the budget as its capacity and serves through its request protocol.
+// Errors: kInvalidArgument for bad settings; kResourceExhausted when a request cannot fit in the
+// budget (or the engine) even alone;
 // kFailedPrecondition if the memory invariant (running + cached <= budget, checked every step)
 // breaks.
 Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,
                                  const ServingConfig& serving);
-// Whether RunServing serves `kind`.
-bool ServingSupports(SystemKind kind);
 
 }  // namespace marconi::sim::serving
 

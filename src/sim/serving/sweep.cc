@@ -29,12 +29,6 @@ Result<std::vector<ServingSweepCell>> RunServingSweep(
           std::to_string(sps));
     }
   }
-  for (SystemKind k : spec.systems) {
-    if (!ServingSupports(k)) {
-      return Status::InvalidArgument(std::string("--serving does not serve ") + SystemName(k) +
-                                     " yet (engine emulations come later)");
-    }
-  }
   // Every cell's settings are checked before any runs.
   for (const ModelSpec& m : spec.models) {
     for (int64_t b : spec.budgets) {
