@@ -13,6 +13,7 @@
 #include "sim/serving/router.h"
 #include "sim/serving/scheduler.h"
 #include "sim/synthetic.h"
+#include "token_util.h"
 
 namespace marconi::sim::serving {
 namespace {
@@ -34,11 +35,7 @@ ServingConfig H100() {
 // starts with one of `prompts` shared system prompts, so replicas differ in what they hold.
 Trace SharedPromptSessions(uint64_t seed, int sessions, int turns, int prompts) {
   std::mt19937_64 rng(seed);
-  const auto tokens = [&](int64_t n) {
-    std::vector<Token> v(static_cast<size_t>(n));
-    for (Token& t : v) t = static_cast<Token>(rng() % 30000);
-    return v;
-  };
+  const auto tokens = [&](int64_t n) { return testing::RandomTokens(rng, n); };
   std::vector<std::vector<Token>> system(static_cast<size_t>(prompts));
   for (auto& p : system) p = tokens(3000);
   Trace t;
@@ -54,8 +51,7 @@ Trace SharedPromptSessions(uint64_t seed, int sessions, int turns, int prompts) 
       context.insert(context.end(), out.begin(), out.end());
     }
   }
-  std::stable_sort(t.requests.begin(), t.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&t);
   return t;
 }
 
@@ -222,11 +218,7 @@ TEST(Routing, LoadWeightedRoutersMinimizeTheCostAndDoNotHerd) {
   const uint64_t seed = 41;
   std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
-  const auto tokens = [&](int64_t n) {
-    std::vector<Token> v(static_cast<size_t>(n));
-    for (Token& t : v) t = static_cast<Token>(rng() % 30000);
-    return v;
-  };
+  const auto tokens = [&](int64_t n) { return testing::RandomTokens(rng, n); };
   const std::vector<Token> prompt = tokens(4000), answer = tokens(20);
   Trace trace;
   trace.source = "burst";

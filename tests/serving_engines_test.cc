@@ -12,15 +12,10 @@
 #include "sim/serving/device.h"
 #include "sim/serving/scheduler.h"
 #include "sim/systems.h"
+#include "token_util.h"
 
 namespace marconi::sim::serving {
 namespace {
-
-std::vector<Token> Tokens(std::mt19937_64& rng, int64_t n) {
-  std::vector<Token> v(static_cast<size_t>(n));
-  for (Token& t : v) t = static_cast<Token>(rng() % 30000);
-  return v;
-}
 
 // Sessions of `turns` turns (each turn's input is its predecessor's input and output plus new
 // tokens) sharing one of two system prompts; sessions start `session_gap` apart, turns follow
@@ -28,22 +23,24 @@ std::vector<Token> Tokens(std::mt19937_64& rng, int64_t n) {
 Trace Sessions(uint64_t seed, int sessions, int turns, int64_t added, int64_t output,
                double session_gap, double turn_gap) {
   std::mt19937_64 rng(seed);
-  const std::vector<std::vector<Token>> prompts = {Tokens(rng, 700), Tokens(rng, 300)};
+  const std::vector<std::vector<Token>> prompts = {testing::RandomTokens(rng, 700),
+                                                   testing::RandomTokens(rng, 300)};
   Trace t;
   t.source = "sessions";
   for (int s = 0; s < sessions; ++s) {
     std::vector<Token> context = prompts[static_cast<size_t>(s) % prompts.size()];
     for (int k = 0; k < turns; ++k) {
-      const std::vector<Token> more = Tokens(rng, added + static_cast<int64_t>(rng() % 64));
+      const std::vector<Token> more =
+          testing::RandomTokens(rng, added + static_cast<int64_t>(rng() % 64));
       context.insert(context.end(), more.begin(), more.end());
-      std::vector<Token> out = Tokens(rng, output + static_cast<int64_t>(rng() % 40));
+      std::vector<Token> out =
+          testing::RandomTokens(rng, output + static_cast<int64_t>(rng() % 40));
       t.requests.push_back(
           {"s" + std::to_string(s), k, s * session_gap + k * turn_gap, context, out, 0});
       context.insert(context.end(), out.begin(), out.end());
     }
   }
-  std::stable_sort(t.requests.begin(), t.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&t);
   return t;
 }
 

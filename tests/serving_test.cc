@@ -14,6 +14,7 @@
 #include "sim/serving/scheduler.h"
 #include "sim/serving/step_time.h"
 #include "sim/synthetic.h"
+#include "token_util.h"
 
 namespace marconi::sim::serving {
 namespace {
@@ -33,12 +34,6 @@ ServingConfig H100() {
   return s;
 }
 
-std::vector<Token> Tokens(std::mt19937_64& rng, int64_t n) {
-  std::vector<Token> v(static_cast<size_t>(n));
-  for (Token& t : v) t = static_cast<Token>(rng() % 30000);
-  return v;
-}
-
 // Sessions of `turns` turns, each turn's input its predecessor's input and output plus new
 // tokens; sessions start `session_gap` apart and turns follow `turn_gap` apart.
 Trace Sessions(uint64_t seed, int sessions, int turns, int64_t first, int64_t added, int64_t output,
@@ -47,20 +42,19 @@ Trace Sessions(uint64_t seed, int sessions, int turns, int64_t first, int64_t ad
   Trace t;
   t.source = "sessions";
   for (int s = 0; s < sessions; ++s) {
-    std::vector<Token> context = Tokens(rng, first);
+    std::vector<Token> context = testing::RandomTokens(rng, first);
     for (int k = 0; k < turns; ++k) {
       if (k > 0) {
-        const std::vector<Token> more = Tokens(rng, added);
+        const std::vector<Token> more = testing::RandomTokens(rng, added);
         context.insert(context.end(), more.begin(), more.end());
       }
-      std::vector<Token> out = Tokens(rng, output);
+      std::vector<Token> out = testing::RandomTokens(rng, output);
       t.requests.push_back(
           {"s" + std::to_string(s), k, s * session_gap + k * turn_gap, context, out, 0});
       context.insert(context.end(), out.begin(), out.end());
     }
   }
-  std::stable_sort(t.requests.begin(), t.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&t);
   return t;
 }
 

@@ -1,9 +1,10 @@
-// Token-sequence helpers shared by the engine emulations' tests.
+// Token-sequence helpers shared by the tests of the engine emulations and the serving model.
 #ifndef MARCONI_TESTS_TOKEN_UTIL_H_
 #define MARCONI_TESTS_TOKEN_UTIL_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "marconi/types.h"
@@ -22,6 +23,12 @@ inline std::vector<Token> Cat(std::vector<Token> a, const std::vector<Token>& b)
 }
 inline std::vector<Token> Prefix(const std::vector<Token>& a, int64_t len) {
   return {a.begin(), a.begin() + len};
+}
+// `n` tokens drawn uniformly from a 30,000-token vocabulary.
+inline std::vector<Token> RandomTokens(std::mt19937_64& rng, int64_t n) {
+  std::vector<Token> v(static_cast<size_t>(n));
+  for (Token& t : v) t = static_cast<Token>(rng() % 30000);
+  return v;
 }
 // The length of the longest common prefix.
 inline int64_t Lcp(const std::vector<Token>& a, const std::vector<Token>& b) {

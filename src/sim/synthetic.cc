@@ -46,8 +46,7 @@ Trace SyntheticDocQa(int documents, uint64_t seed) {
       ts += internal::Exponential(rng, 2.0);
     }
   }
-  std::stable_sort(trace.requests.begin(), trace.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&trace);
   return trace;
 }
 
@@ -79,8 +78,7 @@ Trace SyntheticMixed(int sessions, double sessions_per_second, uint64_t seed) {
                   : static_cast<double>(Between(rng, 10, 60));
     }
   }
-  std::stable_sort(trace.requests.begin(), trace.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&trace);
   return trace;
 }
 
@@ -106,8 +104,7 @@ Trace SyntheticAgent(int sessions, uint64_t seed) {
       ts += 5.0 + static_cast<double>(Between(rng, 0, 50)) / 10;
     }
   }
-  std::stable_sort(trace.requests.begin(), trace.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&trace);
   return trace;
 }
 

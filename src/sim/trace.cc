@@ -301,9 +301,13 @@ Result<Trace> ParseTrace(const std::string& text, const std::string& source,
     if (r.ts < latest) ++trace.reordered_requests;
     latest = std::max(latest, r.ts);
   }
-  std::stable_sort(trace.requests.begin(), trace.requests.end(),
-                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
+  SortByTime(&trace);
   return trace;
+}
+
+void SortByTime(Trace* trace) {
+  std::stable_sort(trace->requests.begin(), trace->requests.end(),
+                   [](const TraceRequest& a, const TraceRequest& b) { return a.ts < b.ts; });
 }
 
 Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options) {

@@ -61,6 +61,8 @@ Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options
 
 // JSONL of `trace` in the same format (input with num_* fields); `WriteTrace` compresses for .zst.
 std::string FormatTrace(const Trace& trace);
+// Sorts the requests by time; requests at the same time keep their order.
+void SortByTime(Trace* trace);
 Status WriteTrace(const std::string& path, const Trace& trace);
 
 // Streams requests to a trace file (zstd-compressed for ".zst") without holding the trace:
