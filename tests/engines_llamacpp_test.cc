@@ -389,10 +389,11 @@ TEST(EnginesLlamacpp, BadParametersAreRefused) {
 
 // ---- Under load: the request protocol ----
 
+// Unsigned arithmetic: it wraps (a signed product would overflow, undefined behaviour).
 int64_t Hash(const std::vector<Token>& v) {
-  int64_t h = static_cast<int64_t>(v.size());
-  for (Token t : v) h = h * 1'000'003 + t;
-  return h;
+  uint64_t h = v.size();
+  for (Token t : v) h = h * 1'000'003 + static_cast<uint64_t>(t);
+  return static_cast<int64_t>(h);
 }
 
 // Everything the cache holds and counts (but the refusal counter): two equal fingerprints mean
