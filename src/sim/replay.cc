@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "marconi/policies.h"
-#include "util/parallel_for.h"
+#include "sim/hindsight.h"
 
 namespace marconi::sim {
 namespace {
@@ -160,36 +160,6 @@ Result<SystemResult> Engine(const Requests& trace, SystemKind kind, const SimCon
   return out;
 }
 
-// The best fixed alpha of the tuner's grid in hindsight: one replay per alpha (on config.threads
-// threads), the best token hit rate kept. `replay(config, alpha)` is one replay.
-template <typename Replay>
-Result<SystemResult> Oracle(const Requests& trace, const SimConfig& config, Replay&& replay) {
-  std::vector<double> grid = config.tuner.grid;
-  std::sort(grid.begin(), grid.end());
-  std::vector<Result<SystemResult>> runs(grid.size(), Status::Unimplemented("not run"));
-  internal::ParallelFor(grid.size(), static_cast<size_t>(std::max(1, config.threads)),
-                        [&](size_t i) {
-                          SimConfig c = config;
-                          if (i > 0) c.progress = nullptr;  // one replay reports, from one thread
-                          runs[i] = replay(c, grid[i]);
-                        });
-  size_t best = 0;
-  TuningRound round;
-  round.alphas = grid;
-  for (size_t i = 0; i < grid.size(); ++i) {
-    if (!runs[i].ok()) return runs[i].status();
-    round.objective.push_back(runs[i]->stats.token_hit_rate());
-    if (runs[i]->stats.token_hit_rate() > runs[best]->stats.token_hit_rate()) best = i;
-  }
-  SystemResult out = std::move(runs[best]).value();
-  out.alpha = grid[best];
-  round.chosen_alpha = grid[best];
-  round.window = static_cast<int64_t>(trace.size());
-  round.after_request = round.window;
-  out.rounds = {round};
-  return out;
-}
-
 }  // namespace
 
 Result<SystemInstance> MakeSystem(SystemKind kind, const SimConfig& config, double alpha,
@@ -224,27 +194,25 @@ Status ServeTrace(const Trace& trace, PrefixCache& cache,
 namespace {
 
 Result<SystemResult> Run(const Requests& requests, SystemKind kind, const SimConfig& config) {
-  switch (SpecOf(kind).tuning) {
-    case Tuning::kHindsight:
-      if (SpecOf(kind).engine != nullptr) {
-        // Marconi's eviction in an engine: a fixed alpha if one is set, else the grid's best.
-        if (Param(kind, "alpha", config.params) >= 0) return Engine(requests, kind, config);
-        auto best = Oracle(requests, config, [&](SimConfig c, double alpha) {
-          c.params[std::string(SystemName(kind)) + ".alpha"] = alpha;
-          return Engine(requests, kind, c);
-        });
-        // Its parameters as asked (alpha -1: chosen in hindsight); the choice is in .alpha.
-        if (best.ok()) best->params = EffectiveParams(kind, config.params);
-        return best;
-      }
-      return Oracle(requests, config, [&](const SimConfig& c, double alpha) {
-        return Serve(requests, kind, c, alpha, false);
-      });
-    default:
-      if (SpecOf(kind).engine != nullptr) return Engine(requests, kind, config);
-      if (SpecOf(kind).admission == Admission::kNone) return Vanilla(requests, kind, config);
-      return Serve(requests, kind, config, 0.0, IsTuned(kind));
+  if (TunedInHindsight(kind, config)) {
+    const bool engine = SpecOf(kind).engine != nullptr;
+    auto best = BestAlphaInHindsight<SystemResult>(
+        kind, config, static_cast<int64_t>(requests.size()),
+        [&](const SimConfig& c, double alpha) {
+          return engine ? Engine(requests, kind, c) : Serve(requests, kind, c, alpha, false);
+        },
+        [](const SystemResult& r) { return r.stats.token_hit_rate(); });
+    if (!best.ok()) return best.status();
+    SystemResult out = std::move(best->first);
+    // Its parameters as asked (an engine's alpha -1: chosen in hindsight); the choice is .alpha.
+    out.params = EffectiveParams(kind, config.params);
+    out.alpha = best->second.chosen_alpha;
+    out.rounds = {best->second};
+    return out;
   }
+  if (SpecOf(kind).engine != nullptr) return Engine(requests, kind, config);
+  if (SpecOf(kind).admission == Admission::kNone) return Vanilla(requests, kind, config);
+  return Serve(requests, kind, config, 0.0, IsTuned(kind));
 }
 
 }  // namespace
