@@ -129,7 +129,10 @@ TEST(DeviceProfile, BadProfilesSayWhatAndWhere) {
        "field 'steps[1].seconds' must be > 0"},
       {R"({"name": "x", "base": "H200", "model": "paper-7b", "steps": [
           {"batch": [[0, 10]], "seconds": 0.1}, {"batch": [[5, 0]], "seconds": 0.2}]})",
-       "field 'steps[1].batch[0][1]' must be >= 1"},
+       "field 'steps[1].batch[0][1]' must be in [1, 2147483648], got 0"},
+      {R"({"name": "x", "base": "H200", "model": "paper-7b", "steps": [
+          {"batch": [[4611686018427387904, 10]], "seconds": 0.1}]})",
+       "field 'steps[0].batch[0][0]' must be in [0, 2147483648]"},
       {R"({"name": "x", "base": "H200", "steps": [{"batch": [[0, 10]], "seconds": 0.1}]})",
        "field 'model' must name the model"},
       {R"({"name": "x", "base": "H200", "model": "paper-7b", "steps": [

@@ -57,6 +57,8 @@ enum class EngineAdmit {
 class EngineCache {
  public:
   using RequestId = uint64_t;
+  // Admit's reserve_tokens: all of [hit, prefill_end), whatever hit its own lookup finds.
+  static constexpr int64_t kReserveToPrefillEnd = -1;
 
   virtual ~EngineCache() = default;
 
@@ -64,8 +66,8 @@ class EngineCache {
   // prefill of `input` in chunks of ServePrefillChunk(), each Reserve'd then Computed, then the
   // decode of `output` (the last sampled token is never decoded) in strides of
   // ServeDecodeStride(), then Finish. A request the engine cannot hold (kTooLarge) is served
-  // uncached: the lookup only. `now` never decreases across calls. Returns what the lookup found.
-  // Precondition: input is not empty; no request is running.
+  // uncached, with what Admit reported as its lookup. `now` never decreases across calls. Returns
+  // what the lookup found. Precondition: input is not empty; no request is running.
   EngineLookup Serve(std::span<const Token> input, std::span<const Token> output, Timestamp now);
 
   // What Admit's lookup would find now, changing nothing (routers read it). Precondition: input
@@ -74,12 +76,16 @@ class EngineCache {
 
   // Looks `input` up (writing the result to `found` whatever the outcome) and admits request
   // `id` if the pools can hold its lock on the hit, the state slots a running request holds and
-  // the KV of `reserve_tokens` tokens past the hit, evicting cached content as the engine does.
+  // the KV of `reserve_tokens` tokens past the hit (kReserveToPrefillEnd: every token from the
+  // hit this lookup finds to `prefill_end`), evicting cached content as the engine does.
   // The request will prefill its sequence up to `prefill_end` (>= input.size(); more after a
   // preemption, when its generated tokens are recomputed). kNoRoom and kTooLarge change nothing
-  // (no eviction: the engine looks before it evicts, as its scheduler does). `input` and
-  // `output` must stay valid until Finish or Abort. Preconditions: id is not running; input is
-  // not empty; 0 <= reserve_tokens <= prefill_end - hit; prefill_end <= input + output.
+  // (no eviction: the engine looks before it evicts, as its scheduler does), except for the
+  // bookkeeping the engine itself does when it refuses a request it can never hold (llama.cpp
+  // chooses a slot and updates its prompt cache first; counters of refused requests). `input`
+  // and `output` must stay valid until Finish or Abort. Preconditions: id is not running; input
+  // is not empty; reserve_tokens is kReserveToPrefillEnd or in [0, prefill_end - hit];
+  // prefill_end <= input + output.
   virtual EngineAdmit Admit(RequestId id, std::span<const Token> input,
                             std::span<const Token> output, int64_t prefill_end,
                             int64_t reserve_tokens, Timestamp now, EngineLookup* found) = 0;

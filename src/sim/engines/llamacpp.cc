@@ -304,6 +304,9 @@ EngineAdmit LlamacppCache::Admit(RequestId id, std::span<const Token> input,
   r.prompt = std::min(prefill_end, n_ctx_);
   r.hit = h.hit;
   r.pos = h.hit;
+  if (reserve_tokens == kReserveToPrefillEnd) {
+    reserve_tokens = std::max<int64_t>(0, r.prompt - h.hit);
+  }
   r.reserved = h.hit + reserve_tokens;
   r.task = task_;
   SyncStats();

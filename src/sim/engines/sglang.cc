@@ -261,11 +261,15 @@ EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
   // lookup is needed for it only when the pools are short whatever the hit locks.
   const int64_t free_slots = tree_.FreeSlots(), free_kv = tree_.FreeKv();
   const SglangTree::Match none;
+  // Up to prefill_end: all of it bounds what is past any hit, until the lookup says the hit.
+  const bool to_end = reserve_tokens == kReserveToPrefillEnd;
+  if (to_end) reserve_tokens = prefill_end;
   if (too_large || small_pool || free_kv < reserve_tokens ||
       (free_slots < slots_needed && free_slots + tree_.EvictableSlots(none) - 1 < slots_needed)) {
     const SglangTree::Match look = tree_.Lookup(key);
     *found = {look.matched, look.hit};
     if (too_large) return EngineAdmit::kTooLarge;
+    if (to_end) reserve_tokens = std::max<int64_t>(0, prefill_end - look.hit);
     if (small_pool) {
       const int64_t hit_slot = look.state_node != SglangTree::kRoot ? 1 : 0;
       slots_needed = std::max<int64_t>(0, std::min(slots_needed, slots_ - hit_slot));
@@ -278,6 +282,7 @@ EngineAdmit SglangCache::Admit(RequestId id, std::span<const Token> input,
   tree_.BeginRequest();
   const SglangTree::Match m = tree_.MatchPrefix(key);
   *found = {m.matched, m.hit};
+  if (to_end) reserve_tokens = std::max<int64_t>(0, prefill_end - m.hit);
   Running& r = running_[id];
   r.seq = {input, output.first(static_cast<size_t>(std::max<int64_t>(g - 1, 0))), 0};
   r.prefill_end = prefill_end;

@@ -99,6 +99,8 @@ EngineAdmit TrtllmCache::Admit(RequestId id, std::span<const Token> input,
   const Lookup& lookup = r.lookup;
   const int64_t hit = lookup.hit;
   *found = {lookup.match, hit};
+  if (reserve_tokens == kReserveToPrefillEnd)
+    reserve_tokens = std::max<int64_t>(0, prefill_end - hit);
   // GUARANTEED_NO_EVICT (the default capacity scheduler) reserves a request's whole sequence at
   // admission: its own pages for every token of input + output - 1 past the reused blocks.
   r.kv_end = std::max({prefill_end, n + std::max<int64_t>(g, 1) - 1, hit + reserve_tokens});

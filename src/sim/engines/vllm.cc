@@ -324,6 +324,8 @@ EngineAdmit VllmCache::Admit(RequestId id, std::span<const Token> input,
       ++r.debt;
     }
   }
+  if (reserve_tokens == kReserveToPrefillEnd)
+    reserve_tokens = std::max<int64_t>(0, r.prefill_end - m);
   r.reserved = std::min(r.committed, m + reserve_tokens);
   r.promised =
       std::max(PeakNeed(r, m, r.reserved, Refs::kBeforeTouch), r.state_index.empty() ? gm : 0);

@@ -27,6 +27,9 @@ struct DeviceSpec {
   // Seconds added to every step (kernel launches, scheduling, sampling): 0 for the presets; a
   // measured profile fits it.
   double step_overhead_s = 0;
+  // Where the numbers come from, for reports: "datasheet preset", or the profile's path and,
+  // when fitted, how well the fit reproduces its steps.
+  std::string source = "datasheet preset";
 
   double achieved_flops() const { return peak_flops * flops_efficiency; }
   double achieved_bandwidth() const { return hbm_bandwidth * bandwidth_efficiency; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -75,21 +76,30 @@ double Number(const Json& j, const std::string& field) {
   return v;
 }
 
-int64_t Integer(const Json& j, const std::string& field, int64_t min) {
+// Bounded so that a step's context + tokens, and the FLOPs of a sequence, stay finite and
+// exact: ModelSpec's own bound on token counts.
+int64_t Integer(const Json& j, const std::string& field, int64_t min,
+                int64_t max = ModelSpec::kMaxTokens) {
   if (!j.is_number_integer()) throw FieldError("field '" + field + "' must be an integer");
   if (j.is_number_unsigned() && j.get<uint64_t>() > uint64_t{1} << 62) {
     throw FieldError("field '" + field + "' is too large");
   }
   const int64_t v = j.get<int64_t>();
-  if (v < min) {
-    throw FieldError("field '" + field + "' must be >= " + std::to_string(min) + ", got " +
-                     std::to_string(v));
+  if (v < min || v > max) {
+    throw FieldError("field '" + field + "' must be in [" + std::to_string(min) + ", " +
+                     std::to_string(max) + "], got " + std::to_string(v));
   }
   return v;
 }
 
 std::vector<MeasuredStep> Steps(const Json& j) {
   if (!j.is_array()) throw FieldError("field 'steps' must be an array");
+  // The fit passes over every step some 20,000 times: a profile is a few dozen measurements.
+  constexpr size_t kMaxSteps = 10000;
+  if (j.size() > kMaxSteps) {
+    throw FieldError("field 'steps' has " + std::to_string(j.size()) + " steps, more than " +
+                     std::to_string(kMaxSteps));
+  }
   std::vector<MeasuredStep> out;
   for (size_t i = 0; i < j.size(); ++i) {
     const std::string at = "steps[" + std::to_string(i) + "]";
@@ -117,6 +127,9 @@ std::vector<MeasuredStep> Steps(const Json& j) {
     const Json& batch = s["batch"];
     if (!batch.is_array() || batch.empty()) {
       throw FieldError("field '" + at + ".batch' must be a non-empty array of [context, tokens]");
+    }
+    if (batch.size() > static_cast<size_t>(ModelSpec::kMaxTokens)) {
+      throw FieldError("field '" + at + ".batch' is too long");
     }
     for (size_t k = 0; k < batch.size(); ++k) {
       const std::string seq = at + ".batch[" + std::to_string(k) + "]";
@@ -161,9 +174,11 @@ Result<DeviceFit> FitDevice(const ModelSpec& model, std::span<const MeasuredStep
     }
     StepCost cost;
     for (const auto& [context, tokens] : m.batch) {
-      if (context < 0 || tokens < 1) {
+      if (context < 0 || tokens < 1 || context > ModelSpec::kMaxTokens ||
+          tokens > ModelSpec::kMaxTokens) {
         return Status::InvalidArgument("measured step " + std::to_string(i) +
-                                       ": a sequence needs context >= 0 and tokens >= 1");
+                                       ": a sequence needs context in [0, 2^31] and tokens in "
+                                       "[1, 2^31]");
       }
       time.Add(context, tokens, &cost);
     }
@@ -292,6 +307,14 @@ Result<DeviceProfile> ParseDeviceProfile(std::string_view text, std::string_view
       auto fit = FitDevice(model ? *model : ModelSpec::Preset("paper-7b").value(), steps, &d);
       if (!fit.ok()) throw FieldError("field 'steps': " + fit.status().message());
       profile.fit = *fit;
+      char fitted[160];
+      std::snprintf(fitted, sizeof fitted,
+                    ", fitted to %lld measured steps (relative error rms %.2g%%, max %.2g%%)",
+                    static_cast<long long>(fit->steps), 100 * fit->rms_relative_error,
+                    100 * fit->max_relative_error);
+      d.source = "profile " + where + fitted;
+    } else {
+      d.source = "profile " + where;
     }
     if (Status s = ValidateDevice(d); !s.ok()) throw FieldError(s.message());
     return profile;

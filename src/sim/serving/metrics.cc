@@ -81,10 +81,10 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   s.router = r.router;
   s.replicas = r.replicas;
   s.requests = static_cast<int64_t>(r.requests.size());
-  s.token_hit_rate = r.base.stats.token_hit_rate();
   std::vector<double> ttft, queue, prefill, tpot, e2e;
   int64_t good = 0, input = 0, hit = 0;
   for (const ServingRecord& q : r.requests) {
+    if (q.rejected) continue;  // it misses the SLO: counted in `requests`, not in `good`
     ttft.push_back(1000 * q.ttft_s());
     queue.push_back(1000 * q.queue_s());
     prefill.push_back(1000 * q.prefill_s());
@@ -120,6 +120,7 @@ ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
   s.slo_attainment =
       s.requests > 0 ? static_cast<double>(good) / static_cast<double>(s.requests) : 0;
   s.preemptions = r.preemptions;
+  s.rejected = r.rejected;
   s.recomputed_tokens = r.recomputed_tokens;
   s.cache_flushes = r.cache_flushes;
   s.steps = r.steps;
@@ -135,7 +136,7 @@ std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::stri
                                  const std::vector<std::string>& routers) {
   std::string o =
       "system,request,session_id,turn_id,input_tokens,output_tokens,hit_tokens,arrival_s,queue_ms,"
-      "prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions,router,replica\n";
+      "prefill_ms,ttft_ms,tpot_ms,e2e_ms,preemptions,router,replica,rejected\n";
   char buf[256];
   for (size_t k = 0; k < systems.size() && k < requests.size(); ++k) {
     for (const ServingRecord& q : requests[k]) {
@@ -153,7 +154,7 @@ std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::stri
                     1000 * q.tpot_s(), 1000 * q.e2e_s(), static_cast<long long>(q.preemptions));
       o += systems[k] + "," + std::to_string(q.index) + "," + sid + buf +
            (k < routers.size() ? routers[k] : std::string()) + "," + std::to_string(q.replica) +
-           "\n";
+           (q.rejected ? ",1\n" : ",0\n");
     }
   }
   return o;
@@ -208,6 +209,12 @@ std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingC
   o += "\ntok hit: input tokens skipped at admission; queue: arrival to admission; TPOT: time per "
        "output token after the first; goodput: requests meeting the SLO per second; run KV, run "
        "state, cache KV, cache st.: each use's own peak memory.\n";
+  for (const ServingSummary& s : rows) {
+    if (s.rejected == 0) continue;
+    o += name_of(s) + ": " + std::to_string(s.rejected) + " of " + std::to_string(s.requests) +
+         " requests rejected (they do not fit even alone), counted as missing the SLO and left "
+         "out of the other columns.\n";
+  }
   return o;
 }
 
@@ -224,7 +231,8 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
                         {"flops_efficiency", ctx.device.flops_efficiency},
                         {"bandwidth_efficiency", ctx.device.bandwidth_efficiency},
                         {"memory_utilization", ctx.device.memory_utilization},
-                        {"step_overhead_s", ctx.device.step_overhead_s}};
+                        {"step_overhead_s", ctx.device.step_overhead_s},
+                        {"source", ctx.device.source}};
   out["budget_bytes"] = ctx.budget_bytes;
   out["weight_bytes"] = ctx.weight_bytes;
   out["max_running"] = ctx.max_running;
@@ -240,6 +248,7 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
     j["replicas"] = s.replicas;
     j["busiest_replica_share"] = s.busiest_replica_share;
     j["requests"] = s.requests;
+    j["rejected"] = s.rejected;
     j["token_hit_rate"] = s.token_hit_rate;
     Put(j, "ttft_ms", s.ttft_ms);
     Put(j, "queue_ms", s.queue_ms);

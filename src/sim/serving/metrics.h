@@ -33,7 +33,8 @@ struct ServingSummary {
   // The share of the requests served by the replica that served the most (1 with one replica;
   // 1/N when spread evenly).
   double busiest_replica_share = 0;
-  int64_t requests = 0;
+  int64_t requests = 0;  // every request, the rejected ones included
+  int64_t rejected = 0;  // ServingResult::rejected: in no quantile, hit rate or throughput
   double token_hit_rate = 0;
   Quantiles ttft_ms, queue_ms, prefill_ms, tpot_ms, e2e_ms;
   // generated tokens / (last finish - first arrival)

@@ -64,6 +64,21 @@ Status Replica::Finish(size_t id) {
   running_.erase(std::find(running_.begin(), running_.end(), id));
   v.running = false;
   if (Status s = cache_->Finish(id, v.context - v.hit, now_); !s.ok()) return s;
+  Leave(id);
+  out_->output_tokens += OutputLen(id);
+  return Status::Ok();
+}
+
+void Replica::Reject(size_t id) {
+  Live& v = live_[id];
+  v.admitted = v.first_token = now_;
+  Leave(id);
+  out_->requests[id].rejected = true;
+  ++out_->rejected;
+}
+
+void Replica::Leave(size_t id) {
+  const Live& v = live_[id];
   occupancy_.Advance(now_);
   --occupancy_.in_system;
   --outstanding_;
@@ -79,12 +94,10 @@ Status Replica::Finish(size_t id) {
   rec.first_token = v.first_token;
   rec.finish = now_;
   rec.preemptions = v.preemptions;
-  out_->output_tokens += rec.output_tokens;
   out_->last_finish = std::max(out_->last_finish, now_);
-  return Status::Ok();
 }
 
-Status Replica::StartStep() {
+Status Replica::StartStep(std::vector<size_t>* rejected) {
   // 1. Every decoding request writes the KV of one more token this step; preempt the most
   // recently admitted until that fits.
   decoding_.clear();
@@ -131,8 +144,13 @@ Status Replica::StartStep() {
     EngineLookup found;
     auto admitted = cache_->Admit(id, prefill_end, running_.empty(), now_, &found);
     if (!admitted.ok()) return admitted.status();
-    if (!*admitted) break;  // wait for memory to free up (head-of-line blocking)
+    if (*admitted == AdmitOutcome::kWait) break;  // wait for memory (head-of-line blocking)
     waiting_.pop_front();
+    if (*admitted == AdmitOutcome::kRejected) {
+      Reject(id);
+      rejected->push_back(id);
+      continue;
+    }
     v.hit = found.reusable_tokens;
     v.matched = found.attention_hit_tokens;
     v.running = true;
@@ -157,6 +175,8 @@ Status Replica::StartStep() {
   peak.cached_state = std::max(peak.cached_state, use.cached_state);
   out_->peak_bytes = std::max(out_->peak_bytes, use.total());
   if (items_.empty()) {
+    // Every request it had was rejected: no step.
+    if (!busy()) return Status::Ok();
     return Status::FailedPrecondition("serving: a step with nothing to run at t=" +
                                       std::to_string(now_));
   }

@@ -38,8 +38,10 @@ class Replica {
 
   // Request `id` arrives at time `t` (not before the previous event).
   void Arrive(size_t id, double t);
-  // Starts a step at now(): preemption, the batch, admission, the memory invariant.
-  Status StartStep();
+  // Starts a step at now(): preemption, the batch, admission, the memory invariant. Requests
+  // rejected at admission (they do not fit even alone) are appended to `rejected`; if that leaves
+  // nothing to run, no step starts.
+  Status StartStep(std::vector<size_t>* rejected);
   // Ends the step at step_end(): finished requests complete in the cache and are appended to
   // `finished`.
   Status EndStep(std::vector<size_t>* finished);
@@ -82,6 +84,10 @@ class Replica {
   // Preempts the most recently admitted running request.
   void PreemptLast();
   Status Finish(size_t id);
+  // A request that can never run: answered with an error now.
+  void Reject(size_t id);
+  // A request leaves the system (finished or rejected): its record and the occupancy.
+  void Leave(size_t id);
 
   const size_t index_;
   const Trace& trace_;

@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "sim/hindsight.h"
 #include "sim/serving/replica.h"
-#include "util/parallel_for.h"
 
 namespace marconi::sim::serving {
 namespace {
@@ -105,11 +105,15 @@ Status RunReplicas(const Trace& trace, const ServingConfig& serving, Router* rou
       }
       if (serving.on_route) serving.on_route({id, now, std::span(views), chosen});
       replicas[chosen]->Arrive(id, now);
-    } else if (kind == 2) {
-      if (Status s = replicas[which]->StartStep(); !s.ok()) return s;
     } else {
+      // A step's start rejects what can never run, its end finishes requests: either way they
+      // leave the system, and a closed-loop session's next turn is released.
       finished.clear();
-      if (Status s = replicas[which]->EndStep(&finished); !s.ok()) return s;
+      if (kind == 2) {
+        if (Status s = replicas[which]->StartStep(&finished); !s.ok()) return s;
+      } else if (Status s = replicas[which]->EndStep(&finished); !s.ok()) {
+        return s;
+      }
       for (size_t id : finished) {
         ++done;
         if (serving.closed_loop && next_in_session[id] != kNone) {
@@ -166,24 +170,10 @@ Result<ServingResult> ServeOnce(const Trace& trace, SystemKind kind, const SimCo
   if (!router.ok()) return router.status();
   const size_t count = static_cast<size_t>(serving.replicas);
   const SystemSpec& spec = SpecOf(kind);
-  const int64_t kv = config.model.KvBytesPerToken();
   const int64_t slot = serving.state_slots * config.model.StateBytesPerCheckpoint();
   for (size_t i = 0; i < trace.requests.size(); ++i) {
-    const TraceRequest& r = trace.requests[i];
-    const int64_t input = static_cast<int64_t>(r.input.size());
-    const int64_t output = std::max<int64_t>(1, static_cast<int64_t>(r.output.size()));
-    // KV of the whole sequence and the slots: what it holds at its end if nothing is shared (an
-    // engine says itself what it cannot hold, at the request's admission).
-    const int64_t alone = (input + output) * kv + slot;
-    if (input == 0) {
+    if (trace.requests[i].input.empty()) {
       return Status::InvalidArgument("request " + std::to_string(i) + " has no input");
-    }
-    if (spec.engine == nullptr && alone > budget) {
-      return Status::ResourceExhausted(
-          "request " + std::to_string(i) + " needs " + std::to_string(alone) +
-          " bytes alone (KV of its input and output, its state slots), more than the memory "
-          "budget of " +
-          std::to_string(budget) + " bytes");
     }
   }
   const int64_t states_every = spec.admission == Admission::kBlock
@@ -242,6 +232,7 @@ Result<ServingResult> ServeOnce(const Trace& trace, SystemKind kind, const SimCo
   base.rounds = replicas.front()->cache().rounds();
   base.records.reserve(out.requests.size());
   for (const ServingRecord& r : out.requests) {
+    if (r.rejected) continue;  // never looked up
     base.records.push_back(
         {r.index, r.input_tokens, r.hit_tokens, r.attention_hit_tokens, 1000 * r.ttft_s()});
     if (counted == nullptr) {
@@ -266,41 +257,22 @@ Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimC
                                  const ServingConfig& serving) {
   auto budget = ServingBudget(serving, config.model);
   if (!budget.ok()) return budget.status();
-  const SystemSpec& spec = SpecOf(kind);
-  if (spec.tuning != Tuning::kHindsight ||
-      (spec.engine != nullptr && Param(kind, "alpha", config.params) >= 0)) {
+  if (!TunedInHindsight(kind, config)) {
     return ServeOnce(trace, kind, config, serving, *budget, 0.0, IsTuned(kind));
   }
-  // The oracle, and Marconi's eviction in an engine without a fixed alpha: one serving run per
-  // alpha of the grid, the best token hit rate in hindsight (ties keep the smaller alpha), as the
-  // unloaded replay does.
-  std::vector<double> grid = config.tuner.grid;
-  std::sort(grid.begin(), grid.end());
-  if (grid.empty()) return Status::InvalidArgument("the oracle needs a grid of alphas");
-  std::vector<Result<ServingResult>> runs(grid.size(), Status::Unimplemented("not run"));
-  internal::ParallelFor(grid.size(), static_cast<size_t>(std::max(1, config.threads)),
-                        [&](size_t i) {
-                          SimConfig c = config;
-                          if (spec.engine != nullptr)
-                            c.params[std::string(SystemName(kind)) + ".alpha"] = grid[i];
-                          runs[i] = ServeOnce(trace, kind, c, serving, *budget, grid[i], false);
-                        });
-  size_t best = 0;
-  TuningRound round;
-  round.alphas = grid;
-  for (size_t i = 0; i < grid.size(); ++i) {
-    if (!runs[i].ok()) return runs[i].status();
-    round.objective.push_back(HitRate(*runs[i]));
-    if (round.objective[i] > round.objective[best]) best = i;
-  }
-  ServingResult out = std::move(runs[best]).value();
+  // One serving run per alpha of the grid, the best token hit rate kept, as the unloaded replay.
+  auto best = BestAlphaInHindsight<ServingResult>(
+      kind, config, static_cast<int64_t>(trace.requests.size()),
+      [&](const SimConfig& c, double alpha) {
+        return ServeOnce(trace, kind, c, serving, *budget, alpha, false);
+      },
+      HitRate);
+  if (!best.ok()) return best.status();
+  ServingResult out = std::move(best->first);
   // Its parameters as asked (an engine's alpha -1: chosen in hindsight); the choice is .alpha.
   out.base.params = EffectiveParams(kind, config.params);
-  out.base.alpha = grid[best];
-  round.chosen_alpha = grid[best];
-  round.window = static_cast<int64_t>(trace.requests.size());
-  round.after_request = round.window;
-  out.base.rounds = {round};
+  out.base.alpha = best->second.chosen_alpha;
+  out.base.rounds = {best->second};
   return out;
 }
 

@@ -80,6 +80,10 @@ struct ServingRecord {
   double first_token = 0;  // end of its prefill's last chunk
   double finish = 0;
   int64_t preemptions = 0;
+  // It could never run (it does not fit even alone: its whole sequence in the budget, or in the
+  // engine's pools): answered with an error at `finish`, its admission. It counts against the
+  // SLO; it is left out of the latency quantiles, the hit rate and the throughput.
+  bool rejected = false;
   double queue_s() const { return admitted - arrival; }
   double prefill_s() const { return first_token - admitted; }
   double ttft_s() const { return first_token - arrival; }
@@ -102,6 +106,7 @@ struct ServingResult {
   int64_t steps = 0;     // summed over replicas, as are the counters below
   int64_t preemptions = 0;
   int64_t recomputed_tokens = 0;  // computed tokens that preemptions threw away
+  int64_t rejected = 0;           // requests rejected (ServingRecord::rejected)
   // Admissions refused after the cache had evicted all its unpinned content for them (the
   // estimate of pinned bytes that should prevent this was low).
   int64_t cache_flushes = 0;
@@ -120,8 +125,8 @@ struct ServingResult {
 // The oracle is one run per alpha of config.tuner.grid (config.threads at once), the best token
 // hit rate kept, as for Marconi's eviction in an engine without a fixed alpha. An engine
 // emulation is built with the budget as its capacity and serves through its request protocol.
-// Errors: kInvalidArgument for bad settings; kResourceExhausted when a request cannot fit in the
-// budget (or the engine) even alone;
+// A request that cannot fit even alone is rejected (ServingRecord::rejected), not an error.
+// Errors: kInvalidArgument for bad settings;
 // kFailedPrecondition if the memory invariant (running + cached <= budget, checked every step)
 // breaks.
 Result<ServingResult> RunServing(const Trace& trace, SystemKind kind, const SimConfig& config,

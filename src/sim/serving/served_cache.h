@@ -23,6 +23,13 @@
 
 namespace marconi::sim::serving {
 
+// What Admit decided for the head of the queue.
+enum class AdmitOutcome {
+  kAdmitted,  // it runs from now on
+  kWait,      // not now: memory frees up as running requests finish
+  kRejected,  // never: it does not fit even alone (a server answers it with an error)
+};
+
 class ServedCache {
  public:
   virtual ~ServedCache() = default;
@@ -33,11 +40,10 @@ class ServedCache {
 
   // Tries to admit request `id`, the head of the queue, to run: it will prefill its sequence up
   // to `prefill_end` (its input, plus its generated tokens after a preemption) and holds from now
-  // on the KV of that prefill past its hit and its state slots. `alone`: no request runs. False:
-  // not now (wait for memory to free up). On success `found` holds its lookup. Errors:
-  // kResourceExhausted when the request cannot run even alone.
-  virtual Result<bool> Admit(size_t id, int64_t prefill_end, bool alone, double now,
-                             EngineLookup* found) = 0;
+  // on the KV of that prefill past its hit and its state slots. `alone`: no request runs. On
+  // kAdmitted `found` holds its lookup; kRejected leaves nothing held.
+  virtual Result<AdmitOutcome> Admit(size_t id, int64_t prefill_end, bool alone, double now,
+                                     EngineLookup* found) = 0;
 
   // One more token of KV for each of `ids` (running requests, in admission order), in order:
   // how many of them (a prefix) got it. The caller preempts a request and asks again for the
@@ -62,8 +68,8 @@ class ServedCache {
 
   // Admissions refused after the cache had evicted all its unpinned content for them.
   virtual int64_t flushes() const { return 0; }
-  // The cache's counters (per-request fields counted at each request's finish); null without a
-  // cache.
+  // The cache's counters (the per-request fields counted at every admission's lookup, a
+  // preempted request's again); null without a cache.
   virtual const CacheStats* stats() const = 0;
   // The eviction alpha in use (0 without one).
   virtual double alpha() const { return 0; }

@@ -33,8 +33,15 @@ class ServedCore final : public ServedCache {
     return {l.matched_tokens, l.reusable_tokens};
   }
 
-  Result<bool> Admit(size_t id, int64_t prefill_end, bool alone, double now,
-                     EngineLookup* found) override {
+  Result<AdmitOutcome> Admit(size_t id, int64_t prefill_end, bool alone, double now,
+                             EngineLookup* found) override {
+    const TraceRequest& r = trace_.requests[id];
+    // KV of the whole sequence and the slots: what it holds at its end if nothing is shared. Over
+    // the budget, it could never finish (its decode would preempt it again and again).
+    const int64_t output = std::max<int64_t>(1, static_cast<int64_t>(r.output.size()));
+    if ((static_cast<int64_t>(r.input.size()) + output) * kv_ + slot_ > budget_) {
+      return AdmitOutcome::kRejected;
+    }
     Live& v = live_[id];
     while (true) {
       if (!v.begun) {
@@ -46,7 +53,7 @@ class ServedCore final : public ServedCache {
       // blocks), look before evicting, with the pinned bytes estimated.
       if (cache_ != nullptr && !alone &&
           RunningBytes(need, 1) + pinned_estimate_ + pinned_slack_ > budget_) {
-        return false;
+        return AdmitOutcome::kWait;
       }
       auto f = Fits(RunningBytes(need, 1));
       if (!f.ok()) return f.status();
@@ -55,7 +62,7 @@ class ServedCore final : public ServedCache {
         run_tokens_ += need;
         ++running_;
         *found = {v.matched, v.hit};
-        return true;
+        return AdmitOutcome::kAdmitted;
       }
       if (!alone) {
         if (cache_ != nullptr) {
@@ -64,7 +71,7 @@ class ServedCore final : public ServedCache {
           ++flushes_;
           pinned_slack_ = std::max<int64_t>(0, cache_->stats().bytes() - pinned_estimate_);
         }
-        return false;
+        return AdmitOutcome::kWait;
       }
       if (v.handle && v.hit > 0 && !v.restarted) {
         // Alone, it is its own pinned path (with the states on it) that does not fit: give up
@@ -75,9 +82,10 @@ class ServedCore final : public ServedCache {
         if (auto room = Fits(RunningBytes(prefill_end, 1)); !room.ok()) return room.status();
         continue;
       }
-      return Status::ResourceExhausted("request " + std::to_string(id) +
-                                       " does not fit in the memory budget of " +
-                                       std::to_string(budget_) + " bytes even alone");
+      // Unreachable: alone and with nothing pinned, a request within the budget fits.
+      return Status::FailedPrecondition("serving: request " + std::to_string(id) +
+                                        " does not fit in the memory budget of " +
+                                        std::to_string(budget_) + " bytes even alone");
     }
   }
 

@@ -12,36 +12,31 @@ class ServedEngine final : public ServedCache {
  public:
   ServedEngine(const Trace& trace, const ModelSpec& model, std::unique_ptr<EngineCache> engine,
                std::string_view name)
-      : trace_(trace),
-        model_(model),
-        engine_(std::move(engine)),
-        name_(name),
-        found_(trace.requests.size()) {}
+      : trace_(trace), model_(model), engine_(std::move(engine)), name_(name) {}
 
   EngineLookup Peek(std::span<const Token> input) const override { return engine_->Peek(input); }
 
-  Result<bool> Admit(size_t id, int64_t prefill_end, bool alone, double now,
-                     EngineLookup* found) override {
+  Result<AdmitOutcome> Admit(size_t id, int64_t prefill_end, bool alone, double now,
+                             EngineLookup* found) override {
     const TraceRequest& r = trace_.requests[id];
-    // The prefill's KV past the hit is held from admission, as for every served system: the
-    // hit is the lookup's, which Peek gives without changing anything.
-    const int64_t reserve = prefill_end - engine_->Peek(r.input).reusable_tokens;
-    switch (engine_->Admit(id, r.input, r.output, prefill_end, reserve, now, found)) {
+    // The prefill's KV past the hit is held from admission, as for every served system.
+    switch (engine_->Admit(id, r.input, r.output, prefill_end, EngineCache::kReserveToPrefillEnd,
+                           now, found)) {
       case EngineAdmit::kAdmitted:
-        found_[id] = *found;
-        return true;
+        // Counted at every admission's lookup (a preempted request's again), as PrefixCache
+        // counts at every BeginRequest: the two kinds of rows count alike.
+        engine_->CountRequest(model_, static_cast<int64_t>(r.input.size()), *found);
+        return AdmitOutcome::kAdmitted;
       case EngineAdmit::kNoRoom:
-        if (!alone) return false;
-        return Status::ResourceExhausted(name_ + ": request " + std::to_string(id) + " (" +
-                                         std::to_string(r.input.size()) +
-                                         " input tokens) finds no room with nothing else running");
+        if (!alone) return AdmitOutcome::kWait;
+        // Nothing runs and nothing else could free memory: waiting would never end.
+        return Status::FailedPrecondition(name_ + ": request " + std::to_string(id) + " (" +
+                                          std::to_string(r.input.size()) +
+                                          " input tokens) finds no room with nothing else running");
       case EngineAdmit::kTooLarge:
         break;
     }
-    return Status::ResourceExhausted(name_ + ": request " + std::to_string(id) + " (" +
-                                     std::to_string(r.input.size()) + " input and " +
-                                     std::to_string(r.output.size()) +
-                                     " output tokens) does not fit the engine's memory even alone");
+    return AdmitOutcome::kRejected;
   }
 
   Result<size_t> Grow(std::span<const size_t> ids) override {
@@ -55,8 +50,6 @@ class ServedEngine final : public ServedCache {
 
   Status Finish(size_t id, int64_t /*computed*/, double now) override {
     engine_->Finish(id, now);
-    engine_->CountRequest(model_, static_cast<int64_t>(trace_.requests[id].input.size()),
-                          found_[id]);
     return Status::Ok();
   }
 
@@ -72,7 +65,6 @@ class ServedEngine final : public ServedCache {
   const ModelSpec& model_;
   std::unique_ptr<EngineCache> engine_;
   std::string name_;
-  std::vector<EngineLookup> found_;  // by request: its last admission's lookup
 };
 
 }  // namespace
