@@ -379,6 +379,35 @@ TEST(Serving, AWholeInputHitStillComputesTheLastToken) {
   EXPECT_GT(r->requests[1].ttft_s(), 0);
 }
 
+// A long prefill hands each chunk's captured states to the cache as it runs (InsertChunk): a
+// request sharing its prefix, admitted while it is still prefilling, resumes from the chunks
+// already handed over. Block checkpointing (vllm+) captures a state every 32 tokens.
+TEST(Serving, PrefillChunksReachTheCacheWhileTheRequestRuns) {
+  const ModelSpec model = Paper7b();
+  std::mt19937_64 rng(3);
+  const std::vector<Token> shared = testing::RandomTokens(rng, 4096);
+  std::vector<Token> b_input = shared;
+  const std::vector<Token> tail = testing::RandomTokens(rng, 100);
+  b_input.insert(b_input.end(), tail.begin(), tail.end());
+  ServingConfig serving = H100();
+  serving.chunk_tokens = 512;
+  serving.token_budget = 1024;
+  const StepTimeModel time(model, serving.device);
+  // B arrives after A's first four chunks (A alone until then: one chunk per step).
+  const double b_arrival = time.PrefillSeconds(0, 4 * 512, 512) + 1e-6;
+  Trace trace;
+  trace.requests.push_back({"a", 0, 0.0, shared, testing::RandomTokens(rng, 4), 0});
+  trace.requests.push_back({"b", 0, b_arrival, b_input, testing::RandomTokens(rng, 4), 0});
+  auto r = RunServing(trace, SystemKind::kVllmPlus, ConfigFor(model), serving);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const ServingRecord &a = r->requests[0], &b = r->requests[1];
+  EXPECT_LT(b.admitted, a.first_token);  // B ran while A was still prefilling
+  EXPECT_GE(b.hit_tokens, 4 * 512);      // and resumed from what A had handed over
+  EXPECT_LT(b.hit_tokens, 4096);         // not from what A had yet to compute
+  EXPECT_EQ(b.hit_tokens % 32, 0);       // a block checkpoint
+  EXPECT_EQ(a.hit_tokens, 0);
+}
+
 // The oracle serves the trace once per alpha of the grid and keeps the best token hit rate.
 TEST(Serving, OracleKeepsTheBestAlphaOfItsGrid) {
   const ModelSpec model = Paper7b();

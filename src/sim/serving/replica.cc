@@ -104,14 +104,27 @@ Status Replica::StartStep(std::vector<size_t>* rejected) {
   for (size_t id : running_) {
     if (live_[id].decoding) decoding_.push_back(id);
   }
-  for (size_t grown = 0; grown < decoding_.size();) {
-    auto g = cache_->Grow(std::span(decoding_).subspan(grown));
-    if (!g.ok()) return g.status();
-    grown += *g;
-    if (grown == decoding_.size()) break;
+  // Then the memory in use must fit (content pinned by running requests may be over after a
+  // completion or a chunk that the cache took in over its capacity).
+  size_t grown = 0;
+  while (true) {
+    if (grown < decoding_.size()) {
+      auto g = cache_->Grow(std::span(decoding_).subspan(grown));
+      if (!g.ok()) return g.status();
+      grown += *g;
+    }
+    if (grown == decoding_.size()) {
+      auto f = cache_->Fits();
+      if (!f.ok()) return f.status();
+      if (*f) break;
+    }
+    if (running_.empty()) break;  // only pinned content is over: admission sorts it out
     // Decoding requests are a subsequence of running_ in admission order: the last running one,
-    // if it decodes, is the last of decoding_, which has not grown yet.
-    if (live_[running_.back()].decoding) decoding_.pop_back();
+    // if it decodes, is the last of decoding_ (it may have grown: its memory goes with it).
+    if (live_[running_.back()].decoding) {
+      decoding_.pop_back();
+      grown = std::min(grown, decoding_.size());
+    }
     PreemptLast();
   }
   // 2. The batch: decodes first, then prefill chunks in admission order, within the budget.
@@ -211,7 +224,7 @@ Status Replica::EndStep(std::vector<size_t>* finished) {
         v.decoding = true;
       }
     }
-    cache_->Computed(it.id, v.context);
+    if (Status s = cache_->Computed(it.id, v.context, now_); !s.ok()) return s;
     if (v.decoding && v.generated >= OutputLen(it.id)) finished->push_back(it.id);
   }
   for (size_t i = first; i < finished->size(); ++i) {

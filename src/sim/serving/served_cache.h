@@ -45,13 +45,18 @@ class ServedCache {
   virtual Result<AdmitOutcome> Admit(size_t id, int64_t prefill_end, bool alone, double now,
                                      EngineLookup* found) = 0;
 
+  // Whether the memory in use fits the budget now (the cache evicting what it may to make it
+  // so); false: content the running requests pin is over, and one must be preempted.
+  virtual Result<bool> Fits() = 0;
+
   // One more token of KV for each of `ids` (running requests, in admission order), in order:
   // how many of them (a prefix) got it. The caller preempts a request and asks again for the
   // rest.
   virtual Result<size_t> Grow(std::span<const size_t> ids) = 0;
 
-  // Running request `id` has computed its sequence up to `pos` (the end of a step).
-  virtual void Computed(size_t id, int64_t pos) = 0;
+  // Running request `id` has computed its sequence up to `pos` at `now` (the end of a step): the
+  // cache is told, as an engine tells it of every prefill chunk.
+  virtual Status Computed(size_t id, int64_t pos, double now) = 0;
 
   // Running request `id` is done, having computed `computed` tokens of its own past its hit:
   // its memory goes back, its content is inserted as the system inserts at finish.

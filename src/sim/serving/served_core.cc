@@ -89,6 +89,8 @@ class ServedCore final : public ServedCache {
     }
   }
 
+  Result<bool> Fits() override { return Fits(RunningBytes(0, 0)); }
+
   Result<size_t> Grow(std::span<const size_t> ids) override {
     // All or nothing: the decodes' KV fits next to the cache's pinned content or not.
     const int64_t growth = static_cast<int64_t>(ids.size());
@@ -100,19 +102,59 @@ class ServedCore final : public ServedCache {
     return ids.size();
   }
 
-  void Computed(size_t, int64_t) override {}
+  Status Computed(size_t id, int64_t pos, double now) override {
+    // SGLang's cache_unfinished_req: a prefill chunk that captured planned checkpoints is handed
+    // to the cache (PrefixCache::InsertChunk): its KV up to the deepest of them moves from the
+    // request's memory to the cache, pinned by the request's lease, which moves there.
+    Live& v = live_[id];
+    if (cache_ == nullptr || !v.handle) return Status::Ok();
+    const TraceRequest& r = trace_.requests[id];
+    const int64_t from = v.handle->resume_tokens();
+    const int64_t upto = std::min(pos, static_cast<int64_t>(r.input.size()));
+    if (upto <= v.scanned) return Status::Ok();  // decoding: the input is done
+    // The planned checkpoints (ascending) this chunk captured: in (scanned, upto], past the pin.
+    const std::vector<int64_t>& planned = v.handle->prefill_checkpoints();
+    captured_.assign(std::upper_bound(planned.begin(), planned.end(), std::max(from, v.scanned)),
+                     std::upper_bound(planned.begin(), planned.end(), upto));
+    v.scanned = upto;
+    if (captured_.empty()) return Status::Ok();
+    // The captured states are new memory (the KV only changes hands): like an engine without a
+    // free slot, a request whose states find no room keeps them for its completion, when
+    // CompleteRequest inserts every planned checkpoint.
+    const int64_t states =
+        static_cast<int64_t>(captured_.size()) * model_.StateBytesPerCheckpoint();
+    auto room = Fits(RunningBytes(0, 0) + states);
+    if (!room.ok()) return room.status();
+    if (*room) {
+      Unpin(v);
+      const Status s = cache_->InsertChunk(*v.handle, r.input, upto, captured_, now, {});
+      Pin(v);
+      // kResourceExhausted leaves the content inserted and the pin moved; the next step shrinks
+      // the cache or preempts. Any other error changed nothing.
+      if (!s.ok() && s.code() != StatusCode::kResourceExhausted) return s;
+      const int64_t moved = v.handle->resume_tokens() - from;
+      v.held -= moved;
+      v.moved += moved;
+      run_tokens_ -= moved;
+    }
+    // The cache's capacity back to what the running requests leave.
+    if (auto f = Fits(RunningBytes(0, 0)); !f.ok()) return f.status();
+    return Status::Ok();
+  }
 
   Status Finish(size_t id, int64_t computed, double now) override {
     Live& v = live_[id];
-    // Two counters kept apart must agree: the KV it holds is what it computed.
-    if (v.held != computed) {
+    // Two counters kept apart must agree: the KV it holds, and the KV it handed to the cache by
+    // chunks, are what it computed.
+    if (v.held + v.moved != computed) {
       return Status::FailedPrecondition("serving: request " + std::to_string(id) + " holds " +
-                                        std::to_string(v.held) + " tokens of KV but computed " +
+                                        std::to_string(v.held) + " tokens of KV and handed " +
+                                        std::to_string(v.moved) + " to the cache, but computed " +
                                         std::to_string(computed));
     }
     run_tokens_ -= v.held;
     --running_;
-    v.held = 0;
+    v.held = v.moved = 0;
     if (cache_ == nullptr) return Status::Ok();
     const TraceRequest& r = trace_.requests[id];
     // The finished request's memory goes back to the cache before its content is inserted.
@@ -140,7 +182,7 @@ class ServedCore final : public ServedCache {
     Live& v = live_[id];
     run_tokens_ -= v.held;
     --running_;
-    v.held = 0;
+    v.held = v.moved = 0;  // what it handed to the cache stays cached, unpinned
     Release(v);
   }
 
@@ -177,6 +219,8 @@ class ServedCore final : public ServedCache {
     int64_t hit = 0;
     int64_t matched = 0;  // the lookup's attention-hit depth
     int64_t held = 0;     // KV tokens in running memory (its own, not the cache's)
+    int64_t moved = 0;    // KV tokens it computed and handed to the cache (InsertChunk)
+    int64_t scanned = 0;  // input positions whose chunk was offered to the cache
   };
 
   int64_t RunningBytes(int64_t extra_tokens, int64_t extra_requests) const {
@@ -194,8 +238,8 @@ class ServedCore final : public ServedCache {
     return s;
   }
 
-  // What the cache cannot evict while `hit` tokens are pinned by a lease: their KV and the
-  // states on their path (one, or one per block for block checkpointing). An estimate: paths
+  // What the cache cannot evict while a lease pins the state at depth `hit`: the KV and the
+  // states on its path (one, or one per block for block checkpointing). An estimate: paths
   // that share a prefix are counted once each, and other states left on a path by branches are
   // missed.
   int64_t PinnedBytes(int64_t hit) const {
@@ -205,14 +249,16 @@ class ServedCore final : public ServedCache {
 
   void Pin(const Live& v) {
     if (!v.handle || !v.handle->holds_lease()) return;
-    if (pins_[v.handle->resume_node()]++ == 0) pinned_estimate_ += PinnedBytes(v.hit);
+    if (pins_[v.handle->resume_node()]++ == 0) {
+      pinned_estimate_ += PinnedBytes(v.handle->resume_tokens());
+    }
   }
 
   void Unpin(const Live& v) {
     if (!v.handle || !v.handle->holds_lease()) return;
     const auto it = pins_.find(v.handle->resume_node());
     if (--it->second == 0) {
-      pinned_estimate_ -= PinnedBytes(v.hit);
+      pinned_estimate_ -= PinnedBytes(v.handle->resume_tokens());
       pins_.erase(it);
     }
   }
@@ -230,6 +276,7 @@ class ServedCore final : public ServedCache {
   Status Begin(size_t id, double now) {
     Live& v = live_[id];
     v.begun = true;
+    v.scanned = 0;
     if (cache_ == nullptr) return Status::Ok();
     auto h = cache_->BeginRequest(trace_.requests[id].input, now);
     if (!h.ok()) return h.status();
@@ -246,9 +293,10 @@ class ServedCore final : public ServedCache {
   PrefixCache* cache_;
   const int64_t budget_;
   const int64_t kv_, slot_;
-  const int64_t states_every_;  // block checkpointing's block size, else 0
-  std::vector<Live> live_;      // by request
-  int64_t run_tokens_ = 0;      // sum of held over running requests
+  const int64_t states_every_;     // block checkpointing's block size, else 0
+  std::vector<Live> live_;         // by request
+  std::vector<int64_t> captured_;  // scratch: a chunk's captured checkpoints
+  int64_t run_tokens_ = 0;         // sum of held over running requests
   int64_t running_ = 0;
   int64_t flushes_ = 0;
   std::unordered_map<NodeId, int64_t> pins_;  // leases held, by node

@@ -39,6 +39,9 @@ class ServedEngine final : public ServedCache {
     return AdmitOutcome::kRejected;
   }
 
+  // The engine's pools hold everything: nothing it admitted or reserved can be over.
+  Result<bool> Fits() override { return true; }
+
   Result<size_t> Grow(std::span<const size_t> ids) override {
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!engine_->Reserve(ids[i], 1)) return i;
@@ -46,7 +49,10 @@ class ServedEngine final : public ServedCache {
     return ids.size();
   }
 
-  void Computed(size_t id, int64_t pos) override { engine_->Computed(id, pos); }
+  Status Computed(size_t id, int64_t pos, double /*now*/) override {
+    engine_->Computed(id, pos);
+    return Status::Ok();
+  }
 
   Status Finish(size_t id, int64_t /*computed*/, double now) override {
     engine_->Finish(id, now);
