@@ -10,7 +10,6 @@ Replica::Replica(size_t index, const Trace& trace, const SimConfig& config,
                  ServingResult* out)
     : index_(index),
       trace_(trace),
-      config_(config),
       serving_(serving),
       budget_(budget),
       cache_(std::move(cache)),

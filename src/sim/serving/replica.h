@@ -91,7 +91,6 @@ class Replica {
 
   const size_t index_;
   const Trace& trace_;
-  const SimConfig& config_;
   const ServingConfig& serving_;
   const int64_t budget_;
   std::unique_ptr<ServedCache> cache_;
