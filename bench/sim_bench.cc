@@ -8,6 +8,8 @@
 #include <filesystem>
 
 #include "sim/replay.h"
+#include "sim/serving/device.h"
+#include "sim/serving/scheduler.h"
 #include "sim/synthetic.h"
 #include "sim/trace.h"
 
@@ -69,6 +71,30 @@ void BM_ReplaySystem(benchmark::State& state) {
   state.SetLabel(SystemName(kind));
 }
 BENCHMARK(BM_ReplaySystem)
+    ->DenseRange(0, static_cast<int64_t>(Systems().size()) - 1)
+    ->Unit(benchmark::kMillisecond);
+
+// One serving run (issue 12) of every system on the same trace, re-timed to 2 sessions/s (the
+// sessions overlap, so requests run together and queue), on one H100-80GB with the default
+// batching and the device's memory budget.
+void BM_ServeSystem(benchmark::State& state) {
+  const SystemKind kind = Systems()[static_cast<size_t>(state.range(0))].kind;
+  const Trace trace = Retime(ReadTrace(AgentTracePath()).value(), 2.0);
+  const SimConfig config = Config();
+  serving::ServingConfig serving;
+  serving.device = serving::DevicePreset("H100-80GB").value();
+  for (auto _ : state) {
+    auto r = serving::RunServing(trace, kind, config, serving);
+    if (!r.ok()) {
+      state.SkipWithError(r.status().ToString().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(r->steps);
+    state.counters["steps"] = static_cast<double>(r->steps);
+  }
+  state.SetLabel(SystemName(kind));
+}
+BENCHMARK(BM_ServeSystem)
     ->DenseRange(0, static_cast<int64_t>(Systems().size()) - 1)
     ->Unit(benchmark::kMillisecond);
 
