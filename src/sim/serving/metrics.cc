@@ -21,16 +21,6 @@ Quantiles QuantilesOf(const std::vector<double>& v) {
   return q;
 }
 
-nlohmann::ordered_json& Put(nlohmann::ordered_json& j, const std::string& name,
-                            const Quantiles& q) {
-  j[name + "_p50"] = q.p50;
-  j[name + "_p90"] = q.p90;
-  j[name + "_p95"] = q.p95;
-  j[name + "_p99"] = q.p99;
-  j[name + "_mean"] = q.mean;
-  return j;
-}
-
 }  // namespace
 
 Result<Slo> ParseSlo(const std::string& text) {
@@ -73,6 +63,71 @@ Result<Slo> ParseSlo(const std::string& text) {
     }
   }
   return slo;
+}
+
+namespace {
+
+// Integer-valued and real-valued fields, and the five numbers of a latency's distribution.
+#define MARCONI_INT_FIELD(name, expr, csv)                                             \
+  ServingField {                                                                       \
+    name, true, csv, [](const ServingSummary& s) { return static_cast<double>(expr); } \
+  }
+#define MARCONI_REAL_FIELD(name, expr, csv)                                \
+  ServingField {                                                           \
+    name, false, csv, [](const ServingSummary& s) { return double{expr}; } \
+  }
+#define MARCONI_QUANTILES(name, member, csv_p50, csv_p95)     \
+  MARCONI_REAL_FIELD(name "_p50", s.member.p50, csv_p50),     \
+      MARCONI_REAL_FIELD(name "_p90", s.member.p90, false),   \
+      MARCONI_REAL_FIELD(name "_p95", s.member.p95, csv_p95), \
+      MARCONI_REAL_FIELD(name "_p99", s.member.p99, false),   \
+      MARCONI_REAL_FIELD(name "_mean", s.member.mean, false)
+
+const ServingField kFields[] = {
+    MARCONI_INT_FIELD("replicas", s.replicas, true),
+    MARCONI_INT_FIELD("requests", s.requests, true),
+    MARCONI_REAL_FIELD("token_hit_rate", s.token_hit_rate, true),
+    MARCONI_QUANTILES("ttft_ms", ttft_ms, true, true),
+    MARCONI_QUANTILES("queue_ms", queue_ms, false, true),
+    MARCONI_QUANTILES("prefill_ms", prefill_ms, false, false),
+    MARCONI_QUANTILES("tpot_ms", tpot_ms, true, false),
+    MARCONI_QUANTILES("e2e_ms", e2e_ms, false, true),
+    MARCONI_REAL_FIELD("throughput_tok_s", s.throughput_tok_s, true),
+    MARCONI_REAL_FIELD("goodput_req_s", s.goodput_req_s, true),
+    MARCONI_REAL_FIELD("slo_attainment", s.slo_attainment, true),
+    MARCONI_INT_FIELD("preemptions", s.preemptions, true),
+    MARCONI_REAL_FIELD("busiest_replica_share", s.busiest_replica_share, true),
+    MARCONI_INT_FIELD("rejected", s.rejected, true),
+    MARCONI_INT_FIELD("recomputed_tokens", s.recomputed_tokens, false),
+    MARCONI_INT_FIELD("cache_flushes", s.cache_flushes, false),
+    MARCONI_INT_FIELD("steps", s.steps, false),
+    MARCONI_REAL_FIELD("makespan_s", s.makespan_s, false),
+    MARCONI_REAL_FIELD("mean_in_system", s.mean_in_system, false),
+    MARCONI_INT_FIELD("peak_running_kv_bytes", s.peak.running_kv, false),
+    MARCONI_INT_FIELD("peak_running_state_bytes", s.peak.running_state, false),
+    MARCONI_INT_FIELD("peak_cached_kv_bytes", s.peak.cached_kv, false),
+    MARCONI_INT_FIELD("peak_cached_state_bytes", s.peak.cached_state, false),
+    MARCONI_INT_FIELD("peak_bytes", s.peak_bytes, false),
+    MARCONI_REAL_FIELD("alpha", s.alpha, false),
+};
+
+#undef MARCONI_QUANTILES
+#undef MARCONI_REAL_FIELD
+#undef MARCONI_INT_FIELD
+
+}  // namespace
+
+std::span<const ServingField> ServingFields() { return kFields; }
+
+std::string FormatServingField(const ServingField& f, const ServingSummary& s) {
+  char buf[64];
+  const double v = f.value(s);
+  if (f.integer) {
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.6f", v);
+  }
+  return buf;
 }
 
 ServingSummary SummarizeServing(const ServingResult& r, const Slo& slo) {
@@ -245,31 +300,14 @@ std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingCo
     nlohmann::ordered_json j;
     j["system"] = s.system;
     j["router"] = s.router;
-    j["replicas"] = s.replicas;
-    j["busiest_replica_share"] = s.busiest_replica_share;
-    j["requests"] = s.requests;
-    j["rejected"] = s.rejected;
-    j["token_hit_rate"] = s.token_hit_rate;
-    Put(j, "ttft_ms", s.ttft_ms);
-    Put(j, "queue_ms", s.queue_ms);
-    Put(j, "prefill_ms", s.prefill_ms);
-    Put(j, "tpot_ms", s.tpot_ms);
-    Put(j, "e2e_ms", s.e2e_ms);
-    j["throughput_tok_s"] = s.throughput_tok_s;
-    j["goodput_req_s"] = s.goodput_req_s;
-    j["slo_attainment"] = s.slo_attainment;
-    j["preemptions"] = s.preemptions;
-    j["recomputed_tokens"] = s.recomputed_tokens;
-    j["cache_flushes"] = s.cache_flushes;
-    j["steps"] = s.steps;
-    j["makespan_s"] = s.makespan_s;
-    j["mean_in_system"] = s.mean_in_system;
-    j["peak_running_kv_bytes"] = s.peak.running_kv;
-    j["peak_running_state_bytes"] = s.peak.running_state;
-    j["peak_cached_kv_bytes"] = s.peak.cached_kv;
-    j["peak_cached_state_bytes"] = s.peak.cached_state;
-    j["peak_bytes"] = s.peak_bytes;
-    j["alpha"] = s.alpha;
+    for (const ServingField& f : ServingFields()) {
+      const double v = f.value(s);
+      if (f.integer) {
+        j[f.name] = static_cast<int64_t>(v);
+      } else {
+        j[f.name] = v;
+      }
+    }
     systems.push_back(j);
   }
   out["systems"] = systems;

@@ -4,6 +4,7 @@
 #define MARCONI_SIM_SERVING_METRICS_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,18 @@ struct ServingContext {
 std::string ServingPerRequestCsv(const Trace& trace, const std::vector<std::string>& systems,
                                  const std::vector<std::vector<ServingRecord>>& requests,
                                  const std::vector<std::string>& routers = {});
+
+// One numeric field of a ServingSummary: the one list both the JSON (every field, in this order)
+// and the sweep's CSV (the fields marked `csv`, in this order) are written from.
+struct ServingField {
+  const char* name;
+  bool integer;  // written without decimals
+  bool csv;      // a column of serving.csv
+  double (*value)(const ServingSummary&);
+};
+std::span<const ServingField> ServingFields();
+// `f`'s value in `s` as CSV text: integers exactly, others with 6 significant decimals.
+std::string FormatServingField(const ServingField& f, const ServingSummary& s);
 
 std::string ServingTable(const std::vector<ServingSummary>& rows, const ServingContext& ctx);
 std::string ServingJson(const std::vector<ServingSummary>& rows, const ServingContext& ctx);

@@ -100,24 +100,22 @@ Result<std::vector<ServingSweepCell>> RunServingSweep(
 }
 
 std::string ServingSweepCsv(const std::vector<ServingSweepCell>& cells) {
-  std::string o =
-      "model,device,budget_bytes,sessions_per_second,system,router,replicas,requests,"
-      "token_hit_rate,ttft_ms_p50,ttft_ms_p95,queue_ms_p95,tpot_ms_p50,e2e_ms_p95,"
-      "throughput_tok_s,goodput_req_s,slo_attainment,preemptions,busiest_replica_share,rejected\n";
+  std::string o = "model,device,budget_bytes,sessions_per_second,system,router";
+  for (const ServingField& f : ServingFields()) {
+    if (f.csv) o += std::string(",") + f.name;
+  }
+  o += "\n";
   char buf[512];
   for (const ServingSweepCell& c : cells) {
     const ServingSummary& s = c.summary;
-    std::snprintf(buf, sizeof buf,
-                  "%s,%s,%lld,%g,%s,%s,%lld,%lld,%.6f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.6f,%.6f,"
-                  "%lld,%.6f,%lld\n",
-                  c.model.c_str(), c.device.c_str(), static_cast<long long>(s.budget_bytes),
-                  c.sessions_per_second, s.system.c_str(), s.router.c_str(),
-                  static_cast<long long>(s.replicas), static_cast<long long>(s.requests),
-                  s.token_hit_rate, s.ttft_ms.p50, s.ttft_ms.p95, s.queue_ms.p95, s.tpot_ms.p50,
-                  s.e2e_ms.p95, s.throughput_tok_s, s.goodput_req_s, s.slo_attainment,
-                  static_cast<long long>(s.preemptions), s.busiest_replica_share,
-                  static_cast<long long>(s.rejected));
+    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%g,%s,%s", c.model.c_str(), c.device.c_str(),
+                  static_cast<long long>(s.budget_bytes), c.sessions_per_second, s.system.c_str(),
+                  s.router.c_str());
     o += buf;
+    for (const ServingField& f : ServingFields()) {
+      if (f.csv) o += "," + FormatServingField(f, s);
+    }
+    o += "\n";
   }
   return o;
 }

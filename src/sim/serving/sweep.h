@@ -41,9 +41,8 @@ Result<std::vector<ServingSweepCell>> RunServingSweep(
     const Trace& trace, const ServingSweepSpec& spec,
     const std::function<void(size_t, size_t)>& progress = {});
 
-// model,device,budget_bytes,sessions_per_second,system,router,replicas,requests,token_hit_rate,
-// ttft_ms_p50,ttft_ms_p95,queue_ms_p95,tpot_ms_p50,e2e_ms_p95,throughput_tok_s,goodput_req_s,
-// slo_attainment,preemptions,busiest_replica_share
+// model,device,budget_bytes,sessions_per_second,system,router, then the ServingFields() marked
+// csv (metrics.h: the same list the JSON is written from), one row per cell.
 std::string ServingSweepCsv(const std::vector<ServingSweepCell>& cells);
 
 // Per (model, budget): TTFT p95 and goodput against the arrival rate, one series per system
