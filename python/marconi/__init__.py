@@ -61,6 +61,7 @@ __all__ = [
     "presets",
     "recompute_cost",
     "simulate",
+    "serve",
     "simulate_report",
     "solve_placement",
     "sqrt_placement",
@@ -144,6 +145,68 @@ def simulate(*args, **kwargs):
 
 # The same options as simulate_report, shown by help() and inspect.signature.
 simulate.__signature__ = _inspect.signature(simulate_report)
+
+
+def serve(
+    trace=None,
+    budget=None,
+    model="paper-7b",
+    systems=None,
+    sessions=80,
+    sps=None,
+    threads=0,
+    params=None,
+    device="H100-80GB",
+    max_running=256,
+    token_budget=8192,
+    chunk=2048,
+    slo="ttft=2s,tpot=100ms",
+    closed_loop=False,
+    replicas=1,
+    router="round-robin",
+    skip_bad_lines=False,
+):
+    """Serves a trace under load, as ``marconi sim --serving --format json`` does (the serving
+    model of docs/serving.md: continuous batching on ``device``, running requests and the cache
+    sharing one memory budget, today's engines in their own pools), and returns that document
+    (trace, model, device, device_spec, budget_bytes, ..., and ``systems``: one dict per system
+    and router with ttft_ms_p50/p95, queue_ms_p95, tpot_ms_p50, e2e_ms_p95, throughput_tok_s,
+    goodput_req_s, preemptions, rejected, peak memory by use, ...).
+
+    ``device``: a preset ("A100-40GB", "H100-80GB", "H200") or a path to a device profile (a .json
+    file). ``budget``: bytes as an int or a string ("40GB", "inf"); by default the device's memory
+    after the weights. ``router``: a router name, several comma-separated, or "all".
+    ``systems``, ``sessions``, ``sps``, ``threads`` and ``params`` as for ``simulate``. Runs
+    without the GIL.
+    """
+    if systems is None:
+        systems_list = _marconi.default_systems()
+    elif isinstance(systems, str):
+        systems_list = systems
+    else:
+        systems_list = ",".join(systems)
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, str))):
+        raise TypeError("budget must be an int (bytes) or a string such as '40GB'")
+    out = _marconi._serve(
+        trace=None if trace is None else str(trace),
+        budget=None if budget is None else str(budget),
+        model=model if isinstance(model, str) else _model_name(model),
+        systems=systems_list,
+        sessions=sessions,
+        sps=sps,
+        threads=threads,
+        set=[f"{k}={v}" for k, v in (params or {}).items()],
+        device=str(device),
+        max_running=max_running,
+        token_budget=token_budget,
+        chunk=chunk,
+        slo=slo,
+        closed_loop=closed_loop,
+        replicas=replicas,
+        router=router,
+        skip_bad_lines=skip_bad_lines,
+    )
+    return _json.loads(out)
 
 
 def _model_name(model):

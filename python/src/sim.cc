@@ -1,4 +1,4 @@
-// Bindings of the simulator (src/sim: RunSystem, Summarize, SummaryJson) and of sparse placement.
+// Bindings of the simulator (src/sim: Simulate, unloaded and under load) and of sparse placement.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -13,6 +13,7 @@
 #include "marconi/sparse_placement.h"
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/serving/metrics.h"
 #include "sim/simulate.h"
 #include "sim/trace.h"
 
@@ -119,6 +120,49 @@ void BindSim(py::module_& m) {
       py::kw_only(), py::arg("trace"), py::arg("capacity"), py::arg("model"), py::arg("systems"),
       py::arg("sessions"), py::arg("sps"), py::arg("threads"), py::arg("set"),
       py::arg("multiplier"), py::arg("objective"), py::arg("recency"), py::arg("skip_bad_lines"));
+
+  m.def(
+      "_serve",
+      [](std::optional<std::string> trace, std::optional<std::string> budget, std::string model,
+         std::string systems, int sessions, std::optional<double> sps, int threads,
+         std::vector<std::string> set, std::string device, int64_t max_running,
+         int64_t token_budget, int64_t chunk, std::string slo, bool closed_loop, int64_t replicas,
+         std::string router, bool skip_bad_lines) {
+        sim::SimRequest a;
+        a.trace = trace.value_or("");
+        a.capacity = budget.value_or("inf");
+        a.model = std::move(model);
+        a.systems = {std::move(systems), std::move(set), std::nullopt};
+        a.sessions = sessions;
+        if (sps) {
+          if (!(*sps > 0)) throw py::value_error("sps must be positive");
+          a.sps = *sps;
+        }
+        a.threads = threads;
+        a.skip_bad_lines = skip_bad_lines;
+        sim::ServingOptions o;
+        o.device = std::move(device);
+        o.max_running = max_running;
+        o.token_budget = token_budget;
+        o.chunk = chunk;
+        o.slo = std::move(slo);
+        o.closed_loop = closed_loop;
+        o.capacity_is_budget = budget.has_value();
+        o.replicas = replicas;
+        o.router = std::move(router);
+        a.serving = o;
+        Result<std::string> r = [&]() -> Result<std::string> {
+          py::gil_scoped_release release;
+          auto run = sim::Simulate(a);
+          if (!run.ok()) return run.status();
+          return sim::serving::ServingJson(run->serving_rows, run->serving_context);
+        }();
+        return Unwrap(std::move(r));
+      },
+      py::kw_only(), py::arg("trace"), py::arg("budget"), py::arg("model"), py::arg("systems"),
+      py::arg("sessions"), py::arg("sps"), py::arg("threads"), py::arg("set"), py::arg("device"),
+      py::arg("max_running"), py::arg("token_budget"), py::arg("chunk"), py::arg("slo"),
+      py::arg("closed_loop"), py::arg("replicas"), py::arg("router"), py::arg("skip_bad_lines"));
 
   m.def(
       "systems",

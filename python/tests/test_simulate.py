@@ -150,3 +150,46 @@ def test_baseline_placements():
         marconi.balanced_placement(-1, 3)
     with pytest.raises(ValueError):
         marconi.dyadic_placement(10, -3)
+
+
+def test_serve_under_load():
+    rep = marconi.serve(sessions=6, sps=2.0, systems=["vanilla", "sglang", "marconi"], threads=1)
+    assert rep["device"] == "H100-80GB" and rep["device_spec"]["source"] == "datasheet preset"
+    rows = {r["system"]: r for r in rep["systems"]}
+    assert list(rows) == ["vanilla", "sglang", "marconi"]
+    for r in rows.values():
+        assert r["requests"] > 0 and r["rejected"] == 0
+        assert 0 < r["ttft_ms_p50"] <= r["ttft_ms_p95"]
+        assert r["peak_bytes"] <= rep["budget_bytes"]
+    assert rows["vanilla"]["token_hit_rate"] == 0
+    assert rows["marconi"]["token_hit_rate"] > 0
+
+
+def test_serve_matches_the_command_line():
+    cli = os.path.join(ROOT, "build", "marconi")
+    if not os.path.exists(cli):
+        pytest.skip("build/marconi not built")
+    args = ["--sessions", "4", "--systems", "vllm,marconi", "--threads", "1", "--replicas", "2",
+            "--router", "state-load", "--capacity", "20GB"]
+    out = subprocess.run([cli, "sim", "--serving", "--format", "json"] + args,
+                         check=True, capture_output=True, text=True).stdout
+    got = marconi.serve(sessions=4, systems="vllm,marconi", threads=1, replicas=2,
+                        router="state-load", budget="20GB")
+    assert got == json.loads(out)
+
+
+def test_serve_device_profile_and_bad_input(tmp_path):
+    profile = tmp_path / "lab.json"
+    profile.write_text('{"name": "lab", "base": "A100-40GB", "flops_efficiency": 0.5}')
+    rep = marconi.serve(sessions=2, systems="vanilla", device=str(profile), threads=1)
+    assert rep["device"] == "lab" and rep["device_spec"]["flops_efficiency"] == 0.5
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "bad",\n "base": "A100-40GB",\n "flops_efficiency": }')
+    with pytest.raises(Exception, match="bad.json:3:"):
+        marconi.serve(sessions=2, systems="vanilla", device=str(bad))
+    with pytest.raises(Exception, match="unknown device 'V100'"):
+        marconi.serve(sessions=2, systems="vanilla", device="V100")
+    with pytest.raises(Exception, match="unknown router"):
+        marconi.serve(sessions=2, systems="vanilla", router="nearest")
+    with pytest.raises(TypeError):
+        marconi.serve(sessions=2, budget=1.5)
