@@ -87,30 +87,15 @@ def simulate_report(
 ):
     """Like ``simulate``, but returns the whole ``marconi sim --format json`` document (trace,
     model, capacity_bytes, ttft_model, skipped_lines, systems)."""
-    if systems is None:
-        systems_list = _marconi.default_systems()
-    elif isinstance(systems, str):
-        systems_list = systems
-    else:
-        systems = list(systems)
-        if not all(isinstance(s, str) for s in systems):
-            raise TypeError("systems must be 'all', a comma-separated string or a list of names")
-        systems_list = ",".join(systems)
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, str)):
-        raise TypeError("capacity must be an int (bytes) or a string such as '5GB'")
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise TypeError("params must be a dict such as {'vllm+.block_size': 64}")
     out = _marconi._simulate(
         trace=None if trace is None else str(trace),
-        capacity=str(capacity),
+        capacity=_bytes_arg(capacity, "capacity", "5GB"),
         model=model if isinstance(model, str) else _model_name(model),
-        systems=systems_list,
+        systems=_systems_arg(systems),
         sessions=sessions,
         sps=sps,
         threads=threads,
-        set=[f"{k}={v}" for k, v in params.items()],
+        set=_set_arg(params),
         multiplier=multiplier,
         objective=objective,
         recency=recency,
@@ -179,23 +164,15 @@ def serve(
     ``systems``, ``sessions``, ``sps``, ``threads`` and ``params`` as for ``simulate``. Runs
     without the GIL.
     """
-    if systems is None:
-        systems_list = _marconi.default_systems()
-    elif isinstance(systems, str):
-        systems_list = systems
-    else:
-        systems_list = ",".join(systems)
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, str))):
-        raise TypeError("budget must be an int (bytes) or a string such as '40GB'")
     out = _marconi._serve(
         trace=None if trace is None else str(trace),
-        budget=None if budget is None else str(budget),
+        budget=None if budget is None else _bytes_arg(budget, "budget", "40GB"),
         model=model if isinstance(model, str) else _model_name(model),
-        systems=systems_list,
+        systems=_systems_arg(systems),
         sessions=sessions,
         sps=sps,
         threads=threads,
-        set=[f"{k}={v}" for k, v in (params or {}).items()],
+        set=_set_arg(params),
         device=str(device),
         max_running=max_running,
         token_budget=token_budget,
@@ -207,6 +184,34 @@ def serve(
         skip_bad_lines=skip_bad_lines,
     )
     return _json.loads(out)
+
+
+def _systems_arg(systems):
+    """`systems` of simulate and serve as the library takes it: comma-separated names."""
+    if systems is None:
+        return _marconi.default_systems()
+    if isinstance(systems, str):
+        return systems
+    systems = list(systems)
+    if not all(isinstance(s, str) for s in systems):
+        raise TypeError("systems must be 'all', a comma-separated string or a list of names")
+    return ",".join(systems)
+
+
+def _bytes_arg(value, name, example):
+    """A size in bytes, as an int or a string such as '5GB', as the library takes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{name} must be an int (bytes) or a string such as '{example}'")
+    return str(value)
+
+
+def _set_arg(params):
+    """`params` ({'vllm+.block_size': 64}) as marconi sim's --set items."""
+    if params is None:
+        return []
+    if not isinstance(params, dict):
+        raise TypeError("params must be a dict such as {'vllm+.block_size': 64}")
+    return [f"{k}={v}" for k, v in params.items()]
 
 
 def _model_name(model):

@@ -193,3 +193,10 @@ def test_serve_device_profile_and_bad_input(tmp_path):
         marconi.serve(sessions=2, systems="vanilla", router="nearest")
     with pytest.raises(TypeError):
         marconi.serve(sessions=2, budget=1.5)
+
+
+def test_serve_checks_its_arguments_as_simulate_does():
+    with pytest.raises(TypeError, match="systems must be"):
+        marconi.serve(sessions=2, systems=["vanilla", 3])
+    with pytest.raises(TypeError, match="params must be a dict"):
+        marconi.serve(sessions=2, systems="vanilla", params=[("a", 1)])
